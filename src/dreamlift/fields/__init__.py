@@ -1,0 +1,1 @@
+"""Representations: NeRF grids, 3D Gaussians."""
