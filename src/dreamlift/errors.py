@@ -33,3 +33,7 @@ class OutputError(DreamliftError):
 
 class TrainingError(DreamliftError):
     """Optimisation that cannot go on (e.g. a non-finite loss); the last good checkpoint stays."""
+
+
+class ModelError(DreamliftError):
+    """A model that cannot be loaded: missing or malformed folder, unknown zoo name, no weights."""

@@ -1,0 +1,456 @@
+"""3D Gaussian splatting field: parameters, SH colour, 3DGS densification, .ply export.
+
+Parameters use the standard 3DGS layout (``means``, ``log_scales``, ``quats`` wxyz,
+``opacity_logits``, ``features_dc`` (N, 1, 3), ``features_rest`` (N, K, 3)) so that exported
+files open in any splat viewer. Everything random (initialisation, split sampling) comes from
+torch generators, and the field's own generator state is part of :meth:`state_tensors`, so a
+resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from dreamlift.cameras import Cameras
+from dreamlift.fields.base import Field, RenderOutput
+from dreamlift.fields.rasterize import quat_to_rotmat, rasterize_gaussians
+from dreamlift.io.ply import GaussianPly, read_gaussians_ply, write_gaussians_ply
+
+SH_C0 = 0.28209479177387814
+SH_C1 = 0.4886025119029199
+SH_C2 = (
+    1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
+    0.5462742152960396,
+)
+SH_C3 = (
+    -0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+    -0.4570457994644658, 1.445305721320277, -0.5900435899266435,
+)
+PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "features_dc", "features_rest")
+_STAT_NAMES = ("grad_accum", "grad_count", "max_radii")
+
+
+@dataclass
+class GaussiansConfig:
+    """How Gaussians are initialised, optimised and densified.
+
+    Defaults suit object-centric scenes inside [-bound, bound]³ seen from ~2.7 units away at
+    small resolutions (64-256 px) over a few thousand steps.
+    """
+
+    num_init: int = 4096
+    """Gaussians at initialisation; densification grows the set from there."""
+    init_mode: str = "random"
+    """``random`` (uniform in a ball) or ``sphere_surface`` (uniform on a sphere)."""
+    init_radius: float = 0.6
+    """Radius of that ball or sphere: inside the scene with a margin for growth."""
+    init_opacity: float = 0.1
+    """Low, as in 3DGS, so early gradients reach every Gaussian along a ray."""
+    sh_degree: int = 1
+    """SH degree of the colour (0..3); 1 gives mild view dependence without baking lighting."""
+    bound: float = 1.0
+    """Scene half-extent; the position learning rate and size thresholds scale with it."""
+    lr_means: float = 1.6e-3
+    """Initial position learning rate (times ``bound``), decayed exponentially as in 3DGS
+    (10x the 3DGS value: runs here are ~10x shorter)."""
+    lr_means_final: float = 1.6e-5
+    lr_means_decay_steps: int = 3000
+    """Steps over which the position learning rate decays from initial to final."""
+    lr_features_dc: float = 5e-3
+    lr_features_rest: float | None = None
+    """Defaults to ``lr_features_dc / 20`` (3DGS): view dependence learns more slowly."""
+    lr_opacity: float = 0.05
+    lr_scaling: float = 5e-3
+    lr_rotation: float = 1e-3
+    densify_from: int = 100
+    """Let the first steps settle positions before statistics drive densification."""
+    densify_until: int = 1500
+    densify_every: int = 100
+    grad_threshold: float = 2e-4
+    """Mean screen-space gradient norm above which a Gaussian is cloned or split. Pixel
+    gradients are scaled by half the image size (NDC units, as 3DGS and gsplat) and by the
+    number of views in the batch, so one threshold works at 64 px and at 512 px."""
+    percent_dense: float = 0.03
+    """Gaussians with a largest scale above ``percent_dense * bound`` are split, smaller
+    ones cloned (3DGS's 0.01 of a camera extent of ~3 for orbits at radius 2.7)."""
+    opacity_reset_every: int = 1000
+    """Periodically clamp opacities to 0.01 so floaters must earn their opacity back
+    (0 disables)."""
+    prune_opacity: float = 0.005
+    prune_screen_fraction: float = 0.15
+    """After the first opacity reset, prune Gaussians whose screen radius exceeded this
+    fraction of the image size (gsplat's 0.15, resolution-independent)."""
+    prune_world_fraction: float = 0.1
+    """... and those whose largest scale exceeds this fraction of ``bound``."""
+    max_gaussians: int = 200_000
+    """Cap on the number of Gaussians; growth stops (highest gradients first) at the cap."""
+    tile_size: int | None = None
+    """Rasteriser tile size; None picks 8 for images up to 128 px (shorter per-tile lists,
+    faster on CPU at small sizes) and 16 above."""
+    backend: str = "auto"
+    """Rasteriser backend: ``auto`` uses gsplat on CUDA when installed, else pure torch."""
+    train_steps: int = 1500
+    """Recommended optimisation steps for reconstruction (the method owns the loop)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.sh_degree <= 3:
+            raise ValueError(f"sh_degree must be in 0..3, got {self.sh_degree}")
+        if self.init_mode not in ("random", "sphere_surface"):
+            raise ValueError(f"unknown init_mode {self.init_mode!r}")
+
+
+def num_sh_rest(degree: int) -> int:
+    """Number of SH coefficients above degree 0 for a degree."""
+    return (degree + 1) ** 2 - 1
+
+
+def eval_sh(degree: int, coeffs: Tensor, dirs: Tensor) -> Tensor:
+    """Real SH (3DGS constants and sign conventions) of ``degree``.
+
+    ``coeffs`` (N, (degree+1)², 3), ``dirs`` (..., N, 3) unit vectors; returns (..., N, 3).
+    """
+    out = SH_C0 * coeffs[:, 0]
+    if degree == 0:
+        return out.expand(*dirs.shape[:-1], 3)
+    x, y, z = (dirs[..., i : i + 1] for i in range(3))
+    out = out - SH_C1 * y * coeffs[:, 1] + SH_C1 * z * coeffs[:, 2] - SH_C1 * x * coeffs[:, 3]
+    if degree == 1:
+        return out
+    xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+    out = (
+        out
+        + SH_C2[0] * xy * coeffs[:, 4]
+        + SH_C2[1] * yz * coeffs[:, 5]
+        + SH_C2[2] * (2.0 * zz - xx - yy) * coeffs[:, 6]
+        + SH_C2[3] * xz * coeffs[:, 7]
+        + SH_C2[4] * (xx - yy) * coeffs[:, 8]
+    )
+    if degree == 2:
+        return out
+    return (
+        out
+        + SH_C3[0] * y * (3.0 * xx - yy) * coeffs[:, 9]
+        + SH_C3[1] * xy * z * coeffs[:, 10]
+        + SH_C3[2] * y * (4.0 * zz - xx - yy) * coeffs[:, 11]
+        + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * coeffs[:, 12]
+        + SH_C3[4] * x * (4.0 * zz - xx - yy) * coeffs[:, 13]
+        + SH_C3[5] * z * (xx - yy) * coeffs[:, 14]
+        + SH_C3[6] * x * (xx - 3.0 * yy) * coeffs[:, 15]
+    )
+
+
+def _knn_scale(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:
+    """sqrt of the mean squared distance to the k nearest neighbours (3DGS's initial scale)."""
+    n = points.shape[0]
+    if n <= 1:
+        return torch.full((n,), 0.01)
+    k = min(k, n - 1)
+    out = []
+    for i in range(0, n, chunk):
+        d2 = torch.cdist(points[i : i + chunk], points).square()
+        nearest = torch.topk(d2, k + 1, dim=-1, largest=False).values[:, 1:]
+        out.append(nearest.mean(-1))
+    return torch.cat(out).clamp(min=1e-7).sqrt()
+
+
+def _initial_gaussians(config: GaussiansConfig, generator: torch.Generator) -> GaussianPly:
+    n = config.num_init
+    dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1)
+    if config.init_mode == "random":
+        radius = config.init_radius * torch.rand(n, 1, generator=generator) ** (1.0 / 3.0)
+    else:
+        radius = torch.full((n, 1), config.init_radius)
+    means = dirs * radius
+    rgb = torch.rand(n, 3, generator=generator)
+    quats = torch.zeros(n, 4)
+    quats[:, 0] = 1.0
+    p = config.init_opacity
+    return GaussianPly(
+        means=means,
+        features_dc=((rgb - 0.5) / SH_C0)[:, None, :],
+        features_rest=torch.zeros(n, num_sh_rest(config.sh_degree), 3),
+        opacity_logits=torch.full((n,), math.log(p / (1.0 - p))),
+        log_scales=torch.log(_knn_scale(means))[:, None].repeat(1, 3),
+        quats=quats,
+    )
+
+
+class GaussianField(Field):
+    """A set of 3D Gaussians with SH colour, trained with 3DGS densification."""
+
+    kind: ClassVar[str] = "gaussians"
+
+    def __init__(
+        self,
+        config: GaussiansConfig | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        init: GaussianPly | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config = config or GaussiansConfig()
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+        if init is None:
+            init = _initial_gaussians(config, generator)
+        if init.sh_degree != config.sh_degree:
+            raise ValueError(f"init has SH degree {init.sh_degree}, config {config.sh_degree}")
+        # The field's own stream (split sampling), seeded from the caller's generator.
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        self._gen = torch.Generator().manual_seed(seed)
+        for name in PARAM_NAMES:
+            setattr(self, name, nn.Parameter(getattr(init, name).detach().float().clone()))
+        self._reset_stats()
+
+    # ------------------------------------------------------------------------------ basics
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def opacities(self) -> Tensor:
+        return torch.sigmoid(self.opacity_logits)
+
+    def _reset_stats(self) -> None:
+        n, dev = self.means.shape[0], self.means.device
+        for name in _STAT_NAMES:
+            self.register_buffer(name, torch.zeros(n, device=dev))
+
+    def _tile_size(self, cameras: Cameras) -> int:
+        if self.config.tile_size is not None:
+            return self.config.tile_size
+        return 8 if max(cameras.width, cameras.height) <= 128 else 16
+
+    def colors(self, cameras: Cameras) -> Tensor:
+        """View-dependent colours (B, N, 3) seen from each camera's centre."""
+        dirs = self.means[None] - cameras.centers[:, None, :].to(self.means)
+        dirs = torch.nn.functional.normalize(dirs, dim=-1)
+        coeffs = torch.cat([self.features_dc, self.features_rest], dim=1)
+        return torch.clamp(eval_sh(self.config.sh_degree, coeffs, dirs) + 0.5, min=0.0)
+
+    def render(
+        self, cameras: Cameras, background: Tensor | None = None, normals: bool = False
+    ) -> RenderOutput:
+        """Render; besides the :data:`RenderOutput` keys returns ``means2d`` (B, N, 2) with
+        retained grad and ``radii`` (B, N) for densification."""
+        cameras = cameras.to(self.means.device)
+        if background is None:
+            background = torch.zeros(3, device=self.means.device)
+        extra = None
+        if normals:
+            # The normal of a flat Gaussian is its shortest axis, turned toward the camera.
+            rot = quat_to_rotmat(self.quats)
+            axis = torch.argmin(self.log_scales, dim=-1)
+            normal = torch.gather(rot, 2, axis[:, None, None].expand(-1, 3, 1))[..., 0]
+            to_cam = cameras.centers[:, None, :].to(self.means) - self.means[None]
+            sign = torch.where((to_cam * normal[None]).sum(-1, keepdim=True) < 0, -1.0, 1.0)
+            extra = normal[None] * sign
+        out = rasterize_gaussians(
+            self.means, self.quats, self.log_scales, self.opacities, self.colors(cameras),
+            cameras, background.to(self.means), tile_size=self._tile_size(cameras),
+            extra=extra, backend=self.config.backend,
+        )
+        if normals:
+            n = out.pop("extra")
+            hit = (out["opacity"] > 1e-4).to(n)
+            out["normals"] = torch.nn.functional.normalize(n, dim=-1) * hit
+        return out
+
+    # -------------------------------------------------------------------------- optimiser
+
+    def lr_means(self, step: int) -> float:
+        """Position learning rate at ``step``: log-linear decay, a pure function of the step."""
+        c = self.config
+        t = min(max(step / max(c.lr_means_decay_steps, 1), 0.0), 1.0)
+        lr = math.exp((1 - t) * math.log(c.lr_means) + t * math.log(c.lr_means_final))
+        return lr * c.bound
+
+    def _group_lrs(self) -> dict[str, float]:
+        c = self.config
+        dc = c.lr_features_dc
+        return {
+            "means": self.lr_means(0),
+            "log_scales": c.lr_scaling,
+            "quats": c.lr_rotation,
+            "opacity_logits": c.lr_opacity,
+            "features_dc": dc,
+            "features_rest": c.lr_features_rest if c.lr_features_rest is not None else dc / 20,
+        }
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        groups = [
+            {"params": [getattr(self, name)], "lr": lr, "name": name}
+            for name, lr in self._group_lrs().items()
+        ]
+        return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+
+    def after_backward(
+        self, step: int, out: RenderOutput, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.Optimizer:
+        for group in optimizer.param_groups:
+            if group.get("name") == "means":
+                group["lr"] = self.lr_means(step)
+        means2d = out.get("means2d")
+        if step >= self.config.densify_until or means2d is None or means2d.grad is None:
+            return optimizer
+        if means2d.shape[1] != self.num_gaussians:
+            return optimizer
+        with torch.no_grad():
+            b, h, w = out["rgb"].shape[:3]
+            scale = torch.tensor([0.5 * w * b, 0.5 * h * b], device=means2d.device)
+            norms = (means2d.grad * scale).norm(dim=-1)  # (B, N)
+            visible = out["radii"] > 0
+            self.grad_accum += (norms * visible).sum(0)
+            self.grad_count += visible.sum(0)
+            frac = torch.where(visible, out["radii"] / max(w, h), 0.0).amax(0)
+            self.max_radii.copy_(torch.maximum(self.max_radii, frac))
+        return optimizer
+
+    def after_step(self, step: int, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        c = self.config
+        if step >= c.densify_until:
+            return optimizer
+        if step > c.densify_from and c.densify_every > 0 and step % c.densify_every == 0:
+            optimizer = self._densify_and_prune(step, optimizer)
+        if c.opacity_reset_every > 0 and step > 0 and step % c.opacity_reset_every == 0:
+            self._reset_opacity(optimizer)
+        return optimizer
+
+    # ------------------------------------------------------------------------ densification
+
+    @torch.no_grad()
+    def densify(
+        self, step: int, optimizer: torch.optim.Optimizer, force_all: bool = False
+    ) -> torch.optim.Optimizer:
+        """Run one densify-and-prune now (``force_all`` treats every gradient as large)."""
+        if force_all:
+            self.grad_accum.fill_(1e9)
+            self.grad_count.fill_(1.0)
+        return self._densify_and_prune(step, optimizer)
+
+    @torch.no_grad()
+    def _densify_and_prune(self, step: int, optimizer: torch.optim.Optimizer):
+        c = self.config
+        n, dev = self.num_gaussians, self.means.device
+        grads = self.grad_accum / self.grad_count.clamp(min=1.0)
+        scales = torch.exp(self.log_scales)
+        big = scales.amax(-1) > c.percent_dense * c.bound
+        candidates = torch.nonzero(grads >= c.grad_threshold).squeeze(-1)
+        room = max(c.max_gaussians - n, 0)
+        if candidates.numel() > room:  # keep the largest gradients (stable, deterministic)
+            order = torch.argsort(grads[candidates], descending=True, stable=True)
+            candidates = torch.sort(candidates[order[:room]]).values
+        clone = candidates[~big[candidates]]
+        split = candidates[big[candidates]]
+
+        # Split: two samples from each big Gaussian, shrunk by 1.6 (3DGS).
+        samples = torch.randn(2 * split.numel(), 3, generator=self._gen).to(dev)
+        src2 = split.repeat(2)
+        rot = quat_to_rotmat(self.quats[src2])
+        offsets = (rot @ (samples * scales[src2])[..., None])[..., 0]
+        split_log_scales = self.log_scales[src2] - math.log(1.6)
+
+        keep = torch.ones(n, dtype=torch.bool, device=dev)
+        keep[split] = False
+        kept = torch.nonzero(keep).squeeze(-1)
+        new = {name: getattr(self, name) for name in PARAM_NAMES}
+        tensors = {
+            name: torch.cat([t[kept], t[clone], t[src2]]) for name, t in new.items()
+        }
+        tensors["means"][kept.numel() + clone.numel():] += offsets
+        tensors["log_scales"][kept.numel() + clone.numel():] = split_log_scales
+        source = torch.cat([kept, torch.full((clone.numel() + src2.numel(),), -1, device=dev)])
+        max_radii = torch.cat([self.max_radii[kept], self.max_radii.new_zeros(
+            clone.numel() + src2.numel())])
+
+        prune = torch.sigmoid(tensors["opacity_logits"]) < c.prune_opacity
+        if c.opacity_reset_every > 0 and step > c.opacity_reset_every:
+            prune |= max_radii > c.prune_screen_fraction
+            prune |= tensors["log_scales"].amax(-1) > math.log(c.prune_world_fraction * c.bound)
+        survivors = torch.nonzero(~prune).squeeze(-1)
+        tensors = {name: t[survivors] for name, t in tensors.items()}
+        return self._replace_parameters(tensors, source[survivors], optimizer)
+
+    def _replace_parameters(
+        self, tensors: dict[str, Tensor], source: Tensor, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.Optimizer:
+        """Swap in new parameter tensors; Adam moments follow ``source`` (old row or -1)."""
+        old_params = {name: getattr(self, name) for name in PARAM_NAMES}
+        for name in PARAM_NAMES:
+            setattr(self, name, nn.Parameter(tensors[name].contiguous()))
+        self._reset_stats()
+        new_opt = self.make_optimizer()
+        old_groups = {g.get("name"): g for g in optimizer.param_groups}
+        has = source >= 0
+        for group in new_opt.param_groups:
+            old = old_groups.get(group["name"])
+            if old is None:
+                continue
+            group["lr"] = old["lr"]
+            new_p, old_p = group["params"][0], old_params[group["name"]]
+            state = optimizer.state.get(old_p)
+            if not state:
+                continue
+            moved = {}
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == old_p.shape:
+                    fresh = torch.zeros_like(new_p)
+                    fresh[has] = value[source[has]]
+                    moved[key] = fresh
+                else:
+                    moved[key] = value.clone() if torch.is_tensor(value) else value
+            new_opt.state[new_p] = moved
+        return new_opt
+
+    @torch.no_grad()
+    def _reset_opacity(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clamp opacities to <= 0.01 (logit space) and zero their Adam moments (3DGS)."""
+        cap = math.log(0.01 / 0.99)
+        self.opacity_logits.clamp_(max=cap)
+        state = optimizer.state.get(self.opacity_logits, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key].zero_()
+
+    # ------------------------------------------------------------------------- checkpoints
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        out = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        out["generator_state"] = self._gen.get_state().clone()
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        dev = self.means.device
+        for name in PARAM_NAMES:
+            setattr(self, name, nn.Parameter(tensors[name].detach().to(dev).clone()))
+        for name in _STAT_NAMES:
+            value = tensors.get(name)
+            if value is None:
+                value = torch.zeros(self.num_gaussians)
+            self.register_buffer(name, value.detach().to(dev).clone())
+        if "generator_state" in tensors:
+            self._gen.set_state(tensors["generator_state"].cpu())
+
+    # ------------------------------------------------------------------------------ export
+
+    def to_ply_data(self) -> GaussianPly:
+        return GaussianPly(**{name: getattr(self, name).detach().cpu() for name in PARAM_NAMES})
+
+    def export(self, out_dir: Path) -> dict[str, Path]:
+        path = write_gaussians_ply(Path(out_dir) / "gaussians.ply", self.to_ply_data())
+        return {"gaussians": path}
+
+    @classmethod
+    def from_ply(cls, path: Path | str, config: GaussiansConfig | None = None) -> GaussianField:
+        """A field holding the Gaussians of a 3DGS .ply (its SH degree overrides the config)."""
+        data = read_gaussians_ply(path)
+        config = replace(config or GaussiansConfig(), sh_degree=data.sh_degree,
+                         num_init=data.means.shape[0])
+        return cls(config, init=data)

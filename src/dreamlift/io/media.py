@@ -1,0 +1,44 @@
+"""Images, grids and turntable videos."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """(..., H, W, C) floats in [0, 1] → uint8 numpy."""
+    return (images.detach().clamp(0, 1) * 255 + 0.5).to("cpu").byte().numpy()
+
+
+def save_image(path: Path, image: Tensor) -> Path:
+    """Write one (H, W, C) image (C = 1, 3 or 4) as PNG."""
+    array = to_uint8(image)
+    imageio.imwrite(path, array[..., 0] if array.shape[-1] == 1 else array)
+    return path
+
+
+def image_grid(images: Tensor, columns: int | None = None) -> Tensor:
+    """(N, H, W, C) → one (rows*H, columns*W, C) image, filled row by row."""
+    n, h, w, c = images.shape
+    columns = columns or n
+    rows = -(-n // columns)
+    pad = images.new_ones(rows * columns - n, h, w, c)
+    full = torch.cat([images, pad]).reshape(rows, columns, h, w, c)
+    return full.permute(0, 2, 1, 3, 4).reshape(rows * h, columns * w, c)
+
+
+def save_turntable(out_dir: Path, frames: Tensor, fps: int = 12, stem: str = "turntable") -> dict[str, Path]:
+    """Write frames (N, H, W, 3) as ``<stem>.mp4`` and ``<stem>.gif``; returns their paths."""
+    array = to_uint8(frames)
+    mp4, gif = out_dir / f"{stem}.mp4", out_dir / f"{stem}.gif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # imageio-ffmpeg warns about macro-block resizing
+        imageio.mimwrite(mp4, list(array), fps=fps, quality=8, macro_block_size=1)
+    imageio.mimwrite(gif, list(array), duration=1000 / fps, loop=0)
+    return {"turntable_mp4": mp4, "turntable_gif": gif}

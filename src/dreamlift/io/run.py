@@ -1,0 +1,107 @@
+"""The run folder contract shared by every command.
+
+``<out>/config.yaml`` (resolved config), ``metrics.jsonl`` (one JSON object per logged step),
+``summary.json`` (``command``, ``config``, ``metrics``, ``timings``, ``outputs`` with paths
+relative to the folder), plus the command's own files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dreamlift.errors import OutputError
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses, paths and tuples → YAML/JSON-safe builtins."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and obj != obj:  # NaN is not JSON
+        return None
+    return obj
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """An output folder of one run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.started = time.perf_counter()
+
+    def prepare(self) -> RunDir:
+        """Create the folder and prove it is writable (fail before any work is done)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write to output folder {self.path}: {exc.strerror or exc}",
+                "choose another --out",
+            ) from None
+        return self
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def write_config(self, config: Any) -> None:
+        _atomic_write_text(self.path / "config.yaml", yaml.safe_dump(to_plain(config), sort_keys=False))
+
+    def read_config(self) -> dict:
+        return yaml.safe_load((self.path / "config.yaml").read_text())
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(to_plain(record)) + "\n")
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop records logged after ``after_step`` (they are redone when a run resumes)."""
+        if not self.metrics_path.exists():
+            return
+        kept = [
+            line for line in self.metrics_path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", -1) <= after_step
+        ]
+        _atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+
+    def write_summary(
+        self,
+        command: str,
+        config: Any,
+        metrics: dict[str, Any],
+        timings: dict[str, float],
+        outputs: dict[str, Path],
+        **extra: Any,
+    ) -> Path:
+        summary = {
+            "command": command,
+            "config": to_plain(config),
+            "metrics": to_plain(metrics),
+            "timings": {"wall_s": time.perf_counter() - self.started, **timings},
+            "outputs": {k: str(Path(v).resolve().relative_to(self.path.resolve())) for k, v in outputs.items()},
+            **to_plain(extra),
+        }
+        path = self.path / "summary.json"
+        _atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+        return path

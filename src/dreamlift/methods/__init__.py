@@ -1,0 +1,1 @@
+"""Methods: thin compositions of fields, priors and guidance that own a schedule."""

@@ -1,0 +1,145 @@
+"""End-to-end reconstruction on world assets: CLI contract, resume, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dreamlift.methods.reconstruct import build_config, reconstruct
+
+CLI = [sys.executable, "-m", "dreamlift.cli"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _run(args, **kw):
+    return subprocess.run(CLI + args, capture_output=True, text=True, env=ENV, timeout=300, **kw)
+
+
+@pytest.mark.parametrize("field", ["gaussians", "nerf"])
+def test_short_fit_writes_the_run_contract_and_learns(tmp_path, field):
+    cfg = build_config("fast", field=field, asset="a yellow torus", resolution=32,
+                       train_views=16, test_views=4, steps=60, turntable_frames=4)
+    result = reconstruct(cfg, tmp_path / "run", quiet=True)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["command"].startswith("reconstruct --field " + field)
+    for key in ("psnr", "ssim", "mask_iou"):
+        assert key in summary["metrics"]
+    assert summary["timings"]["wall_s"] > 0
+    for name, rel in summary["outputs"].items():
+        assert (tmp_path / "run" / rel).is_file(), name
+    expected = "gaussians" if field == "gaussians" else "mesh"
+    assert expected in summary["outputs"]
+    # Learning happened: better than the all-background image against the same views.
+    assert result["metrics"]["psnr"] > 14.0
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["loss"] < records[0]["loss"]
+
+
+def test_existing_run_is_never_overwritten_without_resume(tmp_path):
+    cfg = build_config("fast", field="gaussians", asset="a red cube", resolution=32,
+                       train_views=8, test_views=2, steps=10, turntable_frames=2)
+    reconstruct(cfg, tmp_path / "r", quiet=True)
+    before = (tmp_path / "r" / "checkpoint.safetensors").read_bytes()
+    proc = _run(["reconstruct", "--asset", "a red cube", "--out", str(tmp_path / "r"), "--steps", "5"])
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr
+    assert (tmp_path / "r" / "checkpoint.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--asset", "a red dragon"], "unknown word"),
+        (["--asset", ""], "empty"),
+        (["--asset", "a red cube", "--field", "voxels"], "unknown field"),
+        ([], "exactly one of"),
+        (["--data", "/nonexistent/transforms.json"], "no transforms.json"),
+    ],
+)
+def test_bad_input_gives_one_line_error_and_exit_code_2(tmp_path, args, needle):
+    proc = _run(["reconstruct", *args, "--out", str(tmp_path / "o")])
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_out(tmp_path):
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    proc = _run(["reconstruct", "--asset", "a red cube", "--out", str(blocker / "o")])
+    assert proc.returncode == 2 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_corrupt_checkpoint_on_resume_is_refused_and_kept(tmp_path):
+    cfg = build_config("fast", field="nerf", asset="a red cube", resolution=32,
+                       train_views=8, test_views=2, steps=10, turntable_frames=2)
+    reconstruct(cfg, tmp_path / "r", quiet=True)
+    ckpt = tmp_path / "r" / "checkpoint.safetensors"
+    damaged = ckpt.read_bytes()[:-100]
+    ckpt.write_bytes(damaged)
+    proc = _run(["reconstruct", "--asset", "a red cube", "--field", "nerf", "--out", str(tmp_path / "r"),
+                 "--resume", "--steps", "20"])
+    assert proc.returncode == 2 and "corrupt or truncated" in proc.stderr
+    assert ckpt.read_bytes() == damaged
+
+
+def test_transforms_json_input(tmp_path):
+    proc = _run(["world", "render", "a green cone", "--views", "12", "--resolution", "32",
+                 "--random", "--out", str(tmp_path / "w")])
+    assert proc.returncode == 0, proc.stderr
+    proc = _run(["reconstruct", "--data", str(tmp_path / "w"), "--field", "gaussians", "--steps", "40",
+                 "--out", str(tmp_path / "r"), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["metrics"]["train_views"] == 10 and summary["metrics"]["test_views"] == 2
+    assert "mask_iou" in summary["metrics"]  # the RGBA images carry alpha
+    # a missing image is a one-line error
+    (tmp_path / "w" / "images" / "005.png").unlink()
+    proc = _run(["reconstruct", "--data", str(tmp_path / "w"), "--out", str(tmp_path / "r2")])
+    assert proc.returncode == 2 and "005.png" in proc.stderr and "missing" in proc.stderr
+
+
+@pytest.mark.parametrize("field", ["gaussians", "nerf"])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, field):
+    ref = tmp_path / "ref"
+    cfg = build_config("fast", field=field, asset="a green cone", resolution=24, train_views=6,
+                       steps=120, checkpoint_every=20, turntable_frames=2)
+    torch.set_num_threads(1)
+    reconstruct(cfg, ref, quiet=True)
+
+    out = tmp_path / "killed"
+    code = (
+        "import sys, torch; torch.set_num_threads(1);"
+        "from dreamlift.methods.reconstruct import build_config, reconstruct;"
+        f"cfg = build_config('fast', field='{field}', asset='a green cone', resolution=24, "
+        "train_views=6, steps=120, checkpoint_every=20, turntable_frames=2);"
+        f"reconstruct(cfg, __import__('pathlib').Path(r'{out}'), quiet=True)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=ENV)
+    ckpt = out / "checkpoint.safetensors"
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists()
+    killed_at = json.loads(Path(out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert killed_at < 119, "the run finished before it was killed; the test proves nothing"
+    cfg_resume = build_config("fast", field=field, asset="a green cone", resolution=24,
+                              train_views=6, steps=120, checkpoint_every=20, turntable_frames=2)
+    reconstruct(cfg_resume, out, resume=True, quiet=True)
+    a = load_file(str(ref / "checkpoint.safetensors"))
+    b = load_file(str(out / "checkpoint.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))
