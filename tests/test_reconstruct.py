@@ -143,3 +143,34 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, field):
         assert torch.equal(a[k], b[k]), k
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))
+
+
+def test_ctrl_c_writes_a_checkpoint_and_resume_finishes(tmp_path):
+    out = tmp_path / "r"
+    args = ["reconstruct", "--asset", "a red cube", "--resolution", "24", "--train-views", "6",
+            "--steps", "400", "--out", str(out), "--quiet", "--threads", "1"]
+    proc = subprocess.Popen(CLI + args, env=ENV, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not metrics.exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped at step" in err and "--resume" in err and "Traceback" not in err
+    steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
+    assert steps[-1] < 399
+    done = _run(args + ["--resume"])
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from"] > 0
+
+
+def test_config_file_sets_nested_field_settings(tmp_path):
+    (tmp_path / "c.yaml").write_text("field: gaussians\nsteps: 7\ngaussians:\n  num_init: 123\n")
+    cfg = build_config("fast", tmp_path / "c.yaml", asset="a red cube", steps=9)
+    assert cfg.steps == 9 and cfg.gaussians.num_init == 123 and cfg.field == "gaussians"
+    (tmp_path / "bad.yaml").write_text("stepz: 3\n")
+    proc = _run(["reconstruct", "--asset", "a red cube", "--config", str(tmp_path / "bad.yaml"),
+                 "--out", str(tmp_path / "o")])
+    assert proc.returncode == 2 and "stepz" in proc.stderr and "Traceback" not in proc.stderr

@@ -90,16 +90,19 @@ def world_vocab() -> None:
 def reconstruct(
     asset: Optional[str] = typer.Option(None, help="World caption to reconstruct (ground truth known)."),
     data: Optional[Path] = typer.Option(None, help="transforms.json (or its folder) of posed images."),
-    field: str = typer.Option("gaussians", help="gaussians or nerf."),
+    field: Optional[str] = typer.Option(None, help="gaussians (default) or nerf."),
     out: Path = typer.Option(Path("out/reconstruct"), help="Run folder."),
     preset: str = typer.Option("fast", help="fast or quality."),
     steps: Optional[int] = typer.Option(None, min=1, help="Override the preset's step count."),
     resolution: Optional[int] = typer.Option(None, min=16, max=1024, help="World view size."),
     train_views: Optional[int] = typer.Option(None, min=1),
-    seed: int = typer.Option(0),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+    config: Optional[Path] = typer.Option(
+        None, help="YAML of settings (any ReconstructConfig field; nerf:/gaussians: nested)."
+    ),
 ) -> None:
     """Fit a NeRF or 3D Gaussians to posed views; writes metrics, checkpoint, turntable, 3D file."""
     from dreamlift.methods.reconstruct import build_config
@@ -107,7 +110,7 @@ def reconstruct(
 
     _set_threads(threads)
     cfg = build_config(
-        preset, field=field, asset=asset, data=str(data) if data else None, steps=steps,
+        preset, config, field=field, asset=asset, data=str(data) if data else None, steps=steps,
         resolution=resolution, train_views=train_views, seed=seed,
     )
     if cfg.asset is not None:

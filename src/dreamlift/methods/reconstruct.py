@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor
 
 from dreamlift.cameras import OrbitRange, sample_orbit, turntable
@@ -84,25 +85,48 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_config(preset: str = "fast", **overrides: Any) -> ReconstructConfig:
+def build_config(
+    preset: str = "fast", config_file: Path | None = None, **overrides: Any
+) -> ReconstructConfig:
+    """Preset, then the values of ``config_file`` (YAML), then non-None ``overrides``."""
     if preset not in PRESETS:
         raise DreamliftError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = ReconstructConfig(preset=preset, **values)
+    values: dict[str, Any] = dict(PRESETS[preset])
+    if config_file is not None:
+        values.update(read_config_file(config_file))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["preset"] = preset
+    cfg = config_from_dict(values)
     check_field_name(cfg.field)
     if (cfg.asset is None) == (cfg.data is None):
         raise DreamliftError("give exactly one of --asset CAPTION or --data PATH")
-    if preset == "quality" and cfg.steps is None:
+    if preset == "quality" and "steps" not in values:
         cfg.steps = 2 * cfg.total_steps()
     return cfg
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DreamliftError(f"cannot read config file {path}: {exc}") from None
+    if not isinstance(values, dict):
+        raise DreamliftError(f"config file {path} must hold a mapping of settings")
+    return values
 
 
 def config_from_dict(values: dict[str, Any]) -> ReconstructConfig:
     """Rebuild a config saved in a run's ``config.yaml`` (used by ``--resume``)."""
     values = dict(values)
-    nerf = NerfConfig(**_tuples(values.pop("nerf", {})))
-    gaussians = GaussiansConfig(**_tuples(values.pop("gaussians", {})))
-    return ReconstructConfig(**_tuples(values), nerf=nerf, gaussians=gaussians)
+    try:
+        nerf = NerfConfig(**_tuples(values.pop("nerf", None) or {}))
+        gaussians = GaussiansConfig(**_tuples(values.pop("gaussians", None) or {}))
+        return ReconstructConfig(**_tuples(values), nerf=nerf, gaussians=gaussians)
+    except TypeError as exc:
+        known = ", ".join(config_fields())
+        raise DreamliftError(f"bad setting: {exc}", f"settings are: {known}") from None
+    except ValueError as exc:
+        raise DreamliftError(f"bad setting: {exc}") from None
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:

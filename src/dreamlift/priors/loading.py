@@ -1,0 +1,232 @@
+"""Find and load a diffusers folder (SD 1.x / 2.x / 2-depth layout), offline and safetensors only.
+
+Real weights and the zoo's toy weights go through this one path, so the tests that load tiny
+random pipelines also test the loading of real ones. Every user-caused failure (missing or
+malformed folder, unknown zoo name, pickle-only weights) becomes a one-line ``ModelError``
+naming the path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamlift.errors import ModelError
+
+# Read by huggingface_hub when it is first imported: nothing here may reach the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REQUIRED = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+WEIGHTED = ("unet", "vae", "text_encoder")
+TRUSTED_LIBRARIES = ("diffusers", "transformers")
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+
+
+@dataclass
+class PriorComponents:
+    """The loaded parts of a latent text-to-image model, frozen, on one device and dtype."""
+
+    folder: Path
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: Any
+    scheduler_config: dict[str, Any]
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A folder for ``name_or_path``: an existing path as is, otherwise a zoo name.
+
+    Zoo names go through ``dreamlift.zoo.registry.resolve``; without a registry the error
+    names the ``dreamlift zoo train`` command that would create the model.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if isinstance(name_or_path, Path) or path.exists() or _looks_like_path(text):
+        return path
+    try:
+        registry = importlib.import_module("dreamlift.zoo.registry")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("dreamlift.zoo.registry", "dreamlift.zoo"):
+            raise
+        raise ModelError(
+            f"unknown model {text!r}: no such folder and no zoo registry to resolve it",
+            hint=f"train it with `dreamlift zoo train {text}` or pass a diffusers folder",
+        ) from None
+    return Path(registry.resolve(text))
+
+
+def _looks_like_path(text: str) -> bool:
+    return any(sep in text for sep in ("/", "\\")) or text.startswith((".", "~"))
+
+
+def read_model_index(folder: Path) -> dict[str, Any]:
+    """Check the folder's layout and return its ``model_index.json``."""
+    if not folder.is_dir():
+        raise ModelError(f"model folder not found: {folder}")
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise ModelError(f"not a diffusers model folder (no model_index.json): {folder}")
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"unreadable model_index.json in {folder}: {exc}") from None
+    missing = [name for name in REQUIRED if not _declared(index.get(name))]
+    if missing:
+        raise ModelError(f"model_index.json in {folder} lacks component(s): {', '.join(missing)}")
+    for name in WEIGHTED:
+        _weights_variant(folder / name)
+    return index
+
+
+def _declared(entry: Any) -> bool:
+    return isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)
+
+
+def _weights_variant(sub: Path) -> str | None:
+    """The weights variant to ask for (``None`` or ``"fp16"``); raises when none is usable."""
+    if not sub.is_dir():
+        raise ModelError(f"missing component folder: {sub}")
+    names = [p.name for p in sub.iterdir() if p.is_file()]
+    safetensors = [n for n in names if n.endswith((".safetensors", ".safetensors.index.json"))]
+    if not safetensors:
+        if any(n.endswith(PICKLE_SUFFIXES) for n in names):
+            raise ModelError(
+                f"only non-safetensors weights in {sub}",
+                hint="convert them to .safetensors; pickle files are never loaded",
+            )
+        raise ModelError(f"missing weights (*.safetensors) in {sub}")
+    plain = [n for n in safetensors if ".fp16." not in n]
+    return None if plain else "fp16"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+_DTYPES = {
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """Half precision on CUDA by default (as SD is run), float32 on CPU (fp16 is slow there)."""
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ModelError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def _component_class(folder: Path, name: str, entry: list[str]) -> Any:
+    library, class_name = entry
+    if library not in TRUSTED_LIBRARIES and not library.startswith("dreamlift"):
+        raise ModelError(f"{name} in {folder} names an untrusted library {library!r}")
+    try:
+        return getattr(importlib.import_module(library), class_name)
+    except (ImportError, AttributeError):
+        raise ModelError(
+            f"{name} in {folder} names an unknown class {library}.{class_name}"
+        ) from None
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' per-file progress bar; the CLI shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def load_components(
+    folder: Path, device: str | torch.device = "auto", dtype: str | torch.dtype | None = None
+) -> PriorComponents:
+    """Load and freeze the five parts of a diffusers text-to-image folder.
+
+    Components are loaded one by one (not through a pipeline class) so that SD 1.x, 2.x,
+    2-depth and the zoo's folders share the code, and the depth estimator or safety checker a
+    folder may carry is never loaded. The scheduler's config is kept; the prior always does
+    DDIM with it, whatever scheduler class the folder names.
+    """
+    folder = Path(folder)
+    index = read_model_index(folder)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    loaded: dict[str, Any] = {}
+    for name in ("unet", "vae", "text_encoder"):
+        cls = _component_class(folder, name, index[name])
+        kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True}
+        variant = _weights_variant(folder / name)
+        if variant:
+            kwargs["variant"] = variant
+        # Loading straight into the dtype (rather than casting after) keeps the modules a
+        # library marks as fp32-only in fp32, and avoids its warning.
+        library = index[name][0]
+        if library == "diffusers":
+            kwargs["torch_dtype"] = dt
+        elif library == "transformers":
+            kwargs["dtype"] = dt
+        try:
+            with _quiet_transformers():
+                model = cls.from_pretrained(folder / name, **kwargs)
+        except Exception as exc:  # any loader failure on a user folder is a user error
+            raise ModelError(
+                f"cannot load {name} from {folder / name}: {_first_line(exc)}"
+            ) from exc
+        model.requires_grad_(False).eval()
+        loaded[name] = model.to(dev) if library in TRUSTED_LIBRARIES else model.to(dev, dt)
+    tok_cls = _component_class(folder, "tokenizer", index["tokenizer"])
+    try:
+        tokenizer = tok_cls.from_pretrained(folder / "tokenizer", local_files_only=True)
+    except Exception as exc:
+        raise ModelError(
+            f"cannot load tokenizer from {folder / 'tokenizer'}: {_first_line(exc)}"
+        ) from exc
+    config_file = folder / "scheduler" / "scheduler_config.json"
+    try:
+        scheduler_config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        raise ModelError(f"missing or unreadable scheduler config: {config_file}") from None
+    return PriorComponents(
+        folder=folder,
+        unet=loaded["unet"],
+        vae=loaded["vae"],
+        text_encoder=loaded["text_encoder"],
+        tokenizer=tokenizer,
+        scheduler_config=scheduler_config,
+        device=dev,
+        dtype=dt,
+    )
