@@ -42,21 +42,33 @@ def fit_table(fields: list[str], resolutions: list[int], assets: list[str]) -> l
                 cfg = build_config("fast", field=field, asset=asset, resolution=res)
                 with tempfile.TemporaryDirectory() as tmp:
                     result = reconstruct(cfg, Path(tmp) / "run", quiet=True)
-                    wall = json.loads((Path(tmp) / "run" / "summary.json").read_text())["timings"]["wall_s"]
+                    wall = json.loads((Path(tmp) / "run" / "summary.json").read_text())["timings"][
+                        "wall_s"
+                    ]
                 m, t = result["metrics"], result["timings"]
                 psnr_bar, iou_bar, time_bar = BARS.get(res, (0.0, 0.0, float("inf")))
                 row = {
-                    "field": field, "resolution": res, "asset": asset, "steps": cfg.total_steps(),
-                    "psnr": m["psnr"], "ssim": m["ssim"], "mask_iou": m["mask_iou"],
-                    "train_s": t["train_s"], "wall_s": wall,
+                    "field": field,
+                    "resolution": res,
+                    "asset": asset,
+                    "steps": cfg.total_steps(),
+                    "psnr": m["psnr"],
+                    "ssim": m["ssim"],
+                    "mask_iou": m["mask_iou"],
+                    "train_s": t["train_s"],
+                    "wall_s": wall,
                     "iterations_per_s": t.get("iterations_per_s", 0.0),
-                    "split": {k: t[k] / max(t["train_s"], 1e-9) for k in ("loss_s", "backward_s", "optimizer_s")},
+                    "split": {
+                        k: t[k] / max(t["train_s"], 1e-9)
+                        for k in ("loss_s", "backward_s", "optimizer_s")
+                    },
                     "pass": m["psnr"] >= psnr_bar and m["mask_iou"] >= iou_bar and wall <= time_bar,
                 }
                 rows.append(row)
                 print(
-                    f"{field:9s} {res:4d}  {asset:40s} PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.3f}  "
-                    f"IoU {row['mask_iou']:.3f}  {row['wall_s']:6.1f}s  {row['iterations_per_s']:6.1f} it/s  "
+                    f"{field:9s} {res:4d}  {asset:40s} PSNR {row['psnr']:6.2f}  "
+                    f"SSIM {row['ssim']:.3f}  IoU {row['mask_iou']:.3f}  {row['wall_s']:6.1f}s  "
+                    f"{row['iterations_per_s']:6.1f} it/s  "
                     f"{'pass' if row['pass'] else 'FAIL'}",
                     flush=True,
                 )
@@ -89,15 +101,23 @@ def render_speed() -> list[dict]:
             def fwd_bwd(field=field, cams=cams):
                 field.render(cams, torch.ones(3))["rgb"].sum().backward()
 
-            rows.append({"renderer": f"gaussians {n // 1000}k", "size": size,
-                         "fps_forward": 1 / _time(fwd, 3), "fps_forward_backward": 1 / _time(fwd_bwd, 3)})
+            rows.append(
+                {
+                    "renderer": f"gaussians {n // 1000}k",
+                    "size": size,
+                    "fps_forward": 1 / _time(fwd, 3),
+                    "fps_forward_backward": 1 / _time(fwd_bwd, 3),
+                }
+            )
     nerf = NerfField(NerfConfig(), gen)
     # A fitted-like field: a solid ball so that occupancy skipping behaves as on real scenes.
     with torch.no_grad():
         r = nerf.density.shape[-1]
         g = torch.linspace(-1, 1, r)
         zz, yy, xx = torch.meshgrid(g, g, g, indexing="ij")
-        nerf.density.copy_(torch.where((xx**2 + yy**2 + zz**2).sqrt() < 0.5, 10.0, -10.0)[None, None])
+        nerf.density.copy_(
+            torch.where((xx**2 + yy**2 + zz**2).sqrt() < 0.5, 10.0, -10.0)[None, None]
+        )
         nerf.update_occupancy()
     for size in (64, 256):
         cams, _, _ = sample_orbit(1, size, generator=gen)
@@ -107,12 +127,21 @@ def render_speed() -> list[dict]:
             with torch.no_grad():
                 nerf.render(cams, torch.ones(3))
 
-        rows.append({"renderer": "nerf", "size": size, "fps_forward": 1 / _time(nerf_fwd, 3),
-                     "fps_forward_backward": None})
+        rows.append(
+            {
+                "renderer": "nerf",
+                "size": size,
+                "fps_forward": 1 / _time(nerf_fwd, 3),
+                "fps_forward_backward": None,
+            }
+        )
     for row in rows:
         fb = row["fps_forward_backward"]
-        print(f"{row['renderer']:14s} {row['size']:4d}²  forward {row['fps_forward']:7.1f} fps"
-              + (f"  forward+backward {fb:7.1f} fps" if fb else ""), flush=True)
+        print(
+            f"{row['renderer']:14s} {row['size']:4d}²  forward {row['fps_forward']:7.1f} fps"
+            + (f"  forward+backward {fb:7.1f} fps" if fb else ""),
+            flush=True,
+        )
     return rows
 
 
@@ -123,7 +152,9 @@ def main() -> None:
     parser.add_argument("--assets", nargs="+", default=ASSETS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "reconstruct.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "reconstruct.json"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -131,7 +162,11 @@ def main() -> None:
     rows = fit_table(args.fields, args.resolutions, args.assets)
     result = {
         "command": "benchmarks/reconstruct.py",
-        "machine": {"cpu_threads": args.threads, "platform": platform.platform(), "torch": torch.__version__},
+        "machine": {
+            "cpu_threads": args.threads,
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
         "bars": {str(k): {"psnr": v[0], "mask_iou": v[1], "wall_s": v[2]} for k, v in BARS.items()},
         "fits": rows,
         "render_speed": speed,
@@ -140,7 +175,10 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    print(f"\nall bars met: {result['all_pass']}   ({len(rows)} fits, {result['wall_s'] / 60:.1f} min) -> {args.out}")
+    print(
+        f"\nall bars met: {result['all_pass']}   ({len(rows)} fits, "
+        f"{result['wall_s'] / 60:.1f} min) -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

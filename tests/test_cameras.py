@@ -25,7 +25,9 @@ def test_rays_project_back_to_their_pixels():
 
 
 def test_camera_frames_are_rigid_and_look_at_the_origin():
-    cams, _, _ = sample_orbit(32, 8, OrbitRange(elevation=(-80, 89)), torch.Generator().manual_seed(0))
+    cams, _, _ = sample_orbit(
+        32, 8, OrbitRange(elevation=(-80, 89)), torch.Generator().manual_seed(0)
+    )
     rot = cams.c2w[:, :3, :3]
     assert torch.allclose(rot.transpose(1, 2) @ rot, torch.eye(3).expand(32, 3, 3), atol=1e-5)
     assert torch.allclose(torch.det(rot), torch.ones(32), atol=1e-5)
@@ -44,7 +46,9 @@ def test_straight_down_camera_is_well_defined():
 def test_image_up_is_world_up_for_orbit_cameras():
     cams = turntable(4, 8, elevation_deg=0.0)
     # OpenCV +y is image-down, so it must point to world -z.
-    assert torch.allclose(cams.c2w[:, :3, 1], torch.tensor([0.0, 0.0, -1.0]).expand(4, 3), atol=1e-5)
+    assert torch.allclose(
+        cams.c2w[:, :3, 1], torch.tensor([0.0, 0.0, -1.0]).expand(4, 3), atol=1e-5
+    )
 
 
 def test_opengl_conversion_flips_y_and_z_and_is_an_involution():
@@ -71,4 +75,6 @@ def test_sampled_elevations_and_fov_stay_in_range():
     assert radius.min() >= 2.0 - 1e-4 and radius.max() <= 3.0 + 1e-4
     fov = 2 * torch.rad2deg(torch.atan(16 / cams.fx))
     assert fov.min() >= 30 - 1e-3 and fov.max() <= 50 + 1e-3
-    assert math.isclose(float(az.min()), -180, abs_tol=10) and math.isclose(float(az.max()), 180, abs_tol=10)
+    assert math.isclose(float(az.min()), -180, abs_tol=10) and math.isclose(
+        float(az.max()), 180, abs_tol=10
+    )

@@ -47,8 +47,13 @@ def test_single_gaussian_matches_projection_and_analytic_profile() -> None:
     mean = torch.tensor([[0.1, -0.05, 0.2]])
     sigma, opacity = 0.05, 0.3  # opacity well below the 0.99 clamp
     out = rasterize_gaussians(
-        mean, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), torch.full((1, 3), math.log(sigma)),
-        torch.tensor([opacity]), torch.ones(1, 3), cams, torch.zeros(3),
+        mean,
+        torch.tensor([[1.0, 0.0, 0.0, 0.0]]),
+        torch.full((1, 3), math.log(sigma)),
+        torch.tensor([opacity]),
+        torch.ones(1, 3),
+        cams,
+        torch.zeros(3),
     )
     # Independent ground truth: the projection's Jacobian by autograd through Cameras.project.
     uv, z = cams.project(mean[None])
@@ -187,8 +192,11 @@ def test_ply_round_trip_and_channel_major_layout(tmp_path) -> None:
     names = [ln.split()[-1] for ln in lines if ln.startswith("property")]
     assert names[:9] == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
     assert names[9:18] == [f"f_rest_{i}" for i in range(9)]
-    assert names[18:] == ["opacity", *(f"scale_{i}" for i in range(3)),
-                          *(f"rot_{i}" for i in range(4))]
+    assert names[18:] == [
+        "opacity",
+        *(f"scale_{i}" for i in range(3)),
+        *(f"rot_{i}" for i in range(4)),
+    ]
     rows = np.frombuffer(raw[header_end:], dtype="<f4").reshape(5, len(names))
     rest = field.features_rest.detach().numpy()  # (N, K=3, 3 channels)
     # All red coefficients first, then green, then blue.
@@ -334,9 +342,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_short_fit_to_sphere_views_generalises() -> None:
-    train = orbit_cameras(
-        torch.arange(8) * 45.0, torch.tensor([15.0, -15.0] * 4), 2.7, 40.0, 32
-    )
+    train = orbit_cameras(torch.arange(8) * 45.0, torch.tensor([15.0, -15.0] * 4), 2.7, 40.0, 32)
     test = orbit_cameras(torch.tensor([22.5, 157.5]), torch.tensor([0.0, 25.0]), 2.7, 40.0, 32)
     target, held_out = _sphere_images(train), _sphere_images(test)
     config = GaussiansConfig(num_init=800, sh_degree=0, densify_from=50, densify_every=50)

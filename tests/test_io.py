@@ -18,7 +18,9 @@ def _checkpoint() -> Checkpoint:
     p.grad = torch.ones_like(p)
     opt.step()
     gen = torch.Generator().manual_seed(3)
-    return Checkpoint(7, "test/kind", {"p": p.detach()}, opt.state_dict(), {"g": gen.get_state()}, {"a": 1})
+    return Checkpoint(
+        7, "test/kind", {"p": p.detach()}, opt.state_dict(), {"g": gen.get_state()}, {"a": 1}
+    )
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -41,7 +43,9 @@ def test_damaged_checkpoints_raise_one_line_errors(tmp_path, damage):
     path = tmp_path / "c.safetensors"
     save_checkpoint(path, _checkpoint())
     raw = path.read_bytes()
-    path.write_bytes({"truncate": raw[: len(raw) // 2], "garbage": b"\x00junk" * 50, "empty": b""}[damage])
+    path.write_bytes(
+        {"truncate": raw[: len(raw) // 2], "garbage": b"\x00junk" * 50, "empty": b""}[damage]
+    )
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
     assert "\n" not in str(err.value)
@@ -69,7 +73,9 @@ def test_run_dir_summary_and_metric_truncation(tmp_path):
     steps = [json.loads(line)["step"] for line in run.metrics_path.read_text().splitlines()]
     assert steps == [0, 1, 2]
     (run.path / "a.txt").write_text("x")
-    path = run.write_summary("cmd", {"x": (1, 2)}, {"m": float("nan")}, {"t": 1.0}, {"a": run.path / "a.txt"})
+    path = run.write_summary(
+        "cmd", {"x": (1, 2)}, {"m": float("nan")}, {"t": 1.0}, {"a": run.path / "a.txt"}
+    )
     summary = json.loads(path.read_text())
     assert summary["outputs"] == {"a": "a.txt"} and summary["metrics"]["m"] is None
     assert summary["timings"]["wall_s"] >= 0 and summary["config"] == {"x": [1, 2]}
@@ -103,7 +109,9 @@ def test_transforms_errors(tmp_path):
     write_transforms(tmp_path, data)
     small = _world_views(1, 16)
     write_transforms(tmp_path / "small", small)
-    (tmp_path / "images" / "003.png").write_bytes((tmp_path / "small" / "images" / "000.png").read_bytes())
+    (tmp_path / "images" / "003.png").write_bytes(
+        (tmp_path / "small" / "images" / "000.png").read_bytes()
+    )
     with pytest.raises(DataError, match="16x16 but earlier images are 32x32"):
         read_transforms(tmp_path)
     (tmp_path / "transforms.json").write_text("{not json")

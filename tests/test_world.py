@@ -74,7 +74,9 @@ def test_instance_masks_partition_the_image_and_carry_part_colours():
 
 
 def test_supersampled_alpha_is_fractional_only_on_edges():
-    out = world.render(_single("sphere"), _front_camera(2.7, 33), world.RenderSettings(supersample=3))
+    out = world.render(
+        _single("sphere"), _front_camera(2.7, 33), world.RenderSettings(supersample=3)
+    )
     alpha = out["alpha"][0, ..., 0]
     frac = (alpha > 0) & (alpha < 1)
     assert frac.any()
@@ -96,7 +98,8 @@ def test_sh_lighting_per_channel():
     coeffs = [0.0] * 27
     coeffs[0] = 1.0 / world.sh_basis(torch.tensor([0.0, 0.0, 1.0]))[0].item()  # red ambient = 1
     out = world.render(
-        _single("sphere", "white"), _front_camera(2.7, 33),
+        _single("sphere", "white"),
+        _front_camera(2.7, 33),
         world.RenderSettings(lighting=world.Lighting(sh=tuple(coeffs))),
     )
     inside = out["rgb"][out["alpha"][..., 0] > 0]
@@ -108,9 +111,12 @@ def test_caption_round_trip_over_the_grammar():
     colours, shapes = list(COLOURS)[:4], list(SHAPES)
     objs = [ObjectSpec(c, s) for c, s in itertools.product(colours, shapes)]
     descs = [Description((o,), "single") for o in objs]
-    descs += [Description((a, b), "on_top") for a, b in zip(objs, objs[5:])]
-    descs += [Description((a, b), "next_to", "side") for a, b in zip(objs, objs[3:])]
-    descs += [Description((a, b, c), "next_to", "back") for a, b, c in zip(objs, objs[2:], objs[7:])]
+    descs += [Description((a, b), "on_top") for a, b in zip(objs, objs[5:], strict=False)]
+    descs += [Description((a, b), "next_to", "side") for a, b in zip(objs, objs[3:], strict=False)]
+    descs += [
+        Description((a, b, c), "next_to", "back")
+        for a, b, c in zip(objs, objs[2:], objs[7:], strict=False)
+    ]
     for desc in descs:
         text = world.caption(desc)
         assert world.parse(text) == desc, text
@@ -156,7 +162,9 @@ def test_layouts_stack_and_place_side_by_side_without_overlap():
     # Every point of every part is outside the others (no interpenetration).
     for scene in (stack, row):
         for i, part in enumerate(scene.parts):
-            pts = torch.tensor(part.center) + 0.2 * torch.randn(500, 3, generator=torch.Generator().manual_seed(i))
+            pts = torch.tensor(part.center) + 0.2 * torch.randn(
+                500, 3, generator=torch.Generator().manual_seed(i)
+            )
             inside = pts[part.sdf(pts) < -0.02]
             for j, other in enumerate(scene.parts):
                 if j != i and len(inside):

@@ -55,8 +55,13 @@ class Cameras:
         if isinstance(index, int):
             index = slice(index, index + 1)
         return Cameras(
-            self.c2w[index], self.fx[index], self.fy[index], self.cx[index], self.cy[index],
-            self.width, self.height,
+            self.c2w[index],
+            self.fx[index],
+            self.fy[index],
+            self.cx[index],
+            self.cy[index],
+            self.width,
+            self.height,
         )
 
     @property
@@ -69,8 +74,13 @@ class Cameras:
 
     def to(self, device: torch.device | str) -> Cameras:
         return Cameras(
-            self.c2w.to(device), self.fx.to(device), self.fy.to(device), self.cx.to(device),
-            self.cy.to(device), self.width, self.height,
+            self.c2w.to(device),
+            self.fx.to(device),
+            self.fy.to(device),
+            self.cx.to(device),
+            self.cy.to(device),
+            self.width,
+            self.height,
         )
 
     def w2c(self) -> Tensor:

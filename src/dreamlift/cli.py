@@ -6,19 +6,22 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
 from dreamlift.errors import DreamliftError
+from dreamlift.zoo.cli import zoo_app
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="Lift 2D diffusion models into 3D. Runs on a CPU out of the box.",
 )
 world_app = typer.Typer(no_args_is_help=True, help="The embedded procedural world (ground truth).")
 app.add_typer(world_app, name="world")
+app.add_typer(zoo_app, name="zoo")
 console = Console(stderr=True)
 
 
@@ -48,13 +51,17 @@ def world_render(
     from dreamlift.io.media import image_grid, save_image
     from dreamlift.io.run import RunDir
     from dreamlift.io.transforms import PosedImages, write_transforms
-    from dreamlift.world import RenderSettings, asset_from_caption, caption as to_caption, render
+    from dreamlift.world import RenderSettings, asset_from_caption, render
+    from dreamlift.world import caption as to_caption
 
     asset = asset_from_caption(caption, ground=ground)
     run = RunDir(out).prepare()
     if random_views:
         cams, _, _ = sample_orbit(
-            views, resolution, OrbitRange(elevation=(-10.0, 60.0)), torch.Generator().manual_seed(seed)
+            views,
+            resolution,
+            OrbitRange(elevation=(-10.0, 60.0)),
+            torch.Generator().manual_seed(seed),
         )
     else:
         azimuth = torch.arange(views, dtype=torch.float32) * 360.0 / views
@@ -68,8 +75,16 @@ def world_render(
     grid = save_image(run.path / "grid.png", image_grid(r["rgb"], columns=min(views, 8)))
     run.write_summary(
         f"world render {caption!r}",
-        {"caption": canonical, "views": views, "resolution": resolution, "seed": seed,
-         "elevation": elevation, "random": random_views, "supersample": supersample, "ground": ground},
+        {
+            "caption": canonical,
+            "views": views,
+            "resolution": resolution,
+            "seed": seed,
+            "elevation": elevation,
+            "random": random_views,
+            "supersample": supersample,
+            "ground": ground,
+        },
         {"coverage": float(r["alpha"].mean())},
         {"render_s": render_s},
         {"transforms": transforms, "grid": grid},
@@ -88,19 +103,21 @@ def world_vocab() -> None:
 
 @app.command()
 def reconstruct(
-    asset: Optional[str] = typer.Option(None, help="World caption to reconstruct (ground truth known)."),
-    data: Optional[Path] = typer.Option(None, help="transforms.json (or its folder) of posed images."),
-    field: Optional[str] = typer.Option(None, help="gaussians (default) or nerf."),
+    asset: str | None = typer.Option(
+        None, help="World caption to reconstruct (ground truth known)."
+    ),
+    data: Path | None = typer.Option(None, help="transforms.json (or its folder) of posed images."),
+    field: str | None = typer.Option(None, help="gaussians (default) or nerf."),
     out: Path = typer.Option(Path("out/reconstruct"), help="Run folder."),
     preset: str = typer.Option("fast", help="fast or quality."),
-    steps: Optional[int] = typer.Option(None, min=1, help="Override the preset's step count."),
-    resolution: Optional[int] = typer.Option(None, min=16, max=1024, help="World view size."),
-    train_views: Optional[int] = typer.Option(None, min=1),
-    seed: Optional[int] = typer.Option(None, help="Random seed (default 0)."),
+    steps: int | None = typer.Option(None, min=1, help="Override the preset's step count."),
+    resolution: int | None = typer.Option(None, min=16, max=1024, help="World view size."),
+    train_views: int | None = typer.Option(None, min=1),
+    seed: int | None = typer.Option(None, help="Random seed (default 0)."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
     quiet: bool = typer.Option(False, help="No progress bar."),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
-    config: Optional[Path] = typer.Option(
+    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
+    config: Path | None = typer.Option(
         None, help="YAML of settings (any ReconstructConfig field; nerf:/gaussians: nested)."
     ),
 ) -> None:
@@ -110,8 +127,15 @@ def reconstruct(
 
     _set_threads(threads)
     cfg = build_config(
-        preset, config, field=field, asset=asset, data=str(data) if data else None, steps=steps,
-        resolution=resolution, train_views=train_views, seed=seed,
+        preset,
+        config,
+        field=field,
+        asset=asset,
+        data=str(data) if data else None,
+        steps=steps,
+        resolution=resolution,
+        train_views=train_views,
+        seed=seed,
     )
     if cfg.asset is not None:
         from dreamlift.world import parse
@@ -123,6 +147,8 @@ def reconstruct(
     console.print(f"[bold green]done[/] {shown}")
     for name, path in result["outputs"].items():
         console.print(f"  {name:14s} {path}")
+    for warning in result["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
 
 
 @app.command("list")

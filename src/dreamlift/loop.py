@@ -9,6 +9,7 @@ loss that keeps the last good checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -72,10 +73,8 @@ class _StopRequests:
 
     def __enter__(self) -> _StopRequests:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._previous[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,8 +86,15 @@ def checkpoint_path(run: RunDir) -> Path:
     return run.path / CHECKPOINT_NAME
 
 
-def _save(run: RunDir, settings: LoopSettings, fld: Field, opt: torch.optim.Optimizer,
-          generators: dict[str, torch.Generator], step: int, extra: dict) -> None:
+def _save(
+    run: RunDir,
+    settings: LoopSettings,
+    fld: Field,
+    opt: torch.optim.Optimizer,
+    generators: dict[str, torch.Generator],
+    step: int,
+    extra: dict,
+) -> None:
     save_checkpoint(
         checkpoint_path(run),
         Checkpoint(
@@ -105,7 +111,9 @@ def _save(run: RunDir, settings: LoopSettings, fld: Field, opt: torch.optim.Opti
 def restore(
     run: RunDir, settings: LoopSettings, fld: Field, generators: dict[str, torch.Generator]
 ) -> tuple[torch.optim.Optimizer, int, dict]:
-    """Load the run's checkpoint into ``fld`` and ``generators``; returns (optimiser, step, extra)."""
+    """Load the run's checkpoint into ``fld`` and ``generators``.
+
+    Returns (optimiser, step, extra)."""
     ckpt = load_checkpoint(checkpoint_path(run), expected_kind=settings.kind)
     fld.load_state_tensors(ckpt.field)
     opt = fld.make_optimizer()
@@ -140,8 +148,12 @@ def optimize(
     timings = {"step_s": 0.0, "loss_s": 0.0, "backward_s": 0.0, "optimizer_s": 0.0}
     last_good = start
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
         disable=settings.quiet,
     )
     with _StopRequests() as stop, progress:

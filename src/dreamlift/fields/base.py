@@ -38,7 +38,7 @@ class Field(nn.Module):
     def after_backward(
         self, step: int, out: RenderOutput, optimizer: torch.optim.Optimizer
     ) -> torch.optim.Optimizer:
-        """Called after ``loss.backward()`` and before ``optimizer.step()`` (gradient statistics)."""
+        """Called between ``loss.backward()`` and ``optimizer.step()`` (gradient statistics)."""
         return optimizer
 
     def after_step(self, step: int, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:

@@ -25,12 +25,20 @@ from dreamlift.io.ply import GaussianPly, read_gaussians_ply, write_gaussians_pl
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
 SH_C2 = (
-    1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
+    1.0925484305920792,
+    -1.0925484305920792,
+    0.31539156525252005,
+    -1.0925484305920792,
     0.5462742152960396,
 )
 SH_C3 = (
-    -0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-    -0.4570457994644658, 1.445305721320277, -0.5900435899266435,
+    -0.5900435899266435,
+    2.890611442640554,
+    -0.4570457994644658,
+    0.3731763325901154,
+    -0.4570457994644658,
+    1.445305721320277,
+    -0.5900435899266435,
 )
 PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "features_dc", "features_rest")
 _STAT_NAMES = ("grad_accum", "grad_count", "max_radii")
@@ -253,9 +261,16 @@ class GaussianField(Field):
             sign = torch.where((to_cam * normal[None]).sum(-1, keepdim=True) < 0, -1.0, 1.0)
             extra = normal[None] * sign
         out = rasterize_gaussians(
-            self.means, self.quats, self.log_scales, self.opacities, self.colors(cameras),
-            cameras, background.to(self.means), tile_size=self._tile_size(cameras),
-            extra=extra, backend=self.config.backend,
+            self.means,
+            self.quats,
+            self.log_scales,
+            self.opacities,
+            self.colors(cameras),
+            cameras,
+            background.to(self.means),
+            tile_size=self._tile_size(cameras),
+            extra=extra,
+            backend=self.config.backend,
         )
         if normals:
             n = out.pop("extra")
@@ -361,14 +376,13 @@ class GaussianField(Field):
         keep[split] = False
         kept = torch.nonzero(keep).squeeze(-1)
         new = {name: getattr(self, name) for name in PARAM_NAMES}
-        tensors = {
-            name: torch.cat([t[kept], t[clone], t[src2]]) for name, t in new.items()
-        }
-        tensors["means"][kept.numel() + clone.numel():] += offsets
-        tensors["log_scales"][kept.numel() + clone.numel():] = split_log_scales
+        tensors = {name: torch.cat([t[kept], t[clone], t[src2]]) for name, t in new.items()}
+        tensors["means"][kept.numel() + clone.numel() :] += offsets
+        tensors["log_scales"][kept.numel() + clone.numel() :] = split_log_scales
         source = torch.cat([kept, torch.full((clone.numel() + src2.numel(),), -1, device=dev)])
-        max_radii = torch.cat([self.max_radii[kept], self.max_radii.new_zeros(
-            clone.numel() + src2.numel())])
+        max_radii = torch.cat(
+            [self.max_radii[kept], self.max_radii.new_zeros(clone.numel() + src2.numel())]
+        )
 
         prune = torch.sigmoid(tensors["opacity_logits"]) < c.prune_opacity
         if c.opacity_reset_every > 0 and step > c.opacity_reset_every:
@@ -451,6 +465,7 @@ class GaussianField(Field):
     def from_ply(cls, path: Path | str, config: GaussiansConfig | None = None) -> GaussianField:
         """A field holding the Gaussians of a 3DGS .ply (its SH degree overrides the config)."""
         data = read_gaussians_ply(path)
-        config = replace(config or GaussiansConfig(), sh_degree=data.sh_degree,
-                         num_init=data.means.shape[0])
+        config = replace(
+            config or GaussiansConfig(), sh_degree=data.sh_degree, num_init=data.means.shape[0]
+        )
         return cls(config, init=data)

@@ -57,9 +57,15 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
     """Rotation matrices (N, 3, 3) from unnormalised wxyz quaternions (N, 4)."""
     w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
     rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        1 - 2 * (y * y + z * z),
+        2 * (x * y - w * z),
+        2 * (x * z + w * y),
+        2 * (x * y + w * z),
+        1 - 2 * (x * x + z * z),
+        2 * (y * z - w * x),
+        2 * (x * z - w * y),
+        2 * (y * z + w * x),
+        1 - 2 * (x * x + y * y),
     ]
     return torch.stack(rows, dim=-1).reshape(*quats.shape[:-1], 3, 3)
 
@@ -86,15 +92,21 @@ def project_gaussians(
     # The Jacobian is evaluated at a centre clamped to a little beyond the frustum (as 3DGS):
     # far off-axis Gaussians would otherwise get huge, unstable footprints.
     tan_x, tan_y = 0.5 * cameras.width / fx, 0.5 * cameras.height / fy
-    tx = safe_z * torch.minimum(torch.maximum(x / safe_z, -(cx / fx + 0.3 * tan_x)),
-                                (cameras.width - cx) / fx + 0.3 * tan_x)
-    ty = safe_z * torch.minimum(torch.maximum(y / safe_z, -(cy / fy + 0.3 * tan_y)),
-                                (cameras.height - cy) / fy + 0.3 * tan_y)
+    tx = safe_z * torch.minimum(
+        torch.maximum(x / safe_z, -(cx / fx + 0.3 * tan_x)), (cameras.width - cx) / fx + 0.3 * tan_x
+    )
+    ty = safe_z * torch.minimum(
+        torch.maximum(y / safe_z, -(cy / fy + 0.3 * tan_y)),
+        (cameras.height - cy) / fy + 0.3 * tan_y,
+    )
     zero = torch.zeros_like(z)
-    jac = torch.stack([
-        torch.stack([fx / safe_z, zero, -fx * tx / safe_z**2], dim=-1),
-        torch.stack([zero, fy / safe_z, -fy * ty / safe_z**2], dim=-1),
-    ], dim=-2)  # (B, N, 2, 3)
+    jac = torch.stack(
+        [
+            torch.stack([fx / safe_z, zero, -fx * tx / safe_z**2], dim=-1),
+            torch.stack([zero, fy / safe_z, -fy * ty / safe_z**2], dim=-1),
+        ],
+        dim=-2,
+    )  # (B, N, 2, 3)
     t = jac @ rot[:, None]  # J W
     cov2d = t @ covariance_3d(quats, log_scales)[None] @ t.transpose(-1, -2)
     a = cov2d[..., 0, 0] + EPS_2D
@@ -111,8 +123,10 @@ def project_gaussians(
         radii = torch.ceil(3.0 * torch.sqrt(lam))
         u, v = means2d.unbind(-1)
         on_screen = (
-            (u + radii > 0) & (u - radii < cameras.width)
-            & (v + radii > 0) & (v - radii < cameras.height)
+            (u + radii > 0)
+            & (u - radii < cameras.width)
+            & (v + radii > 0)
+            & (v - radii < cameras.height)
         )
         visible = (z >= NEAR_PLANE) & ok_det & on_screen & torch.isfinite(radii)
         radii = torch.where(visible, radii, torch.zeros_like(radii))
@@ -213,9 +227,9 @@ class _CompositeTiles(torch.autograd.Function):
         d_feats = torch.zeros_like(feats)
         tail_after = d_out.new_zeros(d_out.shape[:2])  # sum_{j in later segments} g_j w_j
         for k0, k1, active, t_in, cached in reversed(ctx.segments):
-            weights, odds = cached if cached is not None else _segment(
-                coef[active, k0:k1], pixfeat, t_in
-            )[:2]
+            weights, odds = (
+                cached if cached is not None else _segment(coef[active, k0:k1], pixfeat, t_in)[:2]
+            )
             g_out = d_out[active]
             d_feats[active, k0:k1] = torch.bmm(g_out.transpose(1, 2), weights).transpose(1, 2)
             # With g_k = dL/dw_k and S_k = sum_{j>k} g_j w_j:
@@ -328,8 +342,9 @@ def _composite_image(
     conic_ext = torch.cat([conics, conics.new_zeros(1, 3)])
     logop_ext = torch.cat([log_opacity, log_opacity.new_full((1,), _PAD_LOGIT)])
     # The constant last feature composites to the opacity.
-    feat_ext = torch.cat([torch.cat([feats, feats.new_ones(n, 1)], dim=-1),
-                          feats.new_zeros(1, c + 1)])
+    feat_ext = torch.cat(
+        [torch.cat([feats, feats.new_ones(n, 1)], dim=-1), feats.new_zeros(1, c + 1)]
+    )
 
     tile_ids, outs = [], []
     for tiles, k in _chunks(bins.counts, pixels, budget_bytes // _BYTES_PER_ELEMENT):
@@ -338,29 +353,36 @@ def _composite_image(
             valid = slot[None] < bins.counts[tiles, None]
             pos = (bins.starts[tiles, None] + slot[None]).clamp(max=max(bins.ids.numel() - 1, 0))
             gid = torch.where(valid, bins.ids[pos], torch.full_like(pos, n))
-            centre = torch.stack(
-                [tiles % bins.tiles_x, tiles // bins.tiles_x], dim=-1
-            ).to(dt) * tile_size + 0.5 * tile_size
+            centre = (
+                torch.stack([tiles % bins.tiles_x, tiles // bins.tiles_x], dim=-1).to(dt)
+                * tile_size
+                + 0.5 * tile_size
+            )
         m = mean_ext[gid] - centre[:, None, :]  # (T, K, 2) relative to the tile centre
         ca, cb, cc = conic_ext[gid].unbind(-1)
         mx, my = m.unbind(-1)
-        coef = torch.stack([
-            logop_ext[gid] - 0.5 * (ca * mx * mx + cc * my * my) - cb * mx * my,
-            ca * mx + cb * my,
-            cc * my + cb * mx,
-            -0.5 * ca,
-            -cb,
-            -0.5 * cc,
-        ], dim=-1)
+        coef = torch.stack(
+            [
+                logop_ext[gid] - 0.5 * (ca * mx * mx + cc * my * my) - cb * mx * my,
+                ca * mx + cb * my,
+                cc * my + cb * mx,
+                -0.5 * ca,
+                -cb,
+                -0.5 * cc,
+            ],
+            dim=-1,
+        )
         block_bytes = 8 * len(tiles) * pixels * k
         save = saved_bytes[0] + block_bytes <= budget_bytes
         saved_bytes[0] += block_bytes if save else 0
         seg = max(16, _SEGMENT_ELEMENTS // (len(tiles) * pixels))
         with torch.no_grad():
             clamped = bool(logop_ext[gid].max() >= _LOG_ALPHA_MAX)
-        outs.append(_CompositeTiles.apply(
-            coef, feat_ext[gid], pixfeat, bins.counts[tiles], seg, save, clamped
-        ))
+        outs.append(
+            _CompositeTiles.apply(
+                coef, feat_ext[gid], pixfeat, bins.counts[tiles], seg, save, clamped
+            )
+        )
         tile_ids.append(tiles)
 
     full = feats.new_zeros(n_tiles, pixels, c + 1)
@@ -454,12 +476,22 @@ def rasterize_gaussians(
     for i in range(len(cameras)):
         with torch.no_grad():
             bins = _bin_to_tiles(
-                projected.means2d[i], projected.radii[i], projected.depths[i],
-                cameras.width, cameras.height, tile_size,
+                projected.means2d[i],
+                projected.radii[i],
+                projected.depths[i],
+                cameras.width,
+                cameras.height,
+                tile_size,
             )
         img, alpha = _composite_image(
-            projected.means2d[i], projected.conics[i], log_opacity, feats[i], bins,
-            tile_size, budget, saved,
+            projected.means2d[i],
+            projected.conics[i],
+            log_opacity,
+            feats[i],
+            bins,
+            tile_size,
+            budget,
+            saved,
         )
         images.append(img[: cameras.height, : cameras.width])
         alphas.append(alpha[: cameras.height, : cameras.width])
@@ -497,9 +529,9 @@ def rasterize_gaussians_reference(
         uv, r = projected.means2d[i], projected.radii[i]
         lo = torch.minimum(torch.floor((uv - r[:, None]) / tile_size).long().clamp(min=0), lim)
         hi = torch.minimum(torch.floor((uv + r[:, None]) / tile_size).long().clamp(min=0), lim)
-        inside = (
-            (pix_tile[:, None, :] >= lo[None]) & (pix_tile[:, None, :] <= hi[None])
-        ).all(-1) & (r > 0)[None]
+        inside = ((pix_tile[:, None, :] >= lo[None]) & (pix_tile[:, None, :] <= hi[None])).all(
+            -1
+        ) & (r > 0)[None]
         d = pix[:, None, :] - uv[None]  # (P, N, 2)
         ca, cb, cc = projected.conics[i].unbind(-1)
         power = -0.5 * (ca * d[..., 0] ** 2 + cc * d[..., 1] ** 2) - cb * d[..., 0] * d[..., 1]
@@ -553,10 +585,21 @@ def _rasterize_gsplat(
     if extra is not None:
         parts.append(extra.expand(b, n, extra.shape[-1]))
     feats, _alphas, meta = rasterization(
-        means, quats, torch.exp(log_scales), opacities, torch.cat(parts, dim=-1),
-        viewmats=w2c, Ks=cameras.intrinsics().to(means), width=cameras.width,
-        height=cameras.height, near_plane=NEAR_PLANE, eps2d=EPS_2D, tile_size=tile_size,
-        packed=False, render_mode="RGB", rasterize_mode="classic",
+        means,
+        quats,
+        torch.exp(log_scales),
+        opacities,
+        torch.cat(parts, dim=-1),
+        viewmats=w2c,
+        Ks=cameras.intrinsics().to(means),
+        width=cameras.width,
+        height=cameras.height,
+        near_plane=NEAR_PLANE,
+        eps2d=EPS_2D,
+        tile_size=tile_size,
+        packed=False,
+        render_mode="RGB",
+        rasterize_mode="classic",
     )
     means2d = meta["means2d"]
     if means2d.requires_grad:

@@ -93,7 +93,9 @@ def load_checkpoint(path: Path, expected_kind: str | None = None) -> Checkpoint:
             "delete it to start over, or restore a copy",
         ) from None
     if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a dreamlift checkpoint (format {metadata.get('format')!r})")
+        raise CheckpointError(
+            f"{path} is not a dreamlift checkpoint (format {metadata.get('format')!r})"
+        )
     kind = metadata.get("kind", "")
     if expected_kind is not None and kind != expected_kind:
         raise CheckpointError(f"{path} holds a {kind!r} run, not {expected_kind!r}")

@@ -33,7 +33,9 @@ def image_grid(images: Tensor, columns: int | None = None) -> Tensor:
     return full.permute(0, 2, 1, 3, 4).reshape(rows * h, columns * w, c)
 
 
-def save_turntable(out_dir: Path, frames: Tensor, fps: int = 12, stem: str = "turntable") -> dict[str, Path]:
+def save_turntable(
+    out_dir: Path, frames: Tensor, fps: int = 12, stem: str = "turntable"
+) -> dict[str, Path]:
     """Write frames (N, H, W, 3) as ``<stem>.mp4`` and ``<stem>.gif``; returns their paths."""
     array = to_uint8(frames)
     mp4, gif = out_dir / f"{stem}.mp4", out_dir / f"{stem}.gif"

@@ -24,10 +24,22 @@ from torch import Tensor
 from dreamlift.errors import DataError
 
 _PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
 }
 _MAX_HEADER_BYTES = 1 << 16
 
@@ -145,9 +157,7 @@ def read_gaussians_ply(path: Path | str) -> GaussianPly:
     missing = [name for name in required if name not in names]
     if missing:
         raise DataError(f"{path} is not a Gaussian splat .ply (missing {', '.join(missing)})")
-    rest = sorted(
-        (name for name in names if name.startswith("f_rest_")), key=lambda s: int(s[7:])
-    )
+    rest = sorted((name for name in names if name.startswith("f_rest_")), key=lambda s: int(s[7:]))
     if rest != [f"f_rest_{i}" for i in range(len(rest))]:
         raise DataError(f"{path}: f_rest_* properties are not numbered 0..{len(rest) - 1}")
     k = len(rest) // 3

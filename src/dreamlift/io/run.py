@@ -66,7 +66,9 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def write_config(self, config: Any) -> None:
-        _atomic_write_text(self.path / "config.yaml", yaml.safe_dump(to_plain(config), sort_keys=False))
+        _atomic_write_text(
+            self.path / "config.yaml", yaml.safe_dump(to_plain(config), sort_keys=False)
+        )
 
     def read_config(self) -> dict:
         return yaml.safe_load((self.path / "config.yaml").read_text())
@@ -80,7 +82,8 @@ class RunDir:
         if not self.metrics_path.exists():
             return
         kept = [
-            line for line in self.metrics_path.read_text().splitlines()
+            line
+            for line in self.metrics_path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", -1) <= after_step
         ]
         _atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
@@ -99,7 +102,10 @@ class RunDir:
             "config": to_plain(config),
             "metrics": to_plain(metrics),
             "timings": {"wall_s": time.perf_counter() - self.started, **timings},
-            "outputs": {k: str(Path(v).resolve().relative_to(self.path.resolve())) for k, v in outputs.items()},
+            "outputs": {
+                k: str(Path(v).resolve().relative_to(self.path.resolve()))
+                for k, v in outputs.items()
+            },
             **to_plain(extra),
         }
         path = self.path / "summary.json"

@@ -41,7 +41,7 @@ class PosedImages:
 
     def subset(self, index: Tensor | list[int]) -> PosedImages:
         idx = torch.as_tensor(index, dtype=torch.long)
-        pick = (lambda t: None if t is None else t[idx])  # noqa: E731
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
         names = None if self.names is None else [self.names[i] for i in idx.tolist()]
         return PosedImages(
             self.images[idx], self.cameras[idx], pick(self.alphas), pick(self.depths), names
@@ -67,8 +67,10 @@ def write_transforms(
         frame = {
             "file_path": f"images/{name}.png",
             "transform_matrix": gl[i].tolist(),
-            "fl_x": float(cams.fx[i]), "fl_y": float(cams.fy[i]),
-            "cx": float(cams.cx[i]), "cy": float(cams.cy[i]),
+            "fl_x": float(cams.fx[i]),
+            "fl_y": float(cams.fy[i]),
+            "cx": float(cams.cx[i]),
+            "cy": float(cams.cy[i]),
         }
         save_image(folder / frame["file_path"], rgb)
         if data.depths is not None:
@@ -128,7 +130,9 @@ def read_transforms(path: Path, background: float = 1.0) -> PosedImages:
             array = imageio.imread(file)
         except Exception as exc:  # imageio raises many types for bad files
             raise DataError(f"cannot read image {file}: {exc}") from None
-        array = np.asarray(array, dtype=np.float32) / (65535.0 if array.dtype == np.uint16 else 255.0)
+        array = np.asarray(array, dtype=np.float32) / (
+            65535.0 if array.dtype == np.uint16 else 255.0
+        )
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=-1)
         h, w = array.shape[:2]
@@ -148,7 +152,9 @@ def read_transforms(path: Path, background: float = 1.0) -> PosedImages:
             images.append(rgba[..., :3])
         matrix = torch.tensor(frame["transform_matrix"], dtype=torch.float32)
         if matrix.shape != (4, 4):
-            raise DataError(f"frame {frame['file_path']} has a transform_matrix of shape {tuple(matrix.shape)}")
+            raise DataError(
+                f"frame {frame['file_path']} has a transform_matrix of shape {tuple(matrix.shape)}"
+            )
         c2ws.append(matrix)
         intr.append(_intrinsics(meta, frame, w, h))
         names.append(str(frame["file_path"]))
@@ -172,7 +178,9 @@ def normalize_scene(cameras: Cameras) -> tuple[Cameras, Tensor, float]:
     proj = eye - dirs[:, :, None] * dirs[:, None, :]
     a = proj.sum(0)
     b = (proj @ origins[:, :, None]).sum(0)[:, 0]
-    center = torch.linalg.lstsq(a, b).solution if torch.linalg.matrix_rank(a) == 3 else origins.mean(0)
+    center = (
+        torch.linalg.lstsq(a, b).solution if torch.linalg.matrix_rank(a) == 3 else origins.mean(0)
+    )
     dist = (origins - center).norm(dim=-1).mean()
     scale = float(ORBIT_RADIUS / dist.clamp(min=1e-6))
     c2w = cameras.c2w.clone()

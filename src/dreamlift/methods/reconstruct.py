@@ -20,7 +20,7 @@ import yaml
 from torch import Tensor
 
 from dreamlift.cameras import OrbitRange, sample_orbit, turntable
-from dreamlift.errors import DreamliftError, OutputError
+from dreamlift.errors import DataError, DreamliftError, OutputError
 from dreamlift.fields.base import Field
 from dreamlift.fields.gaussians import GaussiansConfig
 from dreamlift.fields.nerf import NerfConfig
@@ -166,7 +166,9 @@ def data_views(cfg: ReconstructConfig) -> tuple[PosedImages, PosedImages]:
 class _Supervision:
     """Per-step losses against the training views, by rays or by whole images."""
 
-    def __init__(self, cfg: ReconstructConfig, fld: Field, train: PosedImages, gen: torch.Generator):
+    def __init__(
+        self, cfg: ReconstructConfig, fld: Field, train: PosedImages, gen: torch.Generator
+    ):
         self.cfg, self.field, self.train, self.gen = cfg, fld, train, gen
         self.by_rays = hasattr(fld, "render_rays")
         self.background = torch.ones(3)
@@ -255,30 +257,51 @@ def reconstruct(
         return {}
 
     settings = LoopSettings(
-        steps=cfg.total_steps(), kind=f"reconstruct/{cfg.field}",
-        checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, quiet=quiet,
+        steps=cfg.total_steps(),
+        kind=f"reconstruct/{cfg.field}",
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=cfg.log_every,
+        quiet=quiet,
     )
     result = optimize(
-        fld, supervision, run, settings, {"batch": batch_gen}, resume,
-        description=f"reconstruct {cfg.field}", on_log=on_log,
+        fld,
+        supervision,
+        run,
+        settings,
+        {"batch": batch_gen},
+        resume,
+        description=f"reconstruct {cfg.field}",
+        on_log=on_log,
     )
     t_eval = time.perf_counter()
     metrics, test_out = evaluate(fld, test)
     eval_s = time.perf_counter() - t_eval
-    outputs = _write_outputs(run, cfg, fld, train, test, test_out)
+    warnings: list[str] = []
+    outputs = _write_outputs(run, cfg, fld, train, test, test_out, warnings)
     metrics.update({"train_views": len(train), "test_views": len(test)})
-    timings = {"data_s": t_data, "eval_s": eval_s, "train_s": result.timings.get("step_s", 0.0),
-               **{k: v for k, v in result.timings.items() if k != "step_s"}}
+    timings = {
+        "data_s": t_data,
+        "eval_s": eval_s,
+        "train_s": result.timings.get("step_s", 0.0),
+        **{k: v for k, v in result.timings.items() if k != "step_s"},
+    }
     command = f"reconstruct --field {cfg.field} " + (
         f"--asset {cfg.asset!r}" if cfg.asset is not None else f"--data {cfg.data}"
     )
-    run.write_summary(command, cfg, metrics, timings, outputs, resumed_from=result.resumed_from)
-    return {"metrics": metrics, "timings": timings, "outputs": outputs}
+    run.write_summary(
+        command, cfg, metrics, timings, outputs, resumed_from=result.resumed_from, warnings=warnings
+    )
+    return {"metrics": metrics, "timings": timings, "outputs": outputs, "warnings": warnings}
 
 
 def _write_outputs(
-    run: RunDir, cfg: ReconstructConfig, fld: Field, train: PosedImages, test: PosedImages,
+    run: RunDir,
+    cfg: ReconstructConfig,
+    fld: Field,
+    train: PosedImages,
+    test: PosedImages,
     test_out: dict[str, Tensor],
+    warnings: list[str],
 ) -> dict[str, Path]:
     outputs: dict[str, Path] = {
         "config": run.path / "config.yaml",
@@ -297,7 +320,11 @@ def _write_outputs(
     with torch.no_grad():
         frames = fld.render(cams, torch.ones(3))["rgb"].clamp(0, 1)
     outputs.update(save_turntable(run.path, frames))
-    outputs.update(fld.export(run.path))
+    try:
+        outputs.update(fld.export(run.path))
+    except DataError as exc:
+        # An under-trained field can be empty; the run's other results are still worth keeping.
+        warnings.append(f"no 3D file exported: {exc}")
     return outputs
 
 

@@ -13,7 +13,21 @@ def asset_from_caption(text: str, ground: bool = False) -> Asset:
 
 
 __all__ = [
-    "COLOURS", "SHAPES", "VIEWS", "Asset", "Description", "Lighting", "ObjectSpec", "Part",
-    "RenderSettings", "asset_from_caption", "caption", "layout", "parse", "render",
-    "sh_basis", "sh_from_directional", "vocabulary",
+    "COLOURS",
+    "SHAPES",
+    "VIEWS",
+    "Asset",
+    "Description",
+    "Lighting",
+    "ObjectSpec",
+    "Part",
+    "RenderSettings",
+    "asset_from_caption",
+    "caption",
+    "layout",
+    "parse",
+    "render",
+    "sh_basis",
+    "sh_from_directional",
+    "vocabulary",
 ]

@@ -148,8 +148,8 @@ def layout(desc: Description, ground: bool = False) -> Asset:
     """
     specs = [SHAPES[o.shape] for o in desc.objects]
     n = len(desc.objects)
-    scale = {1: 1.0, 2: 0.8, 3: 0.62}[n] if desc.relation == "next_to" else (
-        1.0 if n == 1 else 0.75
+    scale = (
+        {1: 1.0, 2: 0.8, 3: 0.62}[n] if desc.relation == "next_to" else (1.0 if n == 1 else 0.75)
     )
     parts: list[Part] = []
     if desc.relation == "on_top":
@@ -169,5 +169,7 @@ def layout(desc: Description, ground: bool = False) -> Asset:
             y += 2 * w + GAP
         top = max(2 * s.half_height * scale for s in specs)
     if not ground:
-        parts = [replace(p, center=(p.center[0], p.center[1], p.center[2] - top / 2)) for p in parts]
+        parts = [
+            replace(p, center=(p.center[0], p.center[1], p.center[2] - top / 2)) for p in parts
+        ]
     return Asset(tuple(parts), ground=ground, description=desc)

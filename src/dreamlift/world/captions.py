@@ -60,9 +60,7 @@ def _parse_object(text: str, whole: str) -> ObjectSpec:
         )
     _, colour, shape = words
     if colour not in COLOURS or shape not in SHAPES:
-        raise CaptionError(
-            f"{text!r} in {whole!r} must be 'a <colour> <shape>'", _vocab_hint()
-        )
+        raise CaptionError(f"{text!r} in {whole!r} must be 'a <colour> <shape>'", _vocab_hint())
     return ObjectSpec(colour, shape)
 
 

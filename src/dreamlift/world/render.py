@@ -73,7 +73,9 @@ def _sdf_normals(asset: Asset, points: Tensor, h: float = 1e-3) -> Tensor:
     return F.normalize(torch.stack(grads, dim=-1), dim=-1)
 
 
-def render(asset: Asset, cameras: Cameras, settings: RenderSettings | None = None) -> dict[str, Tensor]:
+def render(
+    asset: Asset, cameras: Cameras, settings: RenderSettings | None = None
+) -> dict[str, Tensor]:
     """Render an asset from a batch of cameras.
 
     Returns ``rgb`` (B,H,W,3) composited over the background, ``alpha`` (B,H,W,1) coverage,
@@ -126,12 +128,20 @@ def render(asset: Asset, cameras: Cameras, settings: RenderSettings | None = Non
     rgb, alpha, depth, normals = image(rgb), image(covered), image(depth), image(normals)
     instance = instance.reshape(bsz, h, w)
     if s > 1:
-        rgb, alpha, depth, normals, instance = _downsample(rgb, alpha, depth, normals, instance, s, n_parts)
+        rgb, alpha, depth, normals, instance = _downsample(
+            rgb, alpha, depth, normals, instance, s, n_parts
+        )
     return {"rgb": rgb, "alpha": alpha, "depth": depth, "normals": normals, "instance": instance}
 
 
 def _downsample(
-    rgb: Tensor, alpha: Tensor, depth: Tensor, normals: Tensor, instance: Tensor, s: int, n_parts: int
+    rgb: Tensor,
+    alpha: Tensor,
+    depth: Tensor,
+    normals: Tensor,
+    instance: Tensor,
+    s: int,
+    n_parts: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Average s×s sample blocks; depth and normals over covered samples, ids by majority."""
 

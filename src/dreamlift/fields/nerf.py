@@ -1,0 +1,483 @@
+"""A DVGO-style voxel-grid NeRF in pure PyTorch, fast enough to train on a laptop CPU.
+
+Density and colour live on dense grids inside [-bound, bound]^3 and are read with trilinear
+``grid_sample``; there is no large MLP to evaluate per sample. Speed comes from three things:
+a coarse-to-fine resolution schedule, an occupancy mask that skips samples in cells whose
+density cannot matter, and evaluating colour only at samples whose rendering weight is
+non-negligible (gather → evaluate → scatter).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamlift.cameras import Cameras
+from dreamlift.fields.base import Field, RenderOutput
+from dreamlift.fields.volume import (
+    composite_weights,
+    expected_depth,
+    ray_aabb,
+    stratified_samples,
+    total_variation,
+)
+
+
+@dataclass
+class NerfConfig:
+    """Settings of :class:`NerfField`; the defaults are tuned for 64-128 px object captures.
+
+    Parameters whose names start with ``train_`` are recommendations for the training loop
+    (which the method owns), kept here so they travel with the field they were tuned for.
+    """
+
+    bound: float = 1.0
+    """Half-size of the cube holding the scene; cameras orbit outside it."""
+    resolutions: tuple[tuple[int, int], ...] = ((0, 32), (300, 64), (700, 96))
+    """(first step, grid points per side): coarse grids converge fast and cannot make
+    high-frequency floaters; finer ones add detail once the shape is settled."""
+    color_mode: str = "rgb"
+    """``"rgb"``: a 3-channel grid through a sigmoid (fastest; Lambertian scenes need nothing
+    more). ``"mlp"``: ``color_features`` channels decoded by a tiny MLP, optionally with the
+    view direction, for view-dependent appearance."""
+    color_features: int = 12
+    """Feature channels of the colour grid in ``"mlp"`` mode."""
+    mlp_hidden: int = 64
+    """Width of the two hidden layers of the colour MLP."""
+    view_dependent: bool = False
+    """Feed the (positionally encoded) view direction to the colour MLP (``"mlp"`` only)."""
+    view_frequencies: int = 2
+    """Sine/cosine octaves of the view-direction encoding."""
+    density_scale: float = 50.0
+    """sigma = density_scale * softplus(raw + shift) per world unit. About one over the sample
+    spacing, so raw values of a few units are opaque and Adam's lr-sized steps carve surfaces
+    in tens of iterations rather than thousands."""
+    init_alpha: float = 1e-3
+    """Opacity of one sample step of the initial fog: dense enough that every cell gets
+    gradient at first, thin enough that the first renders are nearly background."""
+    samples_per_ray: int = 64
+    """Evenly spaced samples over each ray's chord through the box of occupied cells (the
+    whole cube until the first occupancy update). 64 matched 128 in quality at 64 and 128 px
+    (the occupied box is small) at 1.6x the speed."""
+    weight_eps: float = 1e-4
+    """Colour (and normals) are evaluated only at samples whose weight exceeds this."""
+    occupancy: bool = True
+    """Skip samples in cells that cannot reach ``occupancy_alpha`` (empty-space skipping)."""
+    occupancy_every: int = 16
+    """Steps between occupancy mask updates from the density grid."""
+    occupancy_alpha: float = 1e-4
+    """A cell is empty when no point in it can make a sample step this opaque."""
+    lr_density: float = 0.1
+    lr_color: float = 0.1
+    lr_mlp: float = 1e-3
+    lr_final_factor: float = 0.1
+    """Learning rates decay exponentially to this fraction over ``train_steps``."""
+    tv_density: float = 0.0
+    """Weight of the total-variation loss on the raw density grid (``regularizer()``)."""
+    tv_color: float = 0.0
+    """Weight of the total-variation loss on the colour grid."""
+    sparsity: float = 0.02
+    """Weight of the mean grid density (a sparsity prior). On a white background, white fog
+    costs nothing photometrically; this prior is what removes it, so empty space really is
+    empty (masks) and the occupancy mask can skip it (speed)."""
+    chunk: int = 8192
+    """Rays per chunk when :meth:`NerfField.render` draws whole images."""
+    mesh_resolution: int = 192
+    """Grid points per side for marching cubes in :meth:`NerfField.export`."""
+    mesh_threshold: float = 10.0
+    """Density (per world unit) of the exported iso-surface."""
+    seed: int = 0
+    """Seed of the sample-jitter generator when none is passed in."""
+    train_steps: int = 1000
+    """Recommended optimisation steps."""
+    train_rays: int = 4096
+    """Recommended rays per batch."""
+
+    def __post_init__(self) -> None:
+        if self.color_mode not in ("rgb", "mlp"):
+            raise ValueError(f"color_mode must be 'rgb' or 'mlp', got {self.color_mode!r}")
+        if not self.resolutions or self.resolutions[0][0] != 0:
+            raise ValueError("resolutions must start at step 0")
+        self.resolutions = tuple((int(s), int(r)) for s, r in self.resolutions)
+
+    def resolution_at(self, step: int) -> int:
+        """Grid points per side used while training step ``step``."""
+        res = self.resolutions[0][1]
+        for start, r in self.resolutions:
+            if step >= start:
+                res = r
+        return res
+
+
+def _inverse_softplus(x: Tensor) -> Tensor:
+    return x + torch.log(-torch.expm1(-x))
+
+
+class NerfField(Field):
+    """Dense density + colour grids rendered by stratified ray marching."""
+
+    kind = "nerf"
+
+    def __init__(self, config: NerfConfig | None = None, generator: torch.Generator | None = None):
+        super().__init__()
+        self.config = cfg = config if config is not None else NerfConfig()
+        self.generator = generator if generator is not None else torch.Generator()
+        if generator is None:
+            self.generator.manual_seed(cfg.seed)
+        res = cfg.resolution_at(0)
+        channels = 3 if cfg.color_mode == "rgb" else cfg.color_features
+        self.density = nn.Parameter(torch.zeros(1, 1, res, res, res))
+        self.color = nn.Parameter(torch.zeros(1, channels, res, res, res))
+        self.register_buffer("occupancy", torch.ones(res - 1, res - 1, res - 1, dtype=torch.bool))
+        self.register_buffer("occupied_box", torch.tensor([[-cfg.bound] * 3, [cfg.bound] * 3]))
+        self.mlp: nn.Sequential | None = None
+        if cfg.color_mode == "mlp":
+            n_in = channels + (3 + 6 * cfg.view_frequencies if cfg.view_dependent else 0)
+            self.mlp = nn.Sequential(
+                nn.Linear(n_in, cfg.mlp_hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(cfg.mlp_hidden, cfg.mlp_hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(cfg.mlp_hidden, 3),
+            )
+        # Reference step: sigma * step = softplus(raw + shift) * step * density_scale.
+        step = 2.0 * cfg.bound / cfg.samples_per_ray
+        init_sigma = -math.log(1.0 - cfg.init_alpha) / step
+        self.shift = float(_inverse_softplus(torch.tensor(init_sigma / cfg.density_scale)))
+        empty_sigma = -math.log(1.0 - cfg.occupancy_alpha) / step
+        self._occupancy_raw = (
+            float(_inverse_softplus(torch.tensor(empty_sigma / cfg.density_scale))) - self.shift
+        )
+
+    # ---- grid access -------------------------------------------------------------------
+
+    @property
+    def resolution(self) -> int:
+        return self.density.shape[-1]
+
+    def _sample(self, grid: Tensor, points: Tensor) -> Tensor:
+        """Trilinear values (P, C) of a (1, C, Z, Y, X) grid at world points (P, 3)."""
+        coords = (points / self.config.bound).reshape(1, 1, 1, -1, 3).to(grid.dtype)
+        out = F.grid_sample(
+            grid, coords, mode="bilinear", padding_mode="border", align_corners=True
+        )
+        return out.reshape(grid.shape[1], -1).t()
+
+    def sigma(self, points: Tensor) -> Tensor:
+        """Density (P,) per world unit at points (P, 3), ignoring the occupancy mask."""
+        raw = self._sample(self.density, points)[:, 0]
+        return self.config.density_scale * F.softplus(raw + self.shift)
+
+    def rgb(self, points: Tensor, dirs: Tensor | None = None) -> Tensor:
+        """Colour (P, 3) in [0, 1] at points (P, 3) seen along unit ``dirs`` (P, 3)."""
+        feats = self._sample(self.color, points)
+        if self.mlp is None:
+            return torch.sigmoid(feats)
+        if self.config.view_dependent:
+            if dirs is None:
+                dirs = -F.normalize(points, dim=-1)  # seen from outside, looking inwards
+            feats = torch.cat([feats, self._encode_dirs(dirs)], dim=-1)
+        return torch.sigmoid(self.mlp(feats))
+
+    def _encode_dirs(self, dirs: Tensor) -> Tensor:
+        freqs = 2.0 ** torch.arange(self.config.view_frequencies, device=dirs.device)
+        angles = (dirs[:, None, :] * freqs[:, None]).flatten(1)
+        return torch.cat([dirs, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+    def _density_gradient_grid(self) -> Tensor:
+        """d sigma / d(x, y, z) at the grid points (1, 3, Z, Y, X), central differences."""
+        sig = self.config.density_scale * F.softplus(self.density + self.shift)
+        pad = F.pad(sig, (1, 1, 1, 1, 1, 1), mode="replicate")
+        gx = pad[..., 1:-1, 1:-1, 2:] - pad[..., 1:-1, 1:-1, :-2]
+        gy = pad[..., 1:-1, 2:, 1:-1] - pad[..., 1:-1, :-2, 1:-1]
+        gz = pad[..., 2:, 1:-1, 1:-1] - pad[..., :-2, 1:-1, 1:-1]
+        spacing = 2.0 * self.config.bound / (self.resolution - 1)
+        return torch.cat([gx, gy, gz], dim=1) / (2.0 * spacing)
+
+    @torch.no_grad()
+    def update_occupancy(self) -> None:
+        """Mark cells empty where all 8 corner densities are below the occupancy level.
+
+        Density is trilinear in raw value then monotone, so a cell whose corners are all low
+        is low everywhere: skipping it changes no rendering weight above occupancy_alpha.
+        """
+        corner_max = F.max_pool3d(self.density, kernel_size=2, stride=1)[0, 0]
+        self.occupancy = corner_max > self._occupancy_raw
+        self.occupied_box = self._box_of(self.occupancy)
+
+    def _box_of(self, occupancy: Tensor) -> Tensor:
+        """World-space corners (2, 3) of the cells marked in a (Z, Y, X) mask (a point box at
+        the origin when none is, so every ray misses it)."""
+        b, cells = self.config.bound, occupancy.shape[0]
+        if not bool(occupancy.any()):
+            return torch.zeros(2, 3, device=occupancy.device)
+        lo, hi = [], []
+        for axis in (2, 1, 0):  # x, y, z live on dims 2, 1, 0
+            others = tuple(i for i in range(3) if i != axis)
+            idx = occupancy.any(dim=others).nonzero().squeeze(1)
+            lo.append(float(idx[0]))
+            hi.append(float(idx[-1]) + 1.0)
+        corners = torch.tensor([lo, hi], device=occupancy.device)
+        return corners * (2.0 * b / cells) - b
+
+    # ---- rendering ---------------------------------------------------------------------
+
+    def render_rays(
+        self,
+        origins: Tensor,
+        dirs: Tensor,
+        z_per_t: Tensor,
+        background: Tensor | None = None,
+        normals: bool = False,
+        train: bool = True,
+    ) -> RenderOutput:
+        """Render flat rays: origins (R, 3), unit dirs (R, 3), z_per_t (R, 1).
+
+        ``background`` is (3,) or (R, 3) (white when None). ``train`` jitters the samples
+        with the field's generator. Returns rgb (R, 3), opacity (R, 1), depth (R, 1) and
+        optionally normals (R, 3).
+
+        Rays are clipped to the bounding box of the occupied cells (the whole cube before the
+        first occupancy update), rays missing it are dropped, and the density is read only
+        at samples in occupied cells; colour only at samples of non-negligible weight.
+        """
+        cfg = self.config
+        n_rays, n = origins.shape[0], cfg.samples_per_ray
+        dev, dt = origins.device, origins.dtype
+        box = self.occupied_box.to(dt)
+        near, far, hit = ray_aabb(origins, dirs, box[0], box[1])
+        rays = hit.nonzero().squeeze(1)  # the R' rays that can meet any density
+        o, d = origins[rays], dirs[rays]
+        jitter = None
+        if train:
+            jitter = torch.rand(
+                rays.shape[0], n, generator=self.generator, device=self.generator.device
+            ).to(device=dev, dtype=dt)
+        t, step = stratified_samples(near[rays], far[rays], n, jitter)  # (R', N), (R', 1)
+
+        if cfg.occupancy:
+            keep = self._occupied_samples(o, d, t).reshape(-1)
+            sel = keep.nonzero().squeeze(1)
+        else:
+            sel = torch.arange(t.numel(), device=dev)
+        ray_of = torch.div(sel, n, rounding_mode="floor")
+        points = torch.addcmul(o[ray_of], d[ray_of], t.reshape(-1, 1)[sel])
+        sigma = torch.zeros(t.numel(), dtype=dt, device=dev)
+        sigma = sigma.index_put((sel,), self.sigma(points))
+        weights = composite_weights(sigma.reshape(t.shape), step)  # (R', N)
+
+        # Colour only where it shows: a few samples per ray near the surface.
+        csel = (weights.detach().reshape(-1) > cfg.weight_eps).nonzero().squeeze(1)
+        ray_of = torch.div(csel, n, rounding_mode="floor")
+        cpoints = torch.addcmul(o[ray_of], d[ray_of], t.reshape(-1, 1)[csel])
+        w = weights.reshape(-1)[csel][:, None]
+        color = self.rgb(cpoints, d[ray_of])
+        ray_of = rays[ray_of]  # back to indices into all R rays
+
+        def scatter(values: Tensor, width: int) -> Tensor:
+            zeros = torch.zeros(n_rays, width, dtype=dt, device=dev)
+            return zeros.index_put((rays,), values)
+
+        opacity = scatter(weights.sum(dim=-1, keepdim=True), 1)
+        depth = scatter(expected_depth(weights, t, z_per_t[rays], weights.sum(-1, keepdim=True)), 1)
+        rgb = torch.zeros(n_rays, 3, dtype=dt, device=dev).index_add(0, ray_of, w * color)
+        bg = torch.ones(3, dtype=dt, device=dev) if background is None else background.to(origins)
+        out = {"rgb": rgb + (1.0 - opacity) * bg, "opacity": opacity, "depth": depth}
+        if normals:
+            grad = self._sample(self._density_gradient_grid(), cpoints)
+            n_sum = torch.zeros(n_rays, 3, dtype=dt, device=dev)
+            n_sum = n_sum.index_add(0, ray_of, w * -F.normalize(grad, dim=-1))
+            out["normals"] = F.normalize(n_sum, dim=-1)
+        return out
+
+    def _occupied_samples(self, o: Tensor, d: Tensor, t: Tensor) -> Tensor:
+        """Occupancy (R', N) of samples o + t d, computed in cell units without building the
+        world-space points (the dense part of the work, so kept to a few tensor ops)."""
+        cells = self.resolution - 1
+        scale = 0.5 * cells / self.config.bound
+        base = ((o + self.config.bound) * scale)[:, None, :]
+        idx = torch.addcmul(base, (d * scale)[:, None, :], t[..., None]).long()
+        idx = idx.clamp_(0, cells - 1)
+        flat = (idx[..., 2] * cells + idx[..., 1]) * cells + idx[..., 0]
+        return self.occupancy.reshape(-1)[flat]
+
+    def render(
+        self, cameras: Cameras, background: Tensor | None = None, normals: bool = False
+    ) -> RenderOutput:
+        """Render whole images in chunks of ``config.chunk`` rays; jitters samples only in
+        training mode (``field.train()``), so call ``field.eval()`` for evaluation renders.
+
+        ``background``: (3,) or (B, H, W, 3); white when None.
+        """
+        origins, dirs, z_per_t = cameras.rays()
+        shape = origins.shape[:-1]
+        origins, dirs, z_per_t = (x.reshape(-1, x.shape[-1]) for x in (origins, dirs, z_per_t))
+        bg = None
+        if background is not None:
+            bg = background.to(origins)
+            bg = bg.expand(*shape, 3).reshape(-1, 3) if bg.ndim > 1 else bg
+        parts: list[RenderOutput] = []
+        for i in range(0, origins.shape[0], self.config.chunk):
+            part_bg = bg[i : i + self.config.chunk] if bg is not None and bg.ndim > 1 else bg
+            parts.append(
+                self.render_rays(
+                    origins[i : i + self.config.chunk],
+                    dirs[i : i + self.config.chunk],
+                    z_per_t[i : i + self.config.chunk],
+                    part_bg,
+                    normals,
+                    train=self.training,
+                )
+            )
+        return {k: torch.cat([p[k] for p in parts]).reshape(*shape, -1) for k in parts[0]}
+
+    # ---- optimisation ------------------------------------------------------------------
+
+    def regularizer(self) -> Tensor:
+        """Weighted priors to add to the photometric loss: total variation of the grids and the
+        density sparsity prior (the one on by default)."""
+        loss = self.density.new_zeros(())
+        if self.config.tv_density > 0:
+            loss = loss + self.config.tv_density * total_variation(self.density)
+        if self.config.tv_color > 0:
+            loss = loss + self.config.tv_color * total_variation(self.color)
+        if self.config.sparsity > 0:
+            # L1 on the raw value, floored just below the occupancy level: a constant push
+            # (Adam keeps stepping at its full rate, unlike a prior on softplus whose gradient
+            # fades with the density) that stops once the cell can be skipped.
+            floor = self._occupancy_raw - 1.0
+            loss = loss + self.config.sparsity * self.density.clamp(min=floor).mean()
+        return loss
+
+    def _param_groups(self) -> list[dict]:
+        cfg = self.config
+        groups = [
+            {"params": [self.density], "lr": cfg.lr_density, "name": "density"},
+            {"params": [self.color], "lr": cfg.lr_color, "name": "color"},
+        ]
+        if self.mlp is not None:
+            groups.append({"params": list(self.mlp.parameters()), "lr": cfg.lr_mlp, "name": "mlp"})
+        return groups
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        fused = self.density.device.type in ("cpu", "cuda")
+        return torch.optim.Adam(self._param_groups(), betas=(0.9, 0.99), eps=1e-15, fused=fused)
+
+    def lr_factor(self, step: int) -> float:
+        """Learning-rate multiplier for ``step`` (exponential decay over ``train_steps``)."""
+        frac = min(max(step, 0) / max(self.config.train_steps, 1), 1.0)
+        return self.config.lr_final_factor**frac
+
+    def after_step(self, step: int, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Upsample grids when the schedule says so (returning a rebuilt optimiser), refresh the
+        occupancy mask every ``occupancy_every`` steps and set the next step's learning rates."""
+        cfg = self.config
+        nxt = step + 1
+        res = cfg.resolution_at(nxt)
+        if res != self.resolution:
+            optimizer = self._upsample(res, optimizer)
+            if cfg.occupancy:
+                self.update_occupancy()
+        elif cfg.occupancy and nxt % cfg.occupancy_every == 0:
+            self.update_occupancy()
+        base = {g["name"]: g["lr"] for g in self._param_groups()}
+        factor = self.lr_factor(nxt)
+        for group in optimizer.param_groups:
+            if group.get("name") in base:
+                group["lr"] = base[group["name"]] * factor
+        return optimizer
+
+    @torch.no_grad()
+    def _upsample(self, res: int, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Resample both grids to ``res`` and carry Adam moments over, resampled alike."""
+
+        def resize(x: Tensor) -> Tensor:
+            return F.interpolate(x, size=(res, res, res), mode="trilinear", align_corners=True)
+
+        old = {id(p): p for g in optimizer.param_groups for p in g["params"]}
+        old_state = {pid: optimizer.state.get(p, {}) for pid, p in old.items()}
+        old_lr = {g.get("name"): g["lr"] for g in optimizer.param_groups}
+        mapping = {}
+        for name in ("density", "color"):
+            prev = getattr(self, name)
+            setattr(self, name, nn.Parameter(resize(prev.detach())))
+            mapping[id(getattr(self, name))] = id(prev)
+        self.occupancy = torch.ones(
+            res - 1, res - 1, res - 1, dtype=torch.bool, device=self.density.device
+        )
+        self.occupied_box = self._box_of(self.occupancy)
+        new = self.make_optimizer()
+        for group in new.param_groups:
+            group["lr"] = old_lr.get(group["name"], group["lr"])
+            for p in group["params"]:
+                state = old_state.get(mapping.get(id(p), id(p)), {})
+                new.state[p] = {
+                    k: resize(v)
+                    if torch.is_tensor(v) and v.ndim == 5
+                    else (v.clone() if torch.is_tensor(v) else v)
+                    for k, v in state.items()
+                }
+        return new
+
+    # ---- checkpoints and export --------------------------------------------------------
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        out = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        out["generator_state"] = self.generator.get_state().clone()
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        tensors = dict(tensors)
+        generator_state = tensors.pop("generator_state", None)
+        dev = self.density.device
+        for name in ("density", "color"):
+            if tensors[name].shape != getattr(self, name).shape:
+                setattr(self, name, nn.Parameter(torch.empty_like(tensors[name], device=dev)))
+        if tensors["occupancy"].shape != self.occupancy.shape:
+            self.occupancy = torch.empty_like(tensors["occupancy"], device=dev)
+        self.load_state_dict(tensors)
+        if generator_state is not None:
+            self.generator.set_state(generator_state.cpu())
+
+    @torch.no_grad()
+    def export(self, out_dir: Path) -> dict[str, Path]:
+        """Marching-cubes mesh with vertex colours as ``mesh.glb`` (glTF +y up)."""
+        from dreamlift.io.mesh import extract_mesh, write_mesh
+
+        dev = self.density.device
+        verts, faces, colors = extract_mesh(
+            lambda p: self.sigma(p.to(dev)),
+            lambda p: self.rgb(p.to(dev)),
+            self.config.bound,
+            self.config.mesh_resolution,
+            self.config.mesh_threshold,
+        )
+        path = write_mesh(Path(out_dir) / "mesh.glb", verts, faces, colors, y_up=True)
+        return {"mesh": path}
+
+    @torch.no_grad()
+    def set_from_functions(
+        self, sigma_fn: Callable[[Tensor], Tensor], rgb_fn: Callable[[Tensor], Tensor] | None = None
+    ) -> None:
+        """Fill the grids from world-space functions (for tests and synthetic scenes):
+        ``sigma_fn`` maps points (P, 3) to density (P,), ``rgb_fn`` to colour (P, 3) (rgb mode).
+        """
+        res, b = self.resolution, self.config.bound
+        axis = torch.linspace(-b, b, res, device=self.density.device)
+        zz, yy, xx = torch.meshgrid(axis, axis, axis, indexing="ij")
+        pts = torch.stack([xx, yy, zz], dim=-1).reshape(-1, 3)
+        sig = sigma_fn(pts).reshape(1, 1, res, res, res) / self.config.density_scale
+        self.density.copy_(_inverse_softplus(sig.clamp(min=1e-30)) - self.shift)
+        if rgb_fn is not None:
+            if self.mlp is not None:
+                raise ValueError("set_from_functions can set colours only in 'rgb' mode")
+            rgb = rgb_fn(pts).clamp(1e-4, 1 - 1e-4).t().reshape(1, 3, res, res, res)
+            self.color.copy_(torch.logit(rgb))
+        if self.config.occupancy:
+            self.update_occupancy()

@@ -1,0 +1,89 @@
+"""``dreamlift zoo``: list the zoo's models and train them (resumable, fine in the background).
+
+Mounted by :mod:`dreamlift.cli` with ``app.add_typer(zoo_app, name="zoo")``. User errors are
+:class:`~dreamlift.errors.DreamliftError` and print as one line there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: toy models trained on the world.")
+console = Console(stderr=True)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """Name, parameters, size on disk, training steps and quality figures of each model."""
+    from dreamlift.zoo.registry import list_models
+
+    table = Table(title="dreamlift zoo")
+    for col in ("name", "trained", "parameters", "size", "steps", "quality"):
+        table.add_column(col)
+    for row in list_models():
+        steps = ", ".join(f"{k} {v}" for k, v in row.training_steps.items()) or "-"
+        figures = ", ".join(f"{k} {v:g}" for k, v in row.figures.items()) or "-"
+        table.add_row(
+            row.name,
+            "yes" if row.trained else "no",
+            f"{row.parameters / 1e6:.2f} M",
+            _size(row.size_bytes),
+            steps,
+            figures,
+        )
+    Console().print(table)
+
+
+@zoo_app.command("train")
+def zoo_train(
+    name: str = typer.Argument(..., help="toy-sd, toy-sd-depth or toy-clip"),
+    steps: int | None = typer.Option(
+        None, min=1, help="Total steps of each stage run (default: the recipe's fast setting)."
+    ),
+    stage: str | None = typer.Option(
+        None, help="Run only this stage (toy-sd: vae, unet); default: every stage in order."
+    ),
+    workdir: Path | None = typer.Option(
+        None,
+        help="Checkpoints and caches (default: ~/.cache/dreamlift/zoo/NAME).",
+    ),
+    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
+    export_only: bool = typer.Option(
+        False, "--export-only", help="Export the latest checkpoint into the package; no training."
+    ),
+    no_eval: bool = typer.Option(False, "--no-eval", help="Skip the quality measurement."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines."),
+) -> None:
+    """Train NAME (resumes from its checkpoint; Ctrl-C / SIGTERM checkpoint and stop)."""
+    import torch
+
+    from dreamlift.zoo.recipes import run_stage
+    from dreamlift.zoo.registry import entry
+    from dreamlift.zoo.trainer import default_workdir
+
+    if threads:
+        torch.set_num_threads(threads)
+    e = entry(name)
+    stages = (stage,) if stage else e.stages
+    work = workdir if workdir is not None else default_workdir(name)
+    for s in stages:
+        report = run_stage(
+            name, s, work, steps=steps, export_only=export_only, evaluate=not no_eval, quiet=quiet
+        )
+        figures = ", ".join(f"{k} {v:g}" for k, v in report.figures.items()) or "not measured"
+        console.print(
+            f"{name}/{s}: step {report.steps}, exported to {report.folder}; {figures}",
+            highlight=False,
+        )

@@ -1,0 +1,163 @@
+"""Training recipes of the zoo: one per stage, run by :class:`dreamlift.zoo.trainer.Trainer`.
+
+=============  ========  ==============================================================
+model          stage     recipe
+=============  ========  ==============================================================
+toy-sd         vae       :class:`~dreamlift.zoo.recipes.vae.VAERecipe` → ``toy-sd/vae``
+toy-sd         unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` → ``toy-sd``
+toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) → ``toy-sd-depth``
+toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
+=============  ========  ==============================================================
+
+A stage trains in ``<workdir>/<stage>`` (checkpoint, ``metrics.jsonl``); render, latent and
+tokenizer caches live next to the model's work dir (``<workdir>/..``, by default
+``~/.cache/dreamlift/zoo``), so models with the same data share them: the 16k-render cache
+serves the VAE, toy-sd and toy-clip. Run trainings one after another: two processes on two
+cores thrash (TOY-PRIOR-NOTES.md), and they would build a shared cache at the same time. The
+package folder is the hand-off between stages: toy-sd's UNet stage loads the exported VAE,
+toy-sd-depth loads toy-sd's VAE and text encoder, toy-sd's evaluation uses toy-clip.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from dreamlift.errors import TrainingError
+from dreamlift.zoo.recipes.common import parameter_count, quiet_libraries, record_stage
+from dreamlift.zoo.registry import entry, models_root
+from dreamlift.zoo.trainer import Trainer, TrainerConfig
+
+Size = Literal["fast", "tiny"]
+
+
+class Recipe(Protocol):
+    """A training stage: data, modules, loss, export into the package folder, evaluation."""
+
+    model: str
+    stage: str
+    kind: str
+    train: TrainerConfig
+
+    def prepare(self) -> None: ...
+
+    def modules(self) -> dict[str, nn.Module]: ...
+
+    def loss(self, step: int, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]: ...
+
+    def export(self, modules: dict[str, nn.Module]) -> Path: ...
+
+    def evaluate(self) -> dict[str, float]: ...
+
+
+def make_recipe(
+    model: str,
+    stage: str,
+    workdir: Path,
+    size: Size = "fast",
+    root: Path | None = None,
+    steps: int | None = None,
+    quiet: bool = False,
+) -> Recipe:
+    """The recipe of one stage, exporting into ``root/<model>`` (default: the package's zoo).
+
+    ``workdir`` is the stage's work dir (``<model workdir>/<stage>``).
+    """
+    from dreamlift.zoo.recipes.clip import CLIPConfig, CLIPRecipe
+    from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe
+    from dreamlift.zoo.recipes.vae import VAEConfig, VAERecipe
+
+    e = entry(model)
+    if stage not in e.stages:
+        raise TrainingError(f"{model} has no stage {stage!r}", f"stages: {', '.join(e.stages)}")
+    root = Path(root) if root is not None else models_root()
+    folder, data_root = root / model, Path(workdir).parent.parent
+    tiny = size == "tiny"
+
+    def with_steps(cfg):  # noqa: ANN001, ANN202 - any recipe config
+        return cfg if steps is None else replace(cfg, train=replace(cfg.train, steps=steps))
+
+    if (model, stage) == ("toy-sd", "vae"):
+        vcfg = with_steps(VAEConfig.tiny() if tiny else VAEConfig())
+        return VAERecipe(vcfg, folder, data_root, quiet)
+    if stage == "unet":
+        depth = model == "toy-sd-depth"
+        scfg = with_steps(SDConfig.tiny(depth) if tiny else SDConfig.fast(depth))
+        return SDRecipe(
+            scfg,
+            folder,
+            data_root,
+            base=root / "toy-sd",
+            clip_folder=root / "toy-clip",
+            quiet=quiet,
+        )
+    ccfg = with_steps(CLIPConfig.tiny() if tiny else CLIPConfig())
+    return CLIPRecipe(ccfg, folder, data_root, quiet)
+
+
+@dataclass
+class StageReport:
+    model: str
+    stage: str
+    steps: int
+    seconds: float
+    folder: Path
+    figures: dict[str, float]
+
+
+def run_stage(
+    model: str,
+    stage: str,
+    workdir: Path,
+    *,
+    size: Size = "fast",
+    root: Path | None = None,
+    steps: int | None = None,
+    export_only: bool = False,
+    evaluate: bool = True,
+    quiet: bool = False,
+) -> StageReport:
+    """Train (resuming) one stage, export its EMA weights, evaluate, record ``zoo.json``.
+
+    ``export_only`` exports the latest checkpoint without training.
+    """
+    with quiet_libraries():
+        recipe = make_recipe(model, stage, Path(workdir) / stage, size, root, steps, quiet)
+        trainer = Trainer(recipe, recipe.train, Path(workdir) / stage, quiet=quiet)
+        t0 = time.perf_counter()
+        if export_only:
+            if not trainer.restore():
+                raise TrainingError(
+                    f"no checkpoint of {model}/{stage} in {trainer.workdir}",
+                    f"train first: dreamlift zoo train {model}",
+                )
+        else:
+            recipe.prepare()
+            trainer.run(description=f"{model}/{stage}")
+        seconds = time.perf_counter() - t0
+        modules = trainer.ema_modules()
+        params = parameter_count(*modules.values())
+        folder = recipe.export(modules)
+        model_folder = folder.parent if stage == "vae" else folder
+        record_stage(
+            model_folder,
+            model,
+            stage,
+            steps=trainer.step,
+            trained_parameters=params,
+            seconds_this_run=round(seconds, 1),
+            threads=torch.get_num_threads(),
+        )
+        figures: dict[str, float] = {}
+        if evaluate:
+            figures = recipe.evaluate()
+            record_stage(model_folder, model, stage, figures=figures)
+    return StageReport(model, stage, trainer.step, seconds, model_folder, figures)
+
+
+__all__ = ["Recipe", "StageReport", "make_recipe", "run_stage"]

@@ -1,0 +1,123 @@
+"""Helpers every recipe shares: training renders, atomic folder export, ``zoo.json`` records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dreamlift.zoo.data import CacheSpec, RenderCache, build_cache, load_cache
+from dreamlift.zoo.heldout import mentions_heldout
+
+ZOO_JSON = "zoo.json"
+
+
+def renders(spec: CacheSpec, root: Path, quiet: bool = False) -> RenderCache:
+    """The render cache of ``spec`` under ``root/renders/<hash>`` (built on first use).
+
+    Recipes with the same dataset share one cache (the VAE, toy-sd and toy-clip do).
+    """
+    key = hashlib.sha256(spec.to_json().encode()).hexdigest()[:12]
+    folder = build_cache(spec, root / "renders" / key, quiet=quiet)
+    return load_cache(folder)
+
+
+def training_subset(cache: RenderCache) -> Tensor:
+    """Indices of the cached items whose captions name no held-out pair or composition."""
+    keep = [i for i, c in enumerate(cache.captions) if not mentions_heldout(c)]
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def batch_indices(pool: Tensor, batch: int, gen: torch.Generator) -> Tensor:
+    """``batch`` random entries of ``pool`` (with replacement; only ``gen`` decides)."""
+    return pool[torch.randint(len(pool), (batch,), generator=gen)]
+
+
+def images_to_model(images_uint8: Tensor) -> Tensor:
+    """uint8 (B,3,H,W) → float in [-1, 1], SD's image range."""
+    return images_uint8.float() / 127.5 - 1.0
+
+
+def export_folder(dest: Path, write: Callable[[Path], None]) -> Path:
+    """Write a folder with ``write(tmp)`` and swap it in for ``dest`` (keeping ``zoo.json``).
+
+    A crash leaves either the old folder or the new one in place, plus at most a stray
+    ``.tmp-*`` sibling, never a half-written model.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        old_json = dest / ZOO_JSON
+        if old_json.exists() and not (tmp / ZOO_JSON).exists():
+            shutil.copy2(old_json, tmp / ZOO_JSON)
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        if dest.exists():
+            dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def read_zoo_json(folder: Path) -> dict:
+    path = Path(folder) / ZOO_JSON
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {}
+
+
+def record_stage(folder: Path, name: str, stage: str, **fields: object) -> dict:
+    """Merge ``fields`` into ``zoo.json``'s record of ``stage`` (and refresh the totals)."""
+    data = read_zoo_json(folder)
+    data["name"] = name
+    stages = data.setdefault("stages", {})
+    stages.setdefault(stage, {}).update(fields)
+    stages[stage]["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    data["training_steps"] = {k: v.get("steps") for k, v in stages.items()}
+    data["figures"] = {
+        f"{k}.{fig}": val for k, v in stages.items() for fig, val in v.get("figures", {}).items()
+    }
+    path = Path(folder) / ZOO_JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(ZOO_JSON + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return data
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Hide diffusers' and transformers' per-file progress bars (they flood background logs)."""
+    from diffusers.utils import logging as dl
+    from transformers.utils import logging as tl
+
+    was = tl.is_progress_bar_enabled(), dl.is_progress_bar_enabled()
+    tl.disable_progress_bar()
+    dl.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            tl.enable_progress_bar()
+        if was[1]:
+            dl.enable_progress_bar()
+
+
+def parameter_count(*modules: torch.nn.Module) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())

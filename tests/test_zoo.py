@@ -1,0 +1,260 @@
+"""The zoo: held-out data, registry, resumable trainer, and every recipe end to end (tiny)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from dreamlift.errors import ModelError, TrainingError
+from dreamlift.world.captions import caption, parse
+from dreamlift.world.datasets import WorldDataset
+from dreamlift.zoo.heldout import (
+    HELDOUT_COMPOSITIONS,
+    HELDOUT_PAIRS,
+    mentions_heldout,
+    training_dataset,
+)
+from dreamlift.zoo.trainer import Trainer, TrainerConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------- held-out data
+def test_heldout_lists_are_large_enough_and_valid():
+    assert len(set(HELDOUT_PAIRS)) >= 5 and len(set(HELDOUT_COMPOSITIONS)) >= 3
+    for text in HELDOUT_COMPOSITIONS:
+        assert mentions_heldout(text) and mentions_heldout(text + ", side view")
+
+
+def test_heldout_pairs_never_in_training_descriptions():
+    from dreamlift.zoo.data import RenderCache
+    from dreamlift.zoo.recipes.common import training_subset
+
+    ds = WorldDataset(training_dataset(), 3000)
+    descs = [ds.describe(i)[0] for i in range(len(ds))]
+    for d in descs:
+        if len(d.objects) == 1:
+            assert (d.objects[0].colour, d.objects[0].shape) not in HELDOUT_PAIRS
+        assert caption(d) not in HELDOUT_COMPOSITIONS
+    # Compositions may mention a held-out pair; the trainers' subset drops them.
+    captions = [caption(d, "front") for d in descs]
+    empty = torch.zeros(len(captions), 1)
+    cache = RenderCache(empty, empty, empty, empty, empty, empty, empty, captions)
+    kept = [captions[i] for i in training_subset(cache).tolist()]
+    assert len(kept) > 0.8 * len(captions)
+    for text in kept:
+        d = parse(text)
+        assert all((o.colour, o.shape) not in HELDOUT_PAIRS for o in d.objects)
+
+
+# ---------------------------------------------------------------- registry
+def test_resolve_names_the_train_command(tmp_path, monkeypatch):
+    from dreamlift.priors import DiffusionPrior
+    from dreamlift.zoo.registry import resolve
+
+    monkeypatch.setenv("DREAMLIFT_ZOO_DIR", str(tmp_path))
+    with pytest.raises(ModelError, match="dreamlift zoo train toy-sd"):
+        resolve("toy-sd")
+    (tmp_path / "toy-sd").mkdir()
+    with pytest.raises(ModelError, match="incomplete.*dreamlift zoo train toy-sd"):
+        resolve("toy-sd")
+    with pytest.raises(ModelError, match="dreamlift zoo train toy-sd-depth"):
+        DiffusionPrior.load("toy-sd-depth")
+    with pytest.raises(ModelError, match="unknown model"):
+        resolve("toy-nothing")
+
+
+# ---------------------------------------------------------------- trainer
+class _Toy:
+    """A tiny regression task whose batches and noise come from the trainer's generator."""
+
+    kind = "test/toy"
+
+    def __init__(self, nan_at: int | None = None) -> None:
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2))
+        self.nan_at = nan_at
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def loss(self, step: int, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        x = torch.randn(16, 4, generator=gen)
+        y = torch.stack([x.sum(1), x[:, 0] * x[:, 1]], 1) + 0.1 * torch.randn(16, 2, generator=gen)
+        loss = ((self.net(x) - y) ** 2).mean()
+        if self.nan_at is not None and step == self.nan_at:
+            loss = loss * float("nan")
+        return loss, {}
+
+
+def _config(**kw) -> TrainerConfig:
+    return TrainerConfig(**{"steps": 8, "warmup": 3, "checkpoint_every": 2, "log_every": 1, **kw})
+
+
+def _weights(trainer: Trainer) -> dict[str, Tensor]:
+    state = {f"w/{k}": v.clone() for k, v in trainer.modules["net"].state_dict().items()}
+    state.update({f"ema/{k}": v.clone() for k, v in trainer.ema.shadow.items()})
+    return state
+
+
+def test_resume_is_bit_exact(tmp_path):
+    whole = Trainer(_Toy(), _config(), tmp_path / "whole", quiet=True)
+    whole.run()
+    first = Trainer(_Toy(), _config(), tmp_path / "split", quiet=True)
+    first.run(steps=4)
+    second = Trainer(_Toy(), _config(), tmp_path / "split", quiet=True)  # a new process, say
+    result = second.run()
+    assert result.resumed_from == 4 and second.step == 8
+    a, b = _weights(whole), _weights(second)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+
+
+def test_nan_loss_keeps_the_last_checkpoint(tmp_path):
+    from dreamlift.io.checkpoint import load_checkpoint
+
+    good = Trainer(_Toy(), _config(), tmp_path / "good", quiet=True)
+    good.run(steps=4)
+    bad = Trainer(_Toy(nan_at=5), _config(), tmp_path / "bad", quiet=True)
+    with pytest.raises(TrainingError, match="non-finite loss.*step 4 is kept"):
+        bad.run()
+    ckpt = load_checkpoint(tmp_path / "bad" / "checkpoint.safetensors", "test/toy")
+    assert ckpt.step == 4
+    reference = good.modules["net"].state_dict()
+    assert all(torch.equal(ckpt.field[f"net.{k}"], v) for k, v in reference.items())
+
+
+def test_sigint_checkpoints_at_the_end_of_the_step(tmp_path):
+    import os
+    import signal
+
+    from dreamlift.loop import Interrupted
+
+    class _Stopped(_Toy):
+        def loss(self, step, gen):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of step 2
+            return super().loss(step, gen)
+
+    stopped = Trainer(_Stopped(), _config(checkpoint_every=100), tmp_path, quiet=True)
+    with pytest.raises(Interrupted, match="stopped at step 3"):
+        stopped.run()
+    resumed = Trainer(_Toy(), _config(), tmp_path, quiet=True)
+    assert resumed.restore() and resumed.step == 3
+
+
+def test_cli_list_and_export_without_checkpoint(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dreamlift.zoo.cli import zoo_app
+
+    monkeypatch.setenv("DREAMLIFT_ZOO_DIR", str(tmp_path / "models"))
+    result = CliRunner().invoke(zoo_app, ["list"])
+    assert result.exit_code == 0 and "toy-clip" in result.output
+    result = CliRunner().invoke(
+        zoo_app, ["train", "toy-clip", "--export-only", "--workdir", str(tmp_path / "w")]
+    )
+    assert isinstance(result.exception, TrainingError) and "no checkpoint" in str(result.exception)
+
+
+# ---------------------------------------------------------------- recipes end to end
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory) -> Path:
+    """Every stage, tiny, 2 steps: toy-clip first so toy-sd's evaluation can use it."""
+    from dreamlift.zoo.recipes import run_stage
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("zoo")
+    root, work = base / "models", base / "work"
+    try:
+        for model, stage in (
+            ("toy-clip", "clip"),
+            ("toy-sd", "vae"),
+            ("toy-sd", "unet"),
+            ("toy-sd-depth", "unet"),
+        ):
+            report = run_stage(model, stage, work / model, size="tiny", root=root, quiet=True)
+            assert report.steps == 2
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+def test_toy_sd_loads_with_stock_pipeline_and_prior(zoo):
+    from diffusers import StableDiffusionPipeline
+
+    from dreamlift.priors import DiffusionPrior
+
+    folder = zoo / "toy-sd"
+    pipe = StableDiffusionPipeline.from_pretrained(
+        folder, local_files_only=True, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(
+        "a red cube, side view",
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        output_type="pt",
+        generator=torch.Generator().manual_seed(0),
+    ).images
+    assert out.shape == (1, 3, 64, 64) and torch.isfinite(out).all()
+    assert pipe.scheduler.config.steps_offset == 1 and not pipe.scheduler.config.clip_sample
+    prior = DiffusionPrior.load(folder, device="cpu")
+    assert prior.latent_size == 16 and not prior.depth_conditioned
+    assert prior.encode(torch.rand(1, 3, 64, 64)).shape == (1, 4, 16, 16)
+
+
+def test_toy_sd_depth_loads_with_depth_pipeline(zoo):
+    from diffusers import StableDiffusionDepth2ImgPipeline
+
+    from dreamlift.priors import DiffusionPrior
+
+    folder = zoo / "toy-sd-depth"
+    pipe = StableDiffusionDepth2ImgPipeline.from_pretrained(folder, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(
+        "a red cube, side view",
+        image=torch.rand(1, 3, 64, 64),
+        depth_map=torch.rand(1, 64, 64),
+        strength=1.0,
+        num_inference_steps=2,
+        output_type="pt",
+    ).images
+    assert out.shape == (1, 3, 64, 64)
+    assert DiffusionPrior.load(folder, device="cpu").depth_conditioned
+
+
+def test_toy_clip_loads_and_zero_shot_runs(zoo):
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from dreamlift.zoo.recipes.clip import zero_shot
+
+    model = CLIPModel.from_pretrained(zoo / "toy-clip", local_files_only=True)
+    tokenizer = CLIPTokenizer.from_pretrained(zoo / "toy-clip")
+    for attribute in ("shape", "colour", "view"):
+        assert len(zero_shot(model, tokenizer, torch.rand(3, 3, 64, 64), attribute)) == 3
+
+
+def test_zoo_json_and_listing(zoo, monkeypatch):
+    from dreamlift.zoo.registry import list_models, resolve
+
+    monkeypatch.setenv("DREAMLIFT_ZOO_DIR", str(zoo))
+    rows = {r.name: r for r in list_models()}
+    assert all(r.trained and r.parameters > 0 and r.size_bytes > 0 for r in rows.values())
+    assert rows["toy-sd"].training_steps == {"vae": 2, "unet": 2}
+    assert "vae.psnr_db" in rows["toy-sd"].figures
+    assert "clip.shape_accuracy" in rows["toy-clip"].figures
+    assert "unet.shape_colour_agreement" in rows["toy-sd"].figures
+    assert resolve("toy-clip") == zoo / "toy-clip"
