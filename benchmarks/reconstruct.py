@@ -60,7 +60,7 @@ def fit_table(fields: list[str], resolutions: list[int], assets: list[str]) -> l
                     "iterations_per_s": t.get("iterations_per_s", 0.0),
                     "split": {
                         k: t[k] / max(t["train_s"], 1e-9)
-                        for k in ("loss_s", "backward_s", "optimizer_s")
+                        for k in ("render_s", "loss_s", "backward_s", "optimizer_s")
                     },
                     "pass": m["psnr"] >= psnr_bar and m["mask_iou"] >= iou_bar and wall <= time_bar,
                 }
@@ -151,15 +151,23 @@ def main() -> None:
     parser.add_argument("--resolutions", nargs="+", type=int, default=[64, 128])
     parser.add_argument("--assets", nargs="+", default=ASSETS)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument(
+        "--skip-speed", action="store_true", help="Keep the renderer-speed rows of --out."
+    )
+    parser.add_argument("--speed-only", action="store_true", help="Keep the fit rows of --out.")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "reconstruct.json"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
-    speed = [] if args.skip_speed else render_speed()
-    rows = fit_table(args.fields, args.resolutions, args.assets)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    speed = previous.get("render_speed", []) if args.skip_speed else render_speed()
+    rows = (
+        previous.get("fits", [])
+        if args.speed_only
+        else fit_table(args.fields, args.resolutions, args.assets)
+    )
     result = {
         "command": "benchmarks/reconstruct.py",
         "machine": {

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -58,7 +59,7 @@ class LoopResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class _StopRequests:
+class StopRequests:
     """Turns the first SIGINT/SIGTERM into a flag checked between steps, so the checkpoint
     written on a stop is a consistent end-of-step state; a second signal stops at once."""
 
@@ -71,7 +72,7 @@ class _StopRequests:
             raise KeyboardInterrupt
         self.requested = True
 
-    def __enter__(self) -> _StopRequests:
+    def __enter__(self) -> StopRequests:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._previous[sig] = signal.signal(sig, self._handler)
@@ -80,6 +81,20 @@ class _StopRequests:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def progress_bar(console: Console | None = None, disable: bool = False) -> Progress:
+    """The progress bar of long work: description, bar, n/total, status, elapsed, ETA."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable,
+    )
 
 
 def checkpoint_path(run: RunDir) -> Path:
@@ -147,16 +162,8 @@ def optimize(
         opt = fld.make_optimizer()
     timings = {"step_s": 0.0, "loss_s": 0.0, "backward_s": 0.0, "optimizer_s": 0.0}
     last_good = start
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=settings.quiet,
-    )
-    with _StopRequests() as stop, progress:
+    progress = progress_bar(disable=settings.quiet)
+    with StopRequests() as stop, progress:
         task = progress.add_task(description, total=settings.steps, completed=start, status="")
         for step in range(start, settings.steps):
             t0 = time.perf_counter()

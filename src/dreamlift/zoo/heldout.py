@@ -47,8 +47,11 @@ def training_dataset(base: DatasetConfig | None = None, **overrides: object) -> 
 
 
 def eval_dataset(base: DatasetConfig | None = None, **overrides: object) -> DatasetConfig:
-    """An evaluation set: ``base`` with the evaluation seed (held-out pairs included)."""
-    return replace(base or DatasetConfig(), seed=EVAL_SEED, **overrides)  # type: ignore[arg-type]
+    """An evaluation set: ``base`` with the evaluation seed and no exclusions, so held-out
+    pairs and compositions are drawn (a training config may be passed as ``base``)."""
+    return replace(  # type: ignore[arg-type]
+        base or DatasetConfig(), seed=EVAL_SEED, exclude_pairs=(), exclude_captions=(), **overrides
+    )
 
 
 def mentions_heldout(text: str) -> bool:

@@ -21,19 +21,11 @@ from typing import Protocol
 
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from torch import Tensor, nn
 
 from dreamlift.errors import TrainingError
 from dreamlift.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from dreamlift.loop import Interrupted, _StopRequests
+from dreamlift.loop import Interrupted, StopRequests, progress_bar
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 METRICS_NAME = "metrics.jsonl"
@@ -232,16 +224,8 @@ class Trainer:
         last_loss: float | None = None
         console = Console(stderr=True)
         live = console.is_terminal and not self.quiet
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-        )
         last_print = time.monotonic()
-        with _StopRequests() as stop, Progress(*columns, console=console, disable=not live) as bar:
+        with StopRequests() as stop, progress_bar(console, disable=not live) as bar:
             task = bar.add_task(description, total=total, completed=self.step, status="")
             while self.step < total:
                 t0 = time.perf_counter()

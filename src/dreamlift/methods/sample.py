@@ -1,0 +1,230 @@
+"""Text-to-image samples from a prior: the first look at what a 2D model knows.
+
+``dreamlift sample "a red cube, side view"`` draws ``n`` DDIM samples with classifier-free
+guidance and writes them, a grid and the run contract. A toy prior only knows the world's
+caption grammar, so its prompts are parsed first (an unknown word is a one-line
+``CaptionError`` listing the vocabulary) instead of silently becoming ``unk`` tokens. For a
+depth-conditioned prior, ``depth_from_caption`` renders the caption's world asset and
+conditions on its disparity, as toy-sd-depth was trained. World captions are judged by
+toy-clip when it exists (shape and colour agreement of the samples).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import Progress
+from torch import Tensor
+
+from dreamlift.errors import CaptionError, DreamliftError, ModelError
+from dreamlift.io.media import image_grid, save_image
+from dreamlift.io.run import RunDir
+from dreamlift.priors import DiffusionPrior
+from dreamlift.world.assets import Description
+from dreamlift.world.captions import parse
+from dreamlift.zoo.tokenizer import caption_words
+
+# Camera of the depth rendered for --depth-from-caption, by the caption's view word (front
+# when it has none). Radius, field of view and elevation sit inside the training orbits.
+VIEW_AZIMUTH = {"front": 0.0, "side": 90.0, "back": 180.0, "overhead": 0.0}
+VIEW_ELEVATION = {"front": 20.0, "side": 20.0, "back": 20.0, "overhead": 75.0}
+DEPTH_RADIUS = 2.7
+DEPTH_FOV = 40.0
+TOY_PRIORS = ("toy-sd", "toy-sd-depth")  # zoo priors that only know the caption grammar
+# A closed-vocabulary tokenizer is far smaller than a real CLIP's (49,408 entries).
+WORLD_VOCAB_MAX = 2000
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """One sampling run. Defaults are Stable Diffusion's usual DDIM 50 steps at CFG 7.5."""
+
+    prompt: str
+    prior: str = "toy-sd"  # zoo name or diffusers folder
+    n: int = 8
+    steps: int = 50
+    guidance_scale: float = 7.5
+    seed: int = 0  # the initial noise of all n samples comes from this one seed
+    negative: str = ""  # the unconditional branch's prompt ("" as the models were trained)
+    depth_from_caption: bool = False  # condition a depth prior on the caption's world asset
+    judge: str | None = "toy-clip"  # CLIP judging world captions; None skips judging
+    batch: int = 8  # samples per UNet call (memory, not results: noise is drawn up front)
+    device: str = "auto"
+
+
+def uses_world_vocabulary(tokenizer: Any) -> bool:
+    """Whether a prior's tokenizer is the world's closed vocabulary (a toy prior)."""
+    vocab = tokenizer.get_vocab()
+    if len(vocab) > WORLD_VOCAB_MAX:
+        return False
+    return all(f"{w}</w>" in vocab for w in caption_words() if w.isalpha())
+
+
+def require_prompt(prompt: str) -> None:
+    if not prompt.strip():
+        raise CaptionError("the prompt is empty", "give a caption such as 'a red cube, side view'")
+
+
+def check_prompt(prompt: str, prior: DiffusionPrior) -> Description | None:
+    """The prompt's world description, or None for a free prompt to a real prior.
+
+    A toy prior's prompt must follow the caption grammar (CaptionError otherwise).
+    """
+    require_prompt(prompt)
+    if uses_world_vocabulary(prior.tokenizer):
+        return parse(prompt)
+    try:
+        return parse(prompt)
+    except CaptionError:
+        return None
+
+
+def caption_depth(desc: Description, size: int) -> Tensor:
+    """(1, size, size) disparity of the caption's asset seen from its view (front if none).
+
+    Disparity (1/z, 0 on the background) is what toy-sd-depth was trained on and what
+    monocular depth models give SD2-depth.
+    """
+    from dreamlift.cameras import orbit_cameras
+    from dreamlift.world.assets import layout
+    from dreamlift.world.render import RenderSettings, render
+    from dreamlift.zoo.recipes.sd import disparity
+
+    view = desc.view or "front"
+    cams = orbit_cameras(
+        torch.tensor([VIEW_AZIMUTH[view]]),
+        torch.tensor([VIEW_ELEVATION[view]]),
+        DEPTH_RADIUS,
+        DEPTH_FOV,
+        size,
+    )
+    out = render(layout(desc), cams, RenderSettings(supersample=2))
+    return disparity(out["depth"][..., 0])
+
+
+def draw(
+    prior: DiffusionPrior,
+    cfg: SampleConfig,
+    depth: Tensor | None = None,
+    quiet: bool = True,
+) -> Tensor:
+    """``cfg.n`` samples (n, 3, H, W) in [0, 1]: DDIM with CFG from seeded noise."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    noise = prior.initial_latents(cfg.n, gen)
+    text = prior.embed_text(cfg.prompt, cfg.negative)
+    images = []
+    with Progress(disable=quiet, transient=True) as progress:
+        task = progress.add_task("sampling", total=cfg.n * cfg.steps)
+        for i in range(0, cfg.n, cfg.batch):
+            z = noise[i : i + cfg.batch]
+            d = None if depth is None else depth.expand(z.shape[0], -1, -1)
+            latents = prior.sample(
+                text.expand(z.shape[0]),
+                cfg.steps,
+                cfg.guidance_scale,
+                latents=z,
+                depth=d,
+                callback=lambda *_: progress.advance(task),
+            )
+            with torch.no_grad():
+                images.append(prior.decode(latents).cpu())
+    return torch.cat(images)
+
+
+def judge(images: Tensor, desc: Description, prompt: str, name: str) -> dict[str, float]:
+    """CLIP similarity to the prompt and, for single objects, attribute agreement."""
+    from dreamlift.metrics.clip import ClipScorer
+
+    scorer = ClipScorer.load(name)
+    metrics = {"clip_similarity": float(scorer.clip_similarity(images, prompt).mean())}
+    if desc.relation != "single":
+        return metrics
+    obj = desc.objects[0]
+    truth = {"shape": obj.shape, "colour": obj.colour}
+    if desc.view in ("front", "side", "back"):
+        truth["view"] = desc.view
+    for attribute, want in truth.items():
+        found = scorer.classify(images, attribute)
+        metrics[f"{attribute}_agreement"] = sum(f == want for f in found) / len(found)
+    return metrics
+
+
+def _load_prior(cfg: SampleConfig) -> DiffusionPrior:
+    prior = DiffusionPrior.load(cfg.prior, device=cfg.device)
+    if cfg.depth_from_caption and not prior.depth_conditioned:
+        raise ModelError(
+            f"--depth-from-caption needs a depth-conditioned prior; {prior.folder} is not one",
+            "use --prior toy-sd-depth",
+        )
+    if prior.depth_conditioned and not cfg.depth_from_caption:
+        raise ModelError(
+            f"the prior in {prior.folder} is depth-conditioned", "pass --depth-from-caption"
+        )
+    return prior
+
+
+def sample(cfg: SampleConfig, out: Path, quiet: bool = False) -> dict[str, Any]:
+    """Run ``cfg`` into the folder ``out``; returns metrics, notes, timings and outputs."""
+    require_prompt(cfg.prompt)
+    if cfg.prior in TOY_PRIORS:
+        parse(cfg.prompt)  # a bad caption is reported before a missing model
+    run = RunDir(out)  # its clock starts here; the folder is made once the inputs are checked
+    t0 = time.perf_counter()
+    prior = _load_prior(cfg)
+    desc = check_prompt(cfg.prompt, prior)
+    depth = None
+    if cfg.depth_from_caption:
+        # A free prompt has no world asset: parsing it again raises the grammar's error.
+        depth = caption_depth(desc or parse(cfg.prompt), prior.image_size)
+    run.prepare()
+    run.write_config(cfg)
+    timings = {"load_s": time.perf_counter() - t0}
+
+    t0 = time.perf_counter()
+    images = draw(prior, cfg, depth, quiet)
+    timings["sample_s"] = time.perf_counter() - t0
+    timings["seconds_per_sample"] = timings["sample_s"] / cfg.n
+
+    outputs = _save(run.path, images, depth)
+    metrics: dict[str, float] = {}
+    notes: list[str] = []
+    if cfg.judge is None:
+        notes.append("not judged (no judge asked for)")
+    elif desc is None:
+        notes.append("not a world caption: samples not judged")
+    else:
+        t0 = time.perf_counter()
+        try:
+            metrics = judge(images, desc, cfg.prompt, cfg.judge)
+            timings["judge_s"] = time.perf_counter() - t0
+        except DreamliftError as exc:
+            notes.append(f"agreement not measured: {exc}")
+    command = (
+        f"dreamlift sample {cfg.prompt!r} --prior {cfg.prior} --n {cfg.n} --steps {cfg.steps} "
+        f"--cfg {cfg.guidance_scale} --seed {cfg.seed}"
+        + (" --depth-from-caption" if cfg.depth_from_caption else "")
+    )
+    run.write_summary(command, cfg, metrics, timings, outputs, notes=notes)
+    return {"metrics": metrics, "notes": notes, "timings": timings, "outputs": outputs}
+
+
+def _save(folder: Path, images: Tensor, depth: Tensor | None) -> dict[str, Path]:
+    hwc = images.permute(0, 2, 3, 1)
+    samples = folder / "samples"
+    samples.mkdir(exist_ok=True)
+    for i, image in enumerate(hwc):
+        save_image(samples / f"sample_{i:03d}.png", image)
+    columns = min(len(hwc), max(4, math.ceil(math.sqrt(len(hwc)))))
+    outputs = {
+        "grid": save_image(folder / "grid.png", image_grid(hwc, columns)),
+        "samples": samples,
+    }
+    if depth is not None:
+        d = depth[0] / depth.max().clamp(min=1e-8)
+        outputs["depth"] = save_image(folder / "depth.png", d[..., None])
+    return outputs
