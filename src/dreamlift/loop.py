@@ -130,9 +130,9 @@ def restore(
 
     Returns (optimiser, step, extra)."""
     ckpt = load_checkpoint(checkpoint_path(run), expected_kind=settings.kind)
-    fld.load_state_tensors(ckpt.field)
-    opt = fld.make_optimizer()
     try:
+        fld.load_state_tensors(ckpt.field)
+        opt = fld.make_optimizer()
         opt.load_state_dict(ckpt.optimizer)
         for name, gen in generators.items():
             gen.set_state(ckpt.generators[name])
