@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from dreamlift.cli_generate import generate_command
 from dreamlift.cli_sample import sample_command
 from dreamlift.errors import DreamliftError
 from dreamlift.zoo.cli import zoo_app
@@ -24,6 +25,7 @@ world_app = typer.Typer(no_args_is_help=True, help="The embedded procedural worl
 app.add_typer(world_app, name="world")
 app.add_typer(zoo_app, name="zoo")
 app.command("sample")(sample_command)
+app.command("generate")(generate_command)
 console = Console(stderr=True)
 
 

@@ -1,0 +1,348 @@
+"""Text-to-3D generation on tiny random SD pipelines: every guidance × field, exact resume,
+the paper preset through the same code, and the command line's bad-input behaviour."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("diffusers")
+
+from dreamlift.errors import CaptionError, DreamliftError, TrainingError  # noqa: E402
+from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT  # noqa: E402
+from dreamlift.methods import generate as gen  # noqa: E402
+from dreamlift.methods.generate import (  # noqa: E402
+    azimuth_half_range,
+    build_config,
+    config_from_dict,
+    generate,
+    render_scale,
+)
+from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
+from dreamlift.zoo.tokenizer import caption_words  # noqa: E402
+
+RUNNER = (
+    "from dreamlift.cli import app, main\n"
+    "from dreamlift.cli_generate import generate_command\n"
+    "if not any(c.name == 'generate' for c in app.registered_commands):\n"
+    "    app.command('generate')(generate_command)\n"
+    "main()\n"
+)
+CLI = [sys.executable, "-c", RUNNER, "generate"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DREAMLIFT_ZOO_DIR": "/nonexistent-zoo"}
+TINY = TinySDConfig(unet_channels=(16, 32, 32))
+FAST = {"turntable_frames": 4, "score": False, "log_every": 1, "checkpoint_every": 100}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    """A tiny SD 2.x-layout pipeline (16 px images) whose tokenizer knows the world's words
+    and GE3D's negative prompt, so the paper preset runs unchanged."""
+    extra = GE3D_NEGATIVE_PROMPT.replace(",", " ").replace(".", " ").replace("-", " ").split()
+    words = [*caption_words(), *extra, "-"]
+    root = tmp_path_factory.mktemp("tiny_sd_generate")
+    return save_tiny_sd(root / "sd", sample_size=8, config=TINY, seed=0, words=words)
+
+
+def _cli(args, **kw):
+    return subprocess.run(CLI + args, capture_output=True, text=True, env=ENV, timeout=300, **kw)
+
+
+# ---------------------------------------------------------------------- schedules
+def test_schedules_are_pure_functions_of_the_step():
+    assert azimuth_half_range(0, 80, 1.5, 100) == 80
+    assert azimuth_half_range(99, 80, 1.5, 100) == 80
+    assert azimuth_half_range(100, 80, 1.5, 100) == 120
+    assert azimuth_half_range(10_000, 80, 1.5, 100) == 180
+    assert azimuth_half_range(5, 180, 1.5, 100) == 180
+    warmup = ((0, 0.5), (150, 1.0))
+    assert render_scale(0, warmup) == 0.5 and render_scale(149, warmup) == 0.5
+    assert render_scale(150, warmup) == 1.0
+
+
+def test_presets_and_config_round_trip():
+    fast, paper = build_config("fast", prompt="a red cube"), build_config("paper", prompt="x")
+    assert fast.guidance == "ge3d" and fast.field == "gaussians" and fast.negative_prompt == ""
+    assert paper.steps == 3000 and paper.views_per_step == 4 and paper.ge3d.perpneg.enabled
+    assert paper.guidance_config().negative_prompt == GE3D_NEGATIVE_PROMPT
+    from dreamlift.io.run import to_plain
+
+    again = config_from_dict(json.loads(json.dumps(to_plain(paper))))
+    assert again == paper
+    with pytest.raises(DreamliftError, match="unknown preset"):
+        build_config("slow")
+    with pytest.raises(DreamliftError, match="unknown guidance"):
+        build_config("fast", guidance="vsd")
+    with pytest.raises(DreamliftError, match="unknown field"):
+        build_config("fast", field="voxels")
+
+
+# ---------------------------------------------------------------------- every combination
+@pytest.mark.parametrize("field", ["gaussians", "nerf"])
+@pytest.mark.parametrize("guidance", ["ge3d", "sds", "ism"])
+def test_each_guidance_and_field_runs_and_writes_the_run_contract(
+    tmp_path, tiny_sd, field, guidance
+):
+    cfg = build_config(
+        "fast",
+        prompt="a red cube",
+        prior=str(tiny_sd),
+        field=field,
+        guidance=guidance,
+        steps=4,
+        **FAST,
+    )
+    result = generate(cfg, tmp_path / "run", quiet=True)
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["guidance"] == guidance and summary["prompt"] == "a red cube"
+    for name, rel in summary["outputs"].items():
+        assert (run / rel).is_file(), name
+    for name in ("config.yaml", "metrics.jsonl", "checkpoint.safetensors", "turntable.mp4"):
+        assert (run / name).is_file()
+    assert ("gaussians" if field == "gaussians" else "mesh") in result["outputs"]
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    assert all(f"loss_{guidance}" in r for r in records)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+
+
+def test_guidance_moves_the_field(tmp_path, tiny_sd):
+    """The guidance's gradient reaches the parameters: a step changes the colours."""
+    cfg = build_config(
+        "fast", prompt="a red cube", prior=str(tiny_sd), guidance="sds", steps=3, **FAST
+    )
+    generate(cfg, tmp_path / "r", quiet=True)
+    fld = gen.initial_field(cfg, torch.Generator().manual_seed(cfg.seed))
+    trained = load_file(tmp_path / "r" / "checkpoint.safetensors")
+    keys = [k for k in trained if "features_dc" in k]
+    assert keys and not torch.equal(trained[keys[0]], fld.features_dc.detach())
+
+
+# ---------------------------------------------------------------------- resume
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(path / "checkpoint.safetensors").items()}
+
+
+@pytest.mark.parametrize("field", ["gaussians", "nerf"])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, tiny_sd, monkeypatch, field):
+    settings = {**FAST, "checkpoint_every": 3, "steps": 6}
+    cfg = build_config("fast", prompt="a red cube", prior=str(tiny_sd), field=field, **settings)
+    cfg.gaussians.densify_from, cfg.gaussians.densify_every = 1, 2  # resume across densify
+    generate(cfg, tmp_path / "full", quiet=True)
+
+    original = gen.TextTo3D.__call__
+
+    def dies_after_the_checkpoint(self, step):
+        if step == 4:
+            raise KeyboardInterrupt  # like SIGKILL: the step-3 checkpoint is on disk
+        return original(self, step)
+
+    monkeypatch.setattr(gen.TextTo3D, "__call__", dies_after_the_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        generate(cfg, tmp_path / "cut", quiet=True)
+    monkeypatch.setattr(gen.TextTo3D, "__call__", original)
+    with pytest.raises(DreamliftError, match="already holds a run"):
+        generate(cfg, tmp_path / "cut", quiet=True)
+    resumed = gen.resume_config(tmp_path / "cut")
+    assert resumed == cfg
+    result = generate(resumed, tmp_path / "cut", resume=True, quiet=True)
+    full, cut = _tensors(tmp_path / "full"), _tensors(tmp_path / "cut")
+    assert full.keys() == cut.keys()
+    for key in full:
+        assert torch.equal(full[key], cut[key]), key
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["resumed_from"] == 3
+    steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").open()]
+    assert steps == list(range(6))
+    assert result["timings"]["train_s"] > 0
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_sd, monkeypatch):
+    cfg = build_config(
+        "fast",
+        prompt="a red cube",
+        prior=str(tiny_sd),
+        steps=6,
+        **{**FAST, "checkpoint_every": 2},
+    )
+    original = gen.TextTo3D.__call__
+
+    def nan_at_three(self, step):
+        loss, logs, out = original(self, step)
+        return (loss * float("nan") if step == 3 else loss), logs, out
+
+    monkeypatch.setattr(gen.TextTo3D, "__call__", nan_at_three)
+    with pytest.raises(TrainingError, match="step 3") as info:
+        generate(cfg, tmp_path / "nan", quiet=True)
+    assert "last good checkpoint (step 2)" in str(info.value)
+    from dreamlift.io.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "nan" / "checkpoint.safetensors").step == 2
+
+
+# ---------------------------------------------------------------------- paper preset, init
+def test_paper_preset_runs_one_iteration_at_the_prior_resolution(tmp_path, tiny_sd):
+    cfg = build_config("paper", prompt="a red cube", prior=str(tiny_sd), steps=1, **FAST)
+    cfg.gaussians.num_init = 4096  # the paper's 82k Gaussians work too; kept small for CI
+    calls = []
+    original = gen.render_views
+
+    def spy(fld, cams, size, background):
+        calls.append((len(cams), cams.width, size))
+        return original(fld, cams, size, background)
+
+    gen.render_views = spy
+    try:
+        generate(cfg, tmp_path / "paper", quiet=True)
+    finally:
+        gen.render_views = original
+    assert calls == [(4, 16, 16)]  # 4 views at the tiny model's 16 px (SD 2.1-base: 512)
+    summary = json.loads((tmp_path / "paper" / "summary.json").read_text())
+    assert summary["config"]["ge3d"]["perpneg"]["enabled"]
+    assert (tmp_path / "paper" / "gaussians.ply").is_file()
+
+
+def test_init_from_ply_and_sphere(tmp_path, tiny_sd):
+    cfg = build_config("fast", prompt="a red cube", prior=str(tiny_sd), steps=2, **FAST)
+    generate(cfg, tmp_path / "a", quiet=True)
+    from_ply = build_config(
+        "fast",
+        prompt="a red cube",
+        prior=str(tiny_sd),
+        steps=2,
+        init=str(tmp_path / "a" / "gaussians.ply"),
+        **FAST,
+    )
+    fld = gen.initial_field(from_ply, torch.Generator())
+    from dreamlift.io.ply import read_gaussians_ply
+
+    saved = read_gaussians_ply(tmp_path / "a" / "gaussians.ply")
+    assert torch.equal(fld.means.detach(), saved.means)
+    sphere = gen.initial_field(cfg, torch.Generator().manual_seed(0))
+    radii = sphere.means.norm(dim=-1)
+    assert torch.allclose(radii, torch.full_like(radii, cfg.init_radius), atol=1e-5)
+    bad = build_config("fast", prompt="a red cube", init=str(tmp_path / "none.ply"))
+    with pytest.raises(DreamliftError, match="no such .ply"):
+        gen.initial_field(bad, torch.Generator())
+
+
+# ---------------------------------------------------------------------- scores, export
+def test_world_caption_gets_ground_truth_scores_and_mesh_export(tmp_path, tiny_sd):
+    cfg = build_config(
+        "fast",
+        prompt="a green cone, side view",
+        prior=str(tiny_sd),
+        steps=2,
+        **{**FAST, "score": True, "score_refinements": 3, "mesh_resolution": 40},
+        export="mesh",
+    )
+    result = generate(cfg, tmp_path / "s", quiet=True)
+    metrics = json.loads((tmp_path / "s" / "summary.json").read_text())["metrics"]
+    assert 0.0 <= metrics["silhouette_iou"] <= 1.0
+    assert set(metrics["shape_ious"]) >= {"cube", "cone", "sphere"}
+    assert metrics["shape_winner"] in metrics["shape_ious"]
+    assert any("CLIP" in w for w in result["warnings"])  # toy-clip is not trained here
+    assert "mesh" in result["outputs"] or any("mesh" in w for w in result["warnings"])
+
+
+def test_gaussian_mesh_export_of_a_known_blob(tmp_path):
+    import trimesh
+
+    from dreamlift.fields.gaussians import GaussianField, GaussiansConfig
+    from dreamlift.methods.outputs import export_gaussian_mesh
+
+    fld = GaussianField(GaussiansConfig(num_init=800, init_radius=0.4, init_opacity=0.9))
+    with torch.no_grad():
+        fld.features_dc.fill_(0.0)  # SH 0 → grey 0.5
+    path = export_gaussian_mesh(fld, tmp_path / "m.obj", resolution=48)
+    mesh = trimesh.load(path, process=False)
+    radius = torch.from_numpy(mesh.vertices).norm(dim=-1)
+    assert 0.3 < float(radius.median()) < 0.65
+    assert abs(float(mesh.visual.vertex_colors[:, :3].mean()) / 255 - 0.5) < 0.05
+
+
+# ---------------------------------------------------------------------- bad input
+def test_prompt_errors_in_process(tiny_sd, tmp_path):
+    with pytest.raises(CaptionError, match="empty"):
+        generate(build_config("fast", prompt="  ", prior=str(tiny_sd)), tmp_path / "e")
+    with pytest.raises(CaptionError, match="unknown word") as info:
+        generate(build_config("fast", prompt="a hamburger", prior=str(tiny_sd)), tmp_path / "h")
+    assert "shapes:" in str(info.value) and "cube" in str(info.value)
+    cfg = build_config(
+        "fast", prompt="a red cube", prior=str(tiny_sd), negative_prompt="ugly dragon"
+    )
+    with pytest.raises(CaptionError, match="dragon"):
+        generate(cfg, tmp_path / "n")
+    assert not (tmp_path / "h").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["a red cube"], "dreamlift zoo train toy-sd"),
+        ([""], "empty"),
+        (["a red dragon"], "unknown word"),
+        (["a red cube", "--field", "voxels"], "unknown field"),
+        (["a red cube", "--guidance", "vsd"], "unknown guidance"),
+        (["a red cube", "--preset", "slow"], "unknown preset"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, args, needle):
+    proc = _cli([*args, "--out", str(tmp_path / "o")])
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_cli_batch_reports_bad_lines_and_continues(tmp_path, tiny_sd):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red cube\n\n   \na red dragon\n# a comment\na yellow torus\n")
+    proc = _cli(
+        [
+            "--prompts",
+            str(prompts),
+            "--prior",
+            str(tiny_sd),
+            "--steps",
+            "2",
+            "--no-score",
+            "--out",
+            str(tmp_path / "batch"),
+            "--quiet",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "line 4" in proc.stderr and "dragon" in proc.stderr
+    rows = json.loads((tmp_path / "batch" / "batch.json").read_text())
+    assert [(r["line"], r["status"]) for r in rows] == [(1, "ok"), (4, "error"), (6, "ok")]
+    for row in rows:
+        if row["status"] == "ok":
+            assert (Path(row["out"]) / "summary.json").is_file()
+    assert "a yellow torus" in proc.stdout  # the table
+
+
+def test_cli_resume_continues_and_refuses_to_overwrite(tmp_path, tiny_sd):
+    out = tmp_path / "g"
+    base = ["a red cube", "--prior", str(tiny_sd), "--no-score", "--out", str(out), "--quiet"]
+    assert _cli([*base, "--steps", "2"]).returncode == 0
+    again = _cli([*base, "--steps", "2"])
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    proc = _cli(["--resume", "--steps", "4", "--out", str(out), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from"] == 2 and summary["config"]["steps"] == 4
