@@ -62,6 +62,9 @@ def export_folder(dest: Path, write: Callable[[Path], None]) -> Path:
         old_json = dest / ZOO_JSON
         if old_json.exists() and not (tmp / ZOO_JSON).exists():
             shutil.copy2(old_json, tmp / ZOO_JSON)
+        for file in tmp.rglob("*"):  # safetensors writes 0600; installed models must be readable
+            if file.is_file():
+                file.chmod(0o644)
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         if dest.exists():
             dest.rename(old)
