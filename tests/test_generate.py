@@ -242,6 +242,17 @@ def test_init_from_ply_and_sphere(tmp_path, tiny_sd):
 
 
 # ---------------------------------------------------------------------- scores, export
+def _toy_clip_available() -> bool:
+    from dreamlift.errors import ModelError
+    from dreamlift.zoo.registry import resolve
+
+    try:
+        resolve("toy-clip")
+    except ModelError:
+        return False
+    return True
+
+
 def test_world_caption_gets_ground_truth_scores_and_mesh_export(tmp_path, tiny_sd):
     cfg = build_config(
         "fast",
@@ -256,7 +267,11 @@ def test_world_caption_gets_ground_truth_scores_and_mesh_export(tmp_path, tiny_s
     assert 0.0 <= metrics["silhouette_iou"] <= 1.0
     assert set(metrics["shape_ious"]) >= {"cube", "cone", "sphere"}
     assert metrics["shape_winner"] in metrics["shape_ious"]
-    assert any("CLIP" in w for w in result["warnings"])  # toy-clip is not trained here
+    if _toy_clip_available():
+        assert -1.0 <= metrics["clip_similarity"] <= 1.0
+        assert 0.0 <= metrics["clip_r_precision"] <= 1.0
+    else:
+        assert any("CLIP" in w for w in result["warnings"])
     assert "mesh" in result["outputs"] or any("mesh" in w for w in result["warnings"])
 
 
