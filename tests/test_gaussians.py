@@ -19,16 +19,6 @@ from dreamlift.fields.rasterize import (
 from dreamlift.io.ply import GaussianPly, read_gaussians_ply, write_gaussians_ply
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests use small tensors: on a busy 2-core machine a second thread only adds
-    synchronisation stalls."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _random_gaussians(n: int, seed: int, opacity_max: float = 1.0) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     means = (torch.rand(n, 3, generator=g) * 2 - 1) * 0.6

@@ -40,14 +40,6 @@ TINY = TinySDConfig(unet_channels=(16, 32, 32))
 FAST = {"turntable_frames": 4, "score": False, "log_every": 1, "checkpoint_every": 100}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory) -> Path:
     """A tiny SD 2.x-layout pipeline (16 px images) whose tokenizer knows the world's words

@@ -20,14 +20,6 @@ from dreamlift.world import asset_from_caption
 from dreamlift.world.assets import Asset
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _similar_copy(asset: Asset, scale: float, yaw: float, shift: tuple) -> Asset:
     """The asset moved by x ↦ scale R(yaw) x + shift (parts turn with it)."""
     c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))

@@ -58,14 +58,6 @@ PROMPTS = ["a red cube, front view", "a red cube, side view"]
 CONFIG = TinySDConfig(unet_channels=(16, 32, 32), unet_out_scale=0.1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def prior(tmp_path_factory) -> DiffusionPrior:
     folder = save_tiny_sd(

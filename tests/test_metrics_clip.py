@@ -38,14 +38,6 @@ def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory) -> Path:
     return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")

@@ -47,14 +47,6 @@ PROMPT = "a red cube, front view"
 CONFIG = TinySDConfig(unet_channels=(16, 32, 32), unet_out_scale=0.1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_sd")

@@ -20,14 +20,6 @@ from dreamlift.zoo.heldout import (
 from dreamlift.zoo.trainer import Trainer, TrainerConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- held-out data
 def test_heldout_lists_are_large_enough_and_valid():
     assert len(set(HELDOUT_PAIRS)) >= 5 and len(set(HELDOUT_COMPOSITIONS)) >= 3
