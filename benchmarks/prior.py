@@ -24,7 +24,6 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,6 +32,7 @@ from torch import Tensor
 from dreamlift.errors import DreamliftError
 from dreamlift.metrics.image import psnr
 from dreamlift.priors import DiffusionPrior, TextEmbeddings
+from dreamlift.utils.timing import median_seconds
 from dreamlift.world.datasets import WorldDataset
 from dreamlift.zoo.heldout import eval_dataset
 
@@ -95,17 +95,6 @@ def inversion_table(
     return row
 
 
-def _median_s(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: allocator, kernels, lazy imports
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
-
-
 def speed_table(prior: DiffusionPrior, caption: str, repeats: int) -> list[dict]:
     """Latency of the prior's operations (ms) and their rate (per second)."""
     gen = torch.Generator().manual_seed(0)
@@ -125,7 +114,7 @@ def speed_table(prior: DiffusionPrior, caption: str, repeats: int) -> list[dict]
             with torch.no_grad():
                 prior.predict_eps(z, t_mid, text, CFG_HIGH, depth)
 
-        add("predict_eps (CFG, 2 branches)", b, _median_s(eps, repeats))
+        add("predict_eps (CFG, 2 branches)", b, median_seconds(eps, repeats))
     image = torch.rand(1, 3, size, size, generator=gen).to(prior.device)
 
     def encode_backward() -> None:
@@ -146,9 +135,9 @@ def speed_table(prior: DiffusionPrior, caption: str, repeats: int) -> list[dict]
         grad = (1 - prior.alphas_cumprod[t]) * (eps - noise)
         (grad * z).sum().backward()  # d/dz of this surrogate is exactly the SDS gradient
 
-    add("encode + backward", 1, _median_s(encode_backward, repeats))
-    add("decode", 1, _median_s(decode, repeats))
-    add("SDS step (encode, eps CFG, backward)", 1, _median_s(sds_step, repeats))
+    add("encode + backward", 1, median_seconds(encode_backward, repeats))
+    add("decode", 1, median_seconds(decode, repeats))
+    add("SDS step (encode, eps CFG, backward)", 1, median_seconds(sds_step, repeats))
     return rows
 
 

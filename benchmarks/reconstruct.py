@@ -22,6 +22,7 @@ from dreamlift.cameras import sample_orbit, turntable
 from dreamlift.fields.gaussians import GaussianField, GaussiansConfig
 from dreamlift.fields.nerf import NerfConfig, NerfField
 from dreamlift.methods.reconstruct import build_config, reconstruct
+from dreamlift.utils.timing import median_seconds
 
 ASSETS = [
     "a yellow torus",
@@ -75,17 +76,6 @@ def fit_table(fields: list[str], resolutions: list[int], assets: list[str]) -> l
     return rows
 
 
-def _time(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
-
-
 def render_speed() -> list[dict]:
     rows = []
     gen = torch.Generator().manual_seed(0)
@@ -105,8 +95,8 @@ def render_speed() -> list[dict]:
                 {
                     "renderer": f"gaussians {n // 1000}k",
                     "size": size,
-                    "fps_forward": 1 / _time(fwd, 3),
-                    "fps_forward_backward": 1 / _time(fwd_bwd, 3),
+                    "fps_forward": 1 / median_seconds(fwd, 3),
+                    "fps_forward_backward": 1 / median_seconds(fwd_bwd, 3),
                 }
             )
     nerf = NerfField(NerfConfig(), gen)
@@ -131,7 +121,7 @@ def render_speed() -> list[dict]:
             {
                 "renderer": "nerf",
                 "size": size,
-                "fps_forward": 1 / _time(nerf_fwd, 3),
+                "fps_forward": 1 / median_seconds(nerf_fwd, 3),
                 "fps_forward_backward": None,
             }
         )

@@ -50,10 +50,11 @@ def test_short_fit_writes_the_run_contract_and_learns(tmp_path, field, steps):
     assert records[-1]["loss"] < records[0]["loss"]
 
 
-def test_existing_run_is_never_overwritten_without_resume(tmp_path):
-    cfg = build_config(
+def _tiny_config(field: str):
+    """A 10-step fit of a red cube at 32² with 8 views: enough to leave a checkpoint."""
+    return build_config(
         "fast",
-        field="gaussians",
+        field=field,
         asset="a red cube",
         resolution=32,
         train_views=8,
@@ -61,6 +62,10 @@ def test_existing_run_is_never_overwritten_without_resume(tmp_path):
         steps=10,
         turntable_frames=2,
     )
+
+
+def test_existing_run_is_never_overwritten_without_resume(tmp_path):
+    cfg = _tiny_config("gaussians")
     reconstruct(cfg, tmp_path / "r", quiet=True)
     before = (tmp_path / "r" / "checkpoint.safetensors").read_bytes()
     proc = _run(
@@ -96,16 +101,7 @@ def test_unwritable_out(tmp_path):
 
 
 def test_corrupt_checkpoint_on_resume_is_refused_and_kept(tmp_path):
-    cfg = build_config(
-        "fast",
-        field="nerf",
-        asset="a red cube",
-        resolution=32,
-        train_views=8,
-        test_views=2,
-        steps=10,
-        turntable_frames=2,
-    )
+    cfg = _tiny_config("nerf")
     reconstruct(cfg, tmp_path / "r", quiet=True)
     ckpt = tmp_path / "r" / "checkpoint.safetensors"
     damaged = ckpt.read_bytes()[:-100]
