@@ -64,6 +64,8 @@ def export_folder(dest: Path, write: Callable[[Path], None]) -> Path:
             shutil.copy2(old_json, tmp / ZOO_JSON)
         for file in tmp.rglob("*"):  # safetensors writes 0600; installed models must be readable
             if file.is_file():
+                if file.suffix == ".json":
+                    _drop_local_paths(file)
                 file.chmod(0o644)
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         if dest.exists():
@@ -73,6 +75,18 @@ def export_folder(dest: Path, write: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _drop_local_paths(config: Path) -> None:
+    """Remove ``_name_or_path``: diffusers records where a part was loaded from, which for a
+    re-saved part is this machine's path — meaningless (and leaky) in a shipped model."""
+    try:
+        values = json.loads(config.read_text())
+    except ValueError:
+        return
+    if isinstance(values, dict) and "_name_or_path" in values:
+        del values["_name_or_path"]
+        config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def read_zoo_json(folder: Path) -> dict:
