@@ -11,6 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from dreamlift.devices import resolve_device
+from dreamlift.errors import DreamliftError
 from dreamlift.io.checkpoint import load_checkpoint
 from dreamlift.methods.reconstruct import build_config, reconstruct
 
@@ -269,3 +271,53 @@ def test_config_file_sets_nested_field_settings(tmp_path):
         ]
     )
     assert proc.returncode == 2 and "stepz" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_without_cuda_is_a_one_line_error(tmp_path):
+    proc = _run(
+        ["reconstruct", "--asset", "a red cube", "--device", "cuda", "--out", str(tmp_path)]
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "'cuda' is not available" in proc.stderr and "--device cpu" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "checkpoint.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", ["gpu0", "", "cuda:x", "meta"])
+def test_device_names_are_checked(name):
+    with pytest.raises(DreamliftError, match="unknown device"):
+        resolve_device(name)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_unknown_device_is_a_one_line_error(tmp_path):
+    proc = _run(
+        ["reconstruct", "--asset", "a red cube", "--device", "gpu0", "--out", str(tmp_path)]
+    )
+    assert proc.returncode == 2 and "unknown device 'gpu0'" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_device_cpu_fits_and_is_saved_in_the_config(tmp_path):
+    args = ["reconstruct", "--asset", "a red cube", "--resolution", "16", "--train-views", "4"]
+    args += ["--steps", "3", "--device", "cpu", "--out", str(tmp_path / "r"), "--quiet"]
+    proc = _run(args)
+    assert proc.returncode == 0, proc.stderr
+    assert "device: cpu" in (tmp_path / "r" / "config.yaml").read_text()
+    assert (tmp_path / "r" / "gaussians.ply").is_file()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("field", ["gaussians", "nerf"])
+def test_fit_on_cuda_writes_cpu_outputs_and_resumes_on_cpu(tmp_path, field):
+    cfg = _tiny_config(field)
+    cfg.device = "cuda"
+    result = reconstruct(cfg, tmp_path / "r", quiet=True)
+    assert result["metrics"]["psnr"] > 0
+    assert all(path.is_file() for path in result["outputs"].values())
+    cfg = _tiny_config(field)
+    cfg.device, cfg.steps = "cpu", 12
+    reconstruct(cfg, tmp_path / "r", resume=True, quiet=True)
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.safetensors").step == 12

@@ -118,6 +118,7 @@ def reconstruct(
     resolution: int | None = typer.Option(None, min=16, max=1024, help="World view size."),
     train_views: int | None = typer.Option(None, min=1),
     seed: int | None = typer.Option(None, help="Random seed (default 0)."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda, ... [auto]"),
     resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
@@ -140,6 +141,7 @@ def reconstruct(
         resolution=resolution,
         train_views=train_views,
         seed=seed,
+        device=device,
     )
     if cfg.asset is not None:
         from dreamlift.world import parse

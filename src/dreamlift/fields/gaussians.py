@@ -4,7 +4,9 @@ Parameters use the standard 3DGS layout (``means``, ``log_scales``, ``quats`` wx
 ``opacity_logits``, ``features_dc`` (N, 1, 3), ``features_rest`` (N, K, 3)) so that exported
 files open in any splat viewer. Everything random (initialisation, split sampling) comes from
 torch generators, and the field's own generator state is part of :meth:`state_tensors`, so a
-resumed run continues bit for bit.
+resumed run continues bit for bit. Initialisation (:mod:`~dreamlift.fields.gaussian_init`),
+densification (:mod:`~dreamlift.fields.gaussian_densify`) and SH colour
+(:mod:`~dreamlift.fields.sh`) live in their own modules.
 """
 
 from __future__ import annotations
@@ -19,27 +21,25 @@ from torch import Tensor, nn
 
 from dreamlift.cameras import Cameras
 from dreamlift.fields.base import Field, RenderOutput
+from dreamlift.fields.gaussian_densify import densify_and_prune, rows_from_source
+from dreamlift.fields.gaussian_init import initial_gaussians
+from dreamlift.fields.optimizer_state import carry_optimizer_state
 from dreamlift.fields.rasterize import quat_to_rotmat, rasterize_gaussians
+from dreamlift.fields.sh import SH_C0, SH_C1, SH_C2, SH_C3, eval_sh, num_sh_rest
 from dreamlift.io.ply import GaussianPly, read_gaussians_ply, write_gaussians_ply
 
-SH_C0 = 0.28209479177387814
-SH_C1 = 0.4886025119029199
-SH_C2 = (
-    1.0925484305920792,
-    -1.0925484305920792,
-    0.31539156525252005,
-    -1.0925484305920792,
-    0.5462742152960396,
-)
-SH_C3 = (
-    -0.5900435899266435,
-    2.890611442640554,
-    -0.4570457994644658,
-    0.3731763325901154,
-    -0.4570457994644658,
-    1.445305721320277,
-    -0.5900435899266435,
-)
+__all__ = [
+    "PARAM_NAMES",
+    "SH_C0",
+    "SH_C1",
+    "SH_C2",
+    "SH_C3",
+    "GaussianField",
+    "GaussiansConfig",
+    "eval_sh",
+    "num_sh_rest",
+]
+
 PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "features_dc", "features_rest")
 _STAT_NAMES = ("grad_accum", "grad_count", "max_radii")
 
@@ -113,82 +113,6 @@ class GaussiansConfig:
             raise ValueError(f"unknown init_mode {self.init_mode!r}")
 
 
-def num_sh_rest(degree: int) -> int:
-    """Number of SH coefficients above degree 0 for a degree."""
-    return (degree + 1) ** 2 - 1
-
-
-def eval_sh(degree: int, coeffs: Tensor, dirs: Tensor) -> Tensor:
-    """Real SH (3DGS constants and sign conventions) of ``degree``.
-
-    ``coeffs`` (N, (degree+1)², 3), ``dirs`` (..., N, 3) unit vectors; returns (..., N, 3).
-    """
-    out = SH_C0 * coeffs[:, 0]
-    if degree == 0:
-        return out.expand(*dirs.shape[:-1], 3)
-    x, y, z = (dirs[..., i : i + 1] for i in range(3))
-    out = out - SH_C1 * y * coeffs[:, 1] + SH_C1 * z * coeffs[:, 2] - SH_C1 * x * coeffs[:, 3]
-    if degree == 1:
-        return out
-    xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-    out = (
-        out
-        + SH_C2[0] * xy * coeffs[:, 4]
-        + SH_C2[1] * yz * coeffs[:, 5]
-        + SH_C2[2] * (2.0 * zz - xx - yy) * coeffs[:, 6]
-        + SH_C2[3] * xz * coeffs[:, 7]
-        + SH_C2[4] * (xx - yy) * coeffs[:, 8]
-    )
-    if degree == 2:
-        return out
-    return (
-        out
-        + SH_C3[0] * y * (3.0 * xx - yy) * coeffs[:, 9]
-        + SH_C3[1] * xy * z * coeffs[:, 10]
-        + SH_C3[2] * y * (4.0 * zz - xx - yy) * coeffs[:, 11]
-        + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * coeffs[:, 12]
-        + SH_C3[4] * x * (4.0 * zz - xx - yy) * coeffs[:, 13]
-        + SH_C3[5] * z * (xx - yy) * coeffs[:, 14]
-        + SH_C3[6] * x * (xx - 3.0 * yy) * coeffs[:, 15]
-    )
-
-
-def _knn_scale(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:
-    """sqrt of the mean squared distance to the k nearest neighbours (3DGS's initial scale)."""
-    n = points.shape[0]
-    if n <= 1:
-        return torch.full((n,), 0.01)
-    k = min(k, n - 1)
-    out = []
-    for i in range(0, n, chunk):
-        d2 = torch.cdist(points[i : i + chunk], points).square()
-        nearest = torch.topk(d2, k + 1, dim=-1, largest=False).values[:, 1:]
-        out.append(nearest.mean(-1))
-    return torch.cat(out).clamp(min=1e-7).sqrt()
-
-
-def _initial_gaussians(config: GaussiansConfig, generator: torch.Generator) -> GaussianPly:
-    n = config.num_init
-    dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1)
-    if config.init_mode == "random":
-        radius = config.init_radius * torch.rand(n, 1, generator=generator) ** (1.0 / 3.0)
-    else:
-        radius = torch.full((n, 1), config.init_radius)
-    means = dirs * radius
-    rgb = torch.rand(n, 3, generator=generator)
-    quats = torch.zeros(n, 4)
-    quats[:, 0] = 1.0
-    p = config.init_opacity
-    return GaussianPly(
-        means=means,
-        features_dc=((rgb - 0.5) / SH_C0)[:, None, :],
-        features_rest=torch.zeros(n, num_sh_rest(config.sh_degree), 3),
-        opacity_logits=torch.full((n,), math.log(p / (1.0 - p))),
-        log_scales=torch.log(_knn_scale(means))[:, None].repeat(1, 3),
-        quats=quats,
-    )
-
-
 class GaussianField(Field):
     """A set of 3D Gaussians with SH colour, trained with 3DGS densification."""
 
@@ -206,7 +130,7 @@ class GaussianField(Field):
         if generator is None:
             generator = torch.Generator().manual_seed(0)
         if init is None:
-            init = _initial_gaussians(config, generator)
+            init = initial_gaussians(config, generator)
         if init.sh_degree != config.sh_degree:
             raise ValueError(f"init has SH degree {init.sh_degree}, config {config.sh_degree}")
         # The field's own stream (split sampling), seeded from the caller's generator.
@@ -351,77 +275,27 @@ class GaussianField(Field):
         return self._densify_and_prune(step, optimizer)
 
     @torch.no_grad()
-    def _densify_and_prune(self, step: int, optimizer: torch.optim.Optimizer):
-        c = self.config
-        n, dev = self.num_gaussians, self.means.device
+    def _densify_and_prune(
+        self, step: int, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.Optimizer:
         grads = self.grad_accum / self.grad_count.clamp(min=1.0)
-        scales = torch.exp(self.log_scales)
-        big = scales.amax(-1) > c.percent_dense * c.bound
-        candidates = torch.nonzero(grads >= c.grad_threshold).squeeze(-1)
-        room = max(c.max_gaussians - n, 0)
-        if candidates.numel() > room:  # keep the largest gradients (stable, deterministic)
-            order = torch.argsort(grads[candidates], descending=True, stable=True)
-            candidates = torch.sort(candidates[order[:room]]).values
-        clone = candidates[~big[candidates]]
-        split = candidates[big[candidates]]
-
-        # Split: two samples from each big Gaussian, shrunk by 1.6 (3DGS).
-        samples = torch.randn(2 * split.numel(), 3, generator=self._gen).to(dev)
-        src2 = split.repeat(2)
-        rot = quat_to_rotmat(self.quats[src2])
-        offsets = (rot @ (samples * scales[src2])[..., None])[..., 0]
-        split_log_scales = self.log_scales[src2] - math.log(1.6)
-
-        keep = torch.ones(n, dtype=torch.bool, device=dev)
-        keep[split] = False
-        kept = torch.nonzero(keep).squeeze(-1)
-        new = {name: getattr(self, name) for name in PARAM_NAMES}
-        tensors = {name: torch.cat([t[kept], t[clone], t[src2]]) for name, t in new.items()}
-        tensors["means"][kept.numel() + clone.numel() :] += offsets
-        tensors["log_scales"][kept.numel() + clone.numel() :] = split_log_scales
-        source = torch.cat([kept, torch.full((clone.numel() + src2.numel(),), -1, device=dev)])
-        max_radii = torch.cat(
-            [self.max_radii[kept], self.max_radii.new_zeros(clone.numel() + src2.numel())]
+        params = {name: getattr(self, name) for name in PARAM_NAMES}
+        tensors, source = densify_and_prune(
+            params, grads, self.max_radii, self.config, step, self._gen
         )
-
-        prune = torch.sigmoid(tensors["opacity_logits"]) < c.prune_opacity
-        if c.opacity_reset_every > 0 and step > c.opacity_reset_every:
-            prune |= max_radii > c.prune_screen_fraction
-            prune |= tensors["log_scales"].amax(-1) > math.log(c.prune_world_fraction * c.bound)
-        survivors = torch.nonzero(~prune).squeeze(-1)
-        tensors = {name: t[survivors] for name, t in tensors.items()}
-        return self._replace_parameters(tensors, source[survivors], optimizer)
+        return self._replace_parameters(tensors, source, optimizer)
 
     def _replace_parameters(
         self, tensors: dict[str, Tensor], source: Tensor, optimizer: torch.optim.Optimizer
     ) -> torch.optim.Optimizer:
         """Swap in new parameter tensors; Adam moments follow ``source`` (old row or -1)."""
-        old_params = {name: getattr(self, name) for name in PARAM_NAMES}
+        previous = {name: [getattr(self, name)] for name in PARAM_NAMES}
         for name in PARAM_NAMES:
             setattr(self, name, nn.Parameter(tensors[name].contiguous()))
         self._reset_stats()
-        new_opt = self.make_optimizer()
-        old_groups = {g.get("name"): g for g in optimizer.param_groups}
-        has = source >= 0
-        for group in new_opt.param_groups:
-            old = old_groups.get(group["name"])
-            if old is None:
-                continue
-            group["lr"] = old["lr"]
-            new_p, old_p = group["params"][0], old_params[group["name"]]
-            state = optimizer.state.get(old_p)
-            if not state:
-                continue
-            moved = {}
-            for key, value in state.items():
-                if torch.is_tensor(value) and value.shape == old_p.shape:
-                    fresh = torch.zeros_like(new_p)
-                    fresh[has] = value[source[has]]
-                    moved[key] = fresh
-                else:
-                    moved[key] = value.clone() if torch.is_tensor(value) else value
-            new_opt.state[new_p] = moved
-        return new_opt
+        return carry_optimizer_state(
+            optimizer, self.make_optimizer(), previous, rows_from_source(source)
+        )
 
     @torch.no_grad()
     def _reset_opacity(self, optimizer: torch.optim.Optimizer) -> None:

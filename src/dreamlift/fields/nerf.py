@@ -4,14 +4,14 @@ Density and colour live on dense grids inside [-bound, bound]^3 and are read wit
 ``grid_sample``; there is no large MLP to evaluate per sample. Speed comes from three things:
 a coarse-to-fine resolution schedule, an occupancy mask that skips samples in cells whose
 density cannot matter, and evaluating colour only at samples whose rendering weight is
-non-negligible (gather → evaluate → scatter).
+non-negligible (gather → evaluate → scatter). The settings are in
+:mod:`~dreamlift.fields.nerf_config`, the grid operations in :mod:`~dreamlift.fields.voxel_grid`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +20,8 @@ from torch import Tensor, nn
 
 from dreamlift.cameras import Cameras
 from dreamlift.fields.base import Field, RenderOutput
+from dreamlift.fields.nerf_config import NerfConfig
+from dreamlift.fields.optimizer_state import carry_optimizer_state
 from dreamlift.fields.volume import (
     composite_weights,
     expected_depth,
@@ -27,96 +29,17 @@ from dreamlift.fields.volume import (
     stratified_samples,
     total_variation,
 )
+from dreamlift.fields.voxel_grid import (
+    central_gradient,
+    inverse_softplus,
+    occupancy_mask,
+    occupied_box,
+    occupied_samples,
+    resize_grid,
+    sample_grid,
+)
 
-
-@dataclass
-class NerfConfig:
-    """Settings of :class:`NerfField`; the defaults are tuned for 64-128 px object captures.
-
-    Parameters whose names start with ``train_`` are recommendations for the training loop
-    (which the method owns), kept here so they travel with the field they were tuned for.
-    """
-
-    bound: float = 1.0
-    """Half-size of the cube holding the scene; cameras orbit outside it."""
-    resolutions: tuple[tuple[int, int], ...] = ((0, 32), (300, 64), (700, 96))
-    """(first step, grid points per side): coarse grids converge fast and cannot make
-    high-frequency floaters; finer ones add detail once the shape is settled."""
-    color_mode: str = "rgb"
-    """``"rgb"``: a 3-channel grid through a sigmoid (fastest; Lambertian scenes need nothing
-    more). ``"mlp"``: ``color_features`` channels decoded by a tiny MLP, optionally with the
-    view direction, for view-dependent appearance."""
-    color_features: int = 12
-    """Feature channels of the colour grid in ``"mlp"`` mode."""
-    mlp_hidden: int = 64
-    """Width of the two hidden layers of the colour MLP."""
-    view_dependent: bool = False
-    """Feed the (positionally encoded) view direction to the colour MLP (``"mlp"`` only)."""
-    view_frequencies: int = 2
-    """Sine/cosine octaves of the view-direction encoding."""
-    density_scale: float = 50.0
-    """sigma = density_scale * softplus(raw + shift) per world unit. About one over the sample
-    spacing, so raw values of a few units are opaque and Adam's lr-sized steps carve surfaces
-    in tens of iterations rather than thousands."""
-    init_alpha: float = 1e-3
-    """Opacity of one sample step of the initial fog: dense enough that every cell gets
-    gradient at first, thin enough that the first renders are nearly background."""
-    samples_per_ray: int = 64
-    """Evenly spaced samples over each ray's chord through the box of occupied cells (the
-    whole cube until the first occupancy update). 64 matched 128 in quality at 64 and 128 px
-    (the occupied box is small) at 1.6x the speed."""
-    weight_eps: float = 1e-4
-    """Colour (and normals) are evaluated only at samples whose weight exceeds this."""
-    occupancy: bool = True
-    """Skip samples in cells that cannot reach ``occupancy_alpha`` (empty-space skipping)."""
-    occupancy_every: int = 16
-    """Steps between occupancy mask updates from the density grid."""
-    occupancy_alpha: float = 1e-4
-    """A cell is empty when no point in it can make a sample step this opaque."""
-    lr_density: float = 0.1
-    lr_color: float = 0.1
-    lr_mlp: float = 1e-3
-    lr_final_factor: float = 0.1
-    """Learning rates decay exponentially to this fraction over ``train_steps``."""
-    tv_density: float = 0.0
-    """Weight of the total-variation loss on the raw density grid (``regularizer()``)."""
-    tv_color: float = 0.0
-    """Weight of the total-variation loss on the colour grid."""
-    sparsity: float = 0.02
-    """Weight of the mean grid density (a sparsity prior). On a white background, white fog
-    costs nothing photometrically; this prior is what removes it, so empty space really is
-    empty (masks) and the occupancy mask can skip it (speed)."""
-    chunk: int = 8192
-    """Rays per chunk when :meth:`NerfField.render` draws whole images."""
-    mesh_resolution: int = 192
-    """Grid points per side for marching cubes in :meth:`NerfField.export`."""
-    mesh_threshold: float = 10.0
-    """Density (per world unit) of the exported iso-surface."""
-    seed: int = 0
-    """Seed of the sample-jitter generator when none is passed in."""
-    train_steps: int = 1000
-    """Recommended optimisation steps."""
-    train_rays: int = 4096
-    """Recommended rays per batch."""
-
-    def __post_init__(self) -> None:
-        if self.color_mode not in ("rgb", "mlp"):
-            raise ValueError(f"color_mode must be 'rgb' or 'mlp', got {self.color_mode!r}")
-        if not self.resolutions or self.resolutions[0][0] != 0:
-            raise ValueError("resolutions must start at step 0")
-        self.resolutions = tuple((int(s), int(r)) for s, r in self.resolutions)
-
-    def resolution_at(self, step: int) -> int:
-        """Grid points per side used while training step ``step``."""
-        res = self.resolutions[0][1]
-        for start, r in self.resolutions:
-            if step >= start:
-                res = r
-        return res
-
-
-def _inverse_softplus(x: Tensor) -> Tensor:
-    return x + torch.log(-torch.expm1(-x))
+__all__ = ["NerfConfig", "NerfField"]
 
 
 class NerfField(Field):
@@ -149,10 +72,10 @@ class NerfField(Field):
         # Reference step: sigma * step = softplus(raw + shift) * step * density_scale.
         step = 2.0 * cfg.bound / cfg.samples_per_ray
         init_sigma = -math.log(1.0 - cfg.init_alpha) / step
-        self.shift = float(_inverse_softplus(torch.tensor(init_sigma / cfg.density_scale)))
+        self.shift = float(inverse_softplus(torch.tensor(init_sigma / cfg.density_scale)))
         empty_sigma = -math.log(1.0 - cfg.occupancy_alpha) / step
         self._occupancy_raw = (
-            float(_inverse_softplus(torch.tensor(empty_sigma / cfg.density_scale))) - self.shift
+            float(inverse_softplus(torch.tensor(empty_sigma / cfg.density_scale))) - self.shift
         )
 
     # ---- grid access -------------------------------------------------------------------
@@ -161,22 +84,14 @@ class NerfField(Field):
     def resolution(self) -> int:
         return self.density.shape[-1]
 
-    def _sample(self, grid: Tensor, points: Tensor) -> Tensor:
-        """Trilinear values (P, C) of a (1, C, Z, Y, X) grid at world points (P, 3)."""
-        coords = (points / self.config.bound).reshape(1, 1, 1, -1, 3).to(grid.dtype)
-        out = F.grid_sample(
-            grid, coords, mode="bilinear", padding_mode="border", align_corners=True
-        )
-        return out.reshape(grid.shape[1], -1).t()
-
     def sigma(self, points: Tensor) -> Tensor:
         """Density (P,) per world unit at points (P, 3), ignoring the occupancy mask."""
-        raw = self._sample(self.density, points)[:, 0]
+        raw = sample_grid(self.density, points, self.config.bound)[:, 0]
         return self.config.density_scale * F.softplus(raw + self.shift)
 
     def rgb(self, points: Tensor, dirs: Tensor | None = None) -> Tensor:
         """Colour (P, 3) in [0, 1] at points (P, 3) seen along unit ``dirs`` (P, 3)."""
-        feats = self._sample(self.color, points)
+        feats = sample_grid(self.color, points, self.config.bound)
         if self.mlp is None:
             return torch.sigmoid(feats)
         if self.config.view_dependent:
@@ -193,12 +108,7 @@ class NerfField(Field):
     def _density_gradient_grid(self) -> Tensor:
         """d sigma / d(x, y, z) at the grid points (1, 3, Z, Y, X), central differences."""
         sig = self.config.density_scale * F.softplus(self.density + self.shift)
-        pad = F.pad(sig, (1, 1, 1, 1, 1, 1), mode="replicate")
-        gx = pad[..., 1:-1, 1:-1, 2:] - pad[..., 1:-1, 1:-1, :-2]
-        gy = pad[..., 1:-1, 2:, 1:-1] - pad[..., 1:-1, :-2, 1:-1]
-        gz = pad[..., 2:, 1:-1, 1:-1] - pad[..., :-2, 1:-1, 1:-1]
-        spacing = 2.0 * self.config.bound / (self.resolution - 1)
-        return torch.cat([gx, gy, gz], dim=1) / (2.0 * spacing)
+        return central_gradient(sig, self.config.bound)
 
     @torch.no_grad()
     def update_occupancy(self) -> None:
@@ -207,24 +117,8 @@ class NerfField(Field):
         Density is trilinear in raw value then monotone, so a cell whose corners are all low
         is low everywhere: skipping it changes no rendering weight above occupancy_alpha.
         """
-        corner_max = F.max_pool3d(self.density, kernel_size=2, stride=1)[0, 0]
-        self.occupancy = corner_max > self._occupancy_raw
-        self.occupied_box = self._box_of(self.occupancy)
-
-    def _box_of(self, occupancy: Tensor) -> Tensor:
-        """World-space corners (2, 3) of the cells marked in a (Z, Y, X) mask (a point box at
-        the origin when none is, so every ray misses it)."""
-        b, cells = self.config.bound, occupancy.shape[0]
-        if not bool(occupancy.any()):
-            return torch.zeros(2, 3, device=occupancy.device)
-        lo, hi = [], []
-        for axis in (2, 1, 0):  # x, y, z live on dims 2, 1, 0
-            others = tuple(i for i in range(3) if i != axis)
-            idx = occupancy.any(dim=others).nonzero().squeeze(1)
-            lo.append(float(idx[0]))
-            hi.append(float(idx[-1]) + 1.0)
-        corners = torch.tensor([lo, hi], device=occupancy.device)
-        return corners * (2.0 * b / cells) - b
+        self.occupancy = occupancy_mask(self.density, self._occupancy_raw)
+        self.occupied_box = occupied_box(self.occupancy, self.config.bound)
 
     # ---- rendering ---------------------------------------------------------------------
 
@@ -262,7 +156,7 @@ class NerfField(Field):
         t, step = stratified_samples(near[rays], far[rays], n, jitter)  # (R', N), (R', 1)
 
         if cfg.occupancy:
-            keep = self._occupied_samples(o, d, t).reshape(-1)
+            keep = occupied_samples(self.occupancy, cfg.bound, o, d, t).reshape(-1)
             sel = keep.nonzero().squeeze(1)
         else:
             sel = torch.arange(t.numel(), device=dev)
@@ -290,22 +184,11 @@ class NerfField(Field):
         bg = torch.ones(3, dtype=dt, device=dev) if background is None else background.to(origins)
         out = {"rgb": rgb + (1.0 - opacity) * bg, "opacity": opacity, "depth": depth}
         if normals:
-            grad = self._sample(self._density_gradient_grid(), cpoints)
+            grad = sample_grid(self._density_gradient_grid(), cpoints, cfg.bound)
             n_sum = torch.zeros(n_rays, 3, dtype=dt, device=dev)
             n_sum = n_sum.index_add(0, ray_of, w * -F.normalize(grad, dim=-1))
             out["normals"] = F.normalize(n_sum, dim=-1)
         return out
-
-    def _occupied_samples(self, o: Tensor, d: Tensor, t: Tensor) -> Tensor:
-        """Occupancy (R', N) of samples o + t d, computed in cell units without building the
-        world-space points (the dense part of the work, so kept to a few tensor ops)."""
-        cells = self.resolution - 1
-        scale = 0.5 * cells / self.config.bound
-        base = ((o + self.config.bound) * scale)[:, None, :]
-        idx = torch.addcmul(base, (d * scale)[:, None, :], t[..., None]).long()
-        idx = idx.clamp_(0, cells - 1)
-        flat = (idx[..., 2] * cells + idx[..., 1]) * cells + idx[..., 0]
-        return self.occupancy.reshape(-1)[flat]
 
     def render(
         self, cameras: Cameras, background: Tensor | None = None, normals: bool = False
@@ -396,34 +279,16 @@ class NerfField(Field):
     @torch.no_grad()
     def _upsample(self, res: int, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         """Resample both grids to ``res`` and carry Adam moments over, resampled alike."""
-
-        def resize(x: Tensor) -> Tensor:
-            return F.interpolate(x, size=(res, res, res), mode="trilinear", align_corners=True)
-
-        old = {id(p): p for g in optimizer.param_groups for p in g["params"]}
-        old_state = {pid: optimizer.state.get(p, {}) for pid, p in old.items()}
-        old_lr = {g.get("name"): g["lr"] for g in optimizer.param_groups}
-        mapping = {}
+        previous = {g["name"]: list(g["params"]) for g in optimizer.param_groups}
         for name in ("density", "color"):
-            prev = getattr(self, name)
-            setattr(self, name, nn.Parameter(resize(prev.detach())))
-            mapping[id(getattr(self, name))] = id(prev)
+            setattr(self, name, nn.Parameter(resize_grid(getattr(self, name).detach(), res)))
         self.occupancy = torch.ones(
             res - 1, res - 1, res - 1, dtype=torch.bool, device=self.density.device
         )
-        self.occupied_box = self._box_of(self.occupancy)
-        new = self.make_optimizer()
-        for group in new.param_groups:
-            group["lr"] = old_lr.get(group["name"], group["lr"])
-            for p in group["params"]:
-                state = old_state.get(mapping.get(id(p), id(p)), {})
-                new.state[p] = {
-                    k: resize(v)
-                    if torch.is_tensor(v) and v.ndim == 5
-                    else (v.clone() if torch.is_tensor(v) else v)
-                    for k, v in state.items()
-                }
-        return new
+        self.occupied_box = occupied_box(self.occupancy, self.config.bound)
+        return carry_optimizer_state(
+            optimizer, self.make_optimizer(), previous, lambda value, _: resize_grid(value, res)
+        )
 
     # ---- checkpoints and export --------------------------------------------------------
 
@@ -473,7 +338,7 @@ class NerfField(Field):
         zz, yy, xx = torch.meshgrid(axis, axis, axis, indexing="ij")
         pts = torch.stack([xx, yy, zz], dim=-1).reshape(-1, 3)
         sig = sigma_fn(pts).reshape(1, 1, res, res, res) / self.config.density_scale
-        self.density.copy_(_inverse_softplus(sig.clamp(min=1e-30)) - self.shift)
+        self.density.copy_(inverse_softplus(sig.clamp(min=1e-30)) - self.shift)
         if rgb_fn is not None:
             if self.mlp is not None:
                 raise ValueError("set_from_functions can set colours only in 'rgb' mode")

@@ -20,6 +20,7 @@ import yaml
 from torch import Tensor
 
 from dreamlift.cameras import OrbitRange, sample_orbit, turntable
+from dreamlift.devices import resolve_device
 from dreamlift.errors import DataError, DreamliftError, OutputError
 from dreamlift.fields.base import Field
 from dreamlift.fields.gaussians import GaussiansConfig
@@ -56,6 +57,9 @@ class ReconstructConfig:
     steps: int | None = None
     """Optimisation steps; None takes the field's recommendation (``train_steps``)."""
     seed: int = 0
+    device: str = "auto"
+    """Where to fit: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ...
+    On ``--resume`` the device of the resuming command is used, not the saved one."""
     mask_weight: float = 0.1
     """Weight of the opacity-vs-alpha loss when the views have alpha (world, RGBA images)."""
     views_per_step: int = 1
@@ -99,6 +103,7 @@ def build_config(
     values["preset"] = preset
     cfg = config_from_dict(values)
     check_field_name(cfg.field)
+    resolve_device(cfg.device)  # an unusable device fails now, before any work
     if (cfg.asset is None) == (cfg.data is None):
         raise DreamliftError("give exactly one of --asset CAPTION or --data PATH")
     if preset == "quality" and "steps" not in values:
@@ -165,34 +170,46 @@ def data_views(cfg: ReconstructConfig) -> tuple[PosedImages, PosedImages]:
 
 
 class _Supervision:
-    """Per-step losses against the training views, by rays or by whole images."""
+    """Per-step losses against the training views, by rays or by whole images.
+
+    The views live on the field's device; batches are drawn by a CPU generator (the same
+    stream on every device) and their indices moved over."""
 
     def __init__(
         self, cfg: ReconstructConfig, fld: Field, train: PosedImages, gen: torch.Generator
     ):
         self.cfg, self.field, self.train, self.gen = cfg, fld, train, gen
+        self.device = _device_of(fld)
         self.by_rays = hasattr(fld, "render_rays")
         self.render_s = 0.0  # forward rendering time, to split it from the loss terms
-        self.background = torch.ones(3)
+        self.background = torch.ones(3, device=self.device)
         if self.by_rays:
             origins, dirs, zpt = train.cameras.rays()
-            self.rays = (origins.reshape(-1, 3), dirs.reshape(-1, 3), zpt.reshape(-1, 1))
-            self.rgb = train.images.reshape(-1, 3)
-            self.alpha = None if train.alphas is None else train.alphas.reshape(-1, 1)
+            rays = (origins.reshape(-1, 3), dirs.reshape(-1, 3), zpt.reshape(-1, 1))
+            self.rays = tuple(r.to(self.device) for r in rays)
+            self.rgb = train.images.reshape(-1, 3).to(self.device)
+            alpha = None if train.alphas is None else train.alphas.reshape(-1, 1)
+            self.alpha = None if alpha is None else alpha.to(self.device)
             self.n_rays = cfg.rays_per_step or int(cfg.field_config().train_rays)
+        else:
+            self.cameras = train.cameras.to(self.device)
+            self.images = train.images.to(self.device)
+            self.alphas = None if train.alphas is None else train.alphas.to(self.device)
 
     def __call__(self, step: int) -> tuple[Tensor, dict[str, float], dict[str, Tensor]]:
         started = time.perf_counter()
         if self.by_rays:
             idx = torch.randint(0, self.rgb.shape[0], (self.n_rays,), generator=self.gen)
+            idx = idx.to(self.device)
             o, d, z = (r[idx] for r in self.rays)
             out = self.field.render_rays(o, d, z, self.background, train=True)
             target, alpha = self.rgb[idx], None if self.alpha is None else self.alpha[idx]
         else:
             idx = torch.randint(0, len(self.train), (self.cfg.views_per_step,), generator=self.gen)
-            out = self.field.render(self.train.cameras[idx], self.background)
-            target = self.train.images[idx]
-            alpha = None if self.train.alphas is None else self.train.alphas[idx]
+            idx = idx.to(self.device)
+            out = self.field.render(self.cameras[idx], self.background)
+            target = self.images[idx]
+            alpha = None if self.alphas is None else self.alphas[idx]
         self.render_s += time.perf_counter() - started
         rgb_loss = F.mse_loss(out["rgb"], target)
         loss = rgb_loss
@@ -209,12 +226,19 @@ class _Supervision:
         return loss, logs, out
 
 
+def _device_of(fld: Field) -> torch.device:
+    return next(fld.parameters()).device
+
+
 @torch.no_grad()
 def evaluate(fld: Field, views: PosedImages) -> tuple[dict[str, float], dict[str, Tensor]]:
-    """Held-out metrics of ``fld`` against ``views`` (mask IoU when alphas are known)."""
+    """Held-out metrics of ``fld`` against ``views`` (mask IoU when alphas are known); the
+    renders come back on the CPU, like ``views``."""
     was_training = fld.training
     fld.eval()
-    out = fld.render(views.cameras, torch.ones(3))
+    device = _device_of(fld)
+    out = fld.render(views.cameras.to(device), torch.ones(3, device=device))
+    out = {k: v.detach().cpu() for k, v in out.items()}
     fld.train(was_training)
     pred = out["rgb"].clamp(0, 1)
     metrics = {
@@ -238,11 +262,13 @@ def reconstruct(
     cfg: ReconstructConfig, out_dir: Path, resume: bool = False, quiet: bool = False
 ) -> dict[str, Any]:
     """Fit ``cfg.field`` to the views and write the run folder; returns the summary dict."""
+    device = resolve_device(cfg.device)
     run = RunDir(out_dir).prepare()
     if resume and (run.path / "config.yaml").exists():
-        steps = cfg.steps
+        steps, device_name = cfg.steps, cfg.device
         cfg = config_from_dict(run.read_config())
         cfg.steps = steps if steps is not None else cfg.steps
+        cfg.device = device_name
     _check_out(run, resume)
     t0 = time.perf_counter()
     train, test = world_views(cfg) if cfg.asset is not None else data_views(cfg)
@@ -252,7 +278,7 @@ def reconstruct(
     torch.manual_seed(cfg.seed)
     field_gen = torch.Generator().manual_seed(cfg.seed)
     batch_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    fld = make_field(cfg.field, cfg.field_config(), field_gen)
+    fld = make_field(cfg.field, cfg.field_config(), field_gen).to(device)
     supervision = _Supervision(cfg, fld, train, batch_gen)
 
     def on_log(step: int) -> dict[str, float]:
@@ -324,8 +350,10 @@ def _write_outputs(
     size = max(train.cameras.width, 64)
     cams = turntable(cfg.turntable_frames, size, elevation_deg=20.0, radius=radius, fov_deg=fov)
     fld.eval()
+    device = _device_of(fld)
     with torch.no_grad():
-        frames = fld.render(cams, torch.ones(3))["rgb"].clamp(0, 1)
+        frames = fld.render(cams.to(device), torch.ones(3, device=device))["rgb"].clamp(0, 1)
+    frames = frames.cpu()
     outputs.update(save_turntable(run.path, frames))
     try:
         outputs.update(fld.export(run.path))

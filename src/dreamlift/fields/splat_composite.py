@@ -1,0 +1,238 @@
+"""Tiled front-to-back alpha compositing of projected Gaussians, with a hand-written backward.
+
+alpha = ``min(0.99, o exp(-½ dᵀ conic d))``, dropped below 1/255, composited front to back with
+transmittance = exclusive cumprod of ``1 - alpha``; a pixel stops once its transmittance would
+fall below 1e-4 (3DGS).
+
+Instead of a per-pixel loop, each tile's list is padded to a common length K and evaluated as
+one dense (tiles, pixels, K) block. The quadratic form is written as a matmul of six pixel
+features (1, x, y, x², xy, y² relative to the tile centre) with six per-(tile, Gaussian)
+coefficients, and compositing has a hand-written backward pass, so a block costs a handful
+of elementwise passes and a few batched matmuls. Tiles are sorted by list length and chunked
+so that each chunk is padded only to its own longest list and stays within a memory budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from dreamlift.fields.splat_projection import Projected
+from dreamlift.fields.splat_tiles import TileBins, tile_chunks
+
+ALPHA_MIN = 1.0 / 255.0
+ALPHA_MAX = 0.99
+T_MIN = 1.0e-4
+"""A pixel stops compositing once its transmittance would fall below this (as 3DGS)."""
+_LOG_ALPHA_MAX = math.log(ALPHA_MAX)
+_LOG_ALPHA_FLOOR = math.log(ALPHA_MIN) - 1.0  # anything below is dropped anyway
+_ODDS_MAX = 0.5 * (ALPHA_MAX / (1 - ALPHA_MAX) + 0.98 / 0.02)  # between 0.98 and 0.99 odds
+_PAD_LOGIT = -1.0e4  # log-alpha of padding entries: exp() is exactly 0
+_BYTES_PER_ELEMENT = 28  # peak bytes per (tile, pixel, K) element in forward + backward
+_SEGMENT_ELEMENTS = 1 << 18  # (tile, pixel, K) elements per depth segment
+
+
+def _pixel_features(tile_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(P, 6) features [1, x, y, x², xy, y²] of a tile's pixel centres relative to its centre."""
+    r = torch.arange(tile_size, device=device, dtype=dtype) + 0.5 - 0.5 * tile_size
+    py, px = torch.meshgrid(r, r, indexing="ij")
+    px, py = px.reshape(-1), py.reshape(-1)
+    return torch.stack([torch.ones_like(px), px, py, px * px, px * py, py * py], dim=-1)
+
+
+def _segment(coef: Tensor, pixfeat: Tensor, t0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Compositing weights of one depth segment of a block of tiles.
+
+    ``coef`` (T, S, 6) log-alpha coefficients, ``t0`` (T, P) transmittance in front of the
+    segment (0 for pixels that already terminated). Returns the weights ``alpha * T``
+    (T, P, S), the odds ``alpha / (1 - alpha)`` (T, P, S) the backward pass needs, and the
+    transmittance behind the segment (T, P), 0 where the pixel terminated.
+    """
+    alpha = torch.matmul(pixfeat, coef.transpose(1, 2))
+    # Clamping below too keeps exp() away from subnormal results, which are very slow on CPUs.
+    alpha.clamp_(min=_LOG_ALPHA_FLOOR, max=_LOG_ALPHA_MAX).exp_()
+    torch.nn.functional.threshold_(alpha, ALPHA_MIN, 0.0)
+    one_minus = 1.0 - alpha
+    first = one_minus[..., 0].clone()
+    one_minus[..., 0] *= t0  # fold the incoming transmittance into the product
+    trans = torch.cumprod(one_minus, dim=-1)  # inclusive
+    one_minus[..., 0] = first
+    # 3DGS early termination: the Gaussian that would take T below T_MIN and all behind it
+    # are skipped. The inclusive product is monotone, so zeroing it where it is below T_MIN
+    # zeroes exactly those entries' weights (and the transmittance carried on).
+    torch.nn.functional.threshold_(trans, T_MIN, 0.0)
+    t_end = trans[..., -1].clone()
+    weights = trans.div_(one_minus).mul_(alpha)  # exclusive T (1 - alpha >= 0.01) times alpha
+    return weights, alpha.div_(one_minus), t_end
+
+
+class _CompositeTiles(torch.autograd.Function):
+    """Front-to-back compositing of a (tiles, pixels, K) block with a hand-written backward.
+
+    Inputs: ``coef`` (T, K, 6) log-alpha quadratic coefficients, ``feats`` (T, K, C) features
+    to composite (the last one constant 1, giving the opacity), ``pixfeat`` (P, 6) pixel
+    features, ``counts`` (T,) list lengths, ``seg`` the segment length, ``save`` whether to
+    keep intermediates for backward (else recompute them), ``clamped`` whether any alpha can
+    reach the 0.99 clamp. Output: composited features (T, P, C).
+
+    The K axis is walked in segments; tiles leave the block once their list is exhausted or
+    all their pixels terminated.
+    """
+
+    @staticmethod
+    def forward(ctx, coef, feats, pixfeat, counts, seg, save, clamped):  # type: ignore[override]
+        n_tiles, k, _ = coef.shape
+        t0 = coef.new_ones(n_tiles, pixfeat.shape[0])
+        # Products are arranged so the long axis is never the tiny output's (MKL is ~5x
+        # slower at (P, S) @ (S, C) than at (C, S) @ (S, P) for C of a few channels).
+        out_t = coef.new_zeros(n_tiles, feats.shape[-1], pixfeat.shape[0])  # (T, C, P)
+        feats_t = feats.transpose(1, 2)
+        active = torch.arange(n_tiles, device=coef.device)
+        segments = []
+        for k0 in range(0, k, seg):
+            active = active[counts[active] > k0]
+            if active.numel() == 0:
+                break
+            k1 = min(k, k0 + seg)
+            everyone = active.numel() == n_tiles  # no gathers needed
+            t_in = t0 if everyone else t0[active]
+            weights, odds, t_end = _segment(
+                coef[:, k0:k1] if everyone else coef[active, k0:k1], pixfeat, t_in
+            )
+            if everyone:
+                out_t.baddbmm_(feats_t[:, :, k0:k1], weights.transpose(1, 2))
+                t0 = t_end
+            else:
+                out_t.index_add_(
+                    0, active, torch.bmm(feats_t[active, :, k0:k1], weights.transpose(1, 2))
+                )
+                t0 = t0.index_copy(0, active, t_end)
+            segments.append((k0, k1, active, t_in, (weights, odds) if save else None))
+            active = active[(t_end > 0).any(dim=-1)]
+        ctx.segments = segments
+        ctx.clamped = clamped
+        ctx.save_for_backward(coef, feats, pixfeat)
+        return out_t.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, d_out):  # type: ignore[override]
+        coef, feats, pixfeat = ctx.saved_tensors
+        d_coef = torch.zeros_like(coef)
+        d_feats = torch.zeros_like(feats)
+        tail_after = d_out.new_zeros(d_out.shape[:2])  # sum_{j in later segments} g_j w_j
+        for k0, k1, active, t_in, cached in reversed(ctx.segments):
+            weights, odds = (
+                cached if cached is not None else _segment(coef[active, k0:k1], pixfeat, t_in)[:2]
+            )
+            g_out = d_out[active]
+            d_feats[active, k0:k1] = torch.bmm(g_out.transpose(1, 2), weights).transpose(1, 2)
+            # With g_k = dL/dw_k and S_k = sum_{j>k} g_j w_j:
+            # dL/dlog(alpha_k) = alpha_k (g_k T_k - S_k / (1 - alpha_k))
+            #                  = g_k w_k - S_k alpha_k / (1 - alpha_k).
+            gw = torch.bmm(g_out, feats[active, k0:k1].transpose(1, 2)).mul_(weights)
+            tail = torch.cumsum(gw, dim=-1)
+            seg_total = tail[..., -1].clone()
+            tail.neg_().add_((seg_total + tail_after[active])[..., None])
+            d_log = gw.sub_(tail.mul_(odds))
+            if ctx.clamped:  # no gradient through the clamp (odds of 0.99 are 99)
+                d_log.masked_fill_(odds >= _ODDS_MAX, 0.0)
+            d_coef[active, k0:k1] = torch.matmul(pixfeat.t(), d_log).transpose(1, 2)
+            tail_after.index_add_(0, active, seg_total)
+        ctx.segments = None
+        return d_coef, d_feats, None, None, None, None, None
+
+
+def composite_image(
+    means2d: Tensor,
+    conics: Tensor,
+    log_opacity: Tensor,
+    feats: Tensor,
+    bins: TileBins,
+    tile_size: int,
+    budget_bytes: int,
+    saved_bytes: list[int],
+) -> tuple[Tensor, Tensor]:
+    """Composite one image; returns features (H', W', C) and opacity (H', W') on the tile grid."""
+    dev, dt = means2d.device, means2d.dtype
+    n, c = feats.shape
+    pixels = tile_size * tile_size
+    n_tiles = bins.tiles_x * bins.tiles_y
+    pixfeat = _pixel_features(tile_size, dev, dt)
+    # A padding row (index n) whose alpha is exactly zero.
+    mean_ext = torch.cat([means2d, means2d.new_zeros(1, 2)])
+    conic_ext = torch.cat([conics, conics.new_zeros(1, 3)])
+    logop_ext = torch.cat([log_opacity, log_opacity.new_full((1,), _PAD_LOGIT)])
+    # The constant last feature composites to the opacity.
+    feat_ext = torch.cat(
+        [torch.cat([feats, feats.new_ones(n, 1)], dim=-1), feats.new_zeros(1, c + 1)]
+    )
+
+    tile_ids, outs = [], []
+    for tiles, k in tile_chunks(bins.counts, pixels, budget_bytes // _BYTES_PER_ELEMENT):
+        with torch.no_grad():
+            slot = torch.arange(k, device=dev)
+            valid = slot[None] < bins.counts[tiles, None]
+            pos = (bins.starts[tiles, None] + slot[None]).clamp(max=max(bins.ids.numel() - 1, 0))
+            gid = torch.where(valid, bins.ids[pos], torch.full_like(pos, n))
+            centre = (
+                torch.stack([tiles % bins.tiles_x, tiles // bins.tiles_x], dim=-1).to(dt)
+                * tile_size
+                + 0.5 * tile_size
+            )
+        m = mean_ext[gid] - centre[:, None, :]  # (T, K, 2) relative to the tile centre
+        ca, cb, cc = conic_ext[gid].unbind(-1)
+        mx, my = m.unbind(-1)
+        coef = torch.stack(
+            [
+                logop_ext[gid] - 0.5 * (ca * mx * mx + cc * my * my) - cb * mx * my,
+                ca * mx + cb * my,
+                cc * my + cb * mx,
+                -0.5 * ca,
+                -cb,
+                -0.5 * cc,
+            ],
+            dim=-1,
+        )
+        block_bytes = 8 * len(tiles) * pixels * k
+        save = saved_bytes[0] + block_bytes <= budget_bytes
+        saved_bytes[0] += block_bytes if save else 0
+        seg = max(16, _SEGMENT_ELEMENTS // (len(tiles) * pixels))
+        with torch.no_grad():
+            clamped = bool(logop_ext[gid].max() >= _LOG_ALPHA_MAX)
+        outs.append(
+            _CompositeTiles.apply(
+                coef, feat_ext[gid], pixfeat, bins.counts[tiles], seg, save, clamped
+            )
+        )
+        tile_ids.append(tiles)
+
+    full = feats.new_zeros(n_tiles, pixels, c + 1)
+    if outs:
+        full = full.index_copy(0, torch.cat(tile_ids), torch.cat(outs))
+    else:  # nothing visible: stay connected to the inputs so backward yields zero gradients
+        full = full + 0.0 * (feats.sum() + means2d.sum() + conics.sum() + log_opacity.sum())
+    grid = full.reshape(bins.tiles_y, bins.tiles_x, tile_size, tile_size, c + 1)
+    grid = grid.permute(0, 2, 1, 3, 4).reshape(
+        bins.tiles_y * tile_size, bins.tiles_x * tile_size, c + 1
+    )
+    return grid[..., :c], grid[..., c]
+
+
+def assemble_output(
+    feats: Tensor, opacity: Tensor, background: Tensor, n_extra: int, projected: Projected
+) -> dict[str, Tensor]:
+    """Assemble the output dict from composited (B, H, W, C) features and (B, H, W) opacity."""
+    opacity = opacity[..., None]
+    bg = background.to(feats)
+    out = {
+        "rgb": feats[..., :3] + (1.0 - opacity) * bg,
+        "opacity": opacity,
+        "depth": feats[..., 3:4] / opacity.clamp(min=1e-6),
+        "means2d": projected.means2d,
+        "radii": projected.radii,
+    }
+    if n_extra:
+        out["extra"] = feats[..., 4:]
+    return out
