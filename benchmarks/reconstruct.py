@@ -61,7 +61,7 @@ def fit_table(fields: list[str], resolutions: list[int], assets: list[str]) -> l
                     "iterations_per_s": t.get("iterations_per_s", 0.0),
                     "split": {
                         k: t[k] / max(t["train_s"], 1e-9)
-                        for k in ("render_s", "loss_s", "backward_s", "optimizer_s")
+                        for k in ("render_s", "loss_s", "backward_s", "optimizer_s", "densify_s")
                     },
                     "pass": m["psnr"] >= psnr_bar and m["mask_iou"] >= iou_bar and wall <= time_bar,
                 }

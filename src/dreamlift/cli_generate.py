@@ -39,6 +39,12 @@ def generate_command(
     init: str | None = typer.Option(None, help="Gaussians: sphere, random or PATH.ply."),
     export: str | None = typer.Option(None, help="auto, or mesh (Gaussians: also mesh.glb)."),
     no_score: bool = typer.Option(False, "--no-score", help="Skip ground-truth scoring."),
+    time_budget: float | None = typer.Option(
+        None, "--time-budget", min=0.0, help="Stop after this many seconds of training."
+    ),
+    profile: bool = typer.Option(
+        False, help="Synchronise the GPU at each timing boundary (exact iteration split)."
+    ),
     resume: bool = typer.Option(False, help="Continue the run in --out exactly."),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -61,6 +67,8 @@ def generate_command(
         "init": init,
         "export": export,
         "score": False if no_score else None,
+        "time_budget_s": time_budget,
+        "profile": True if profile else None,
     }
     if prompts is not None:
         if prompt is not None:

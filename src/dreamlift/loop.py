@@ -1,10 +1,11 @@
 """The one optimisation loop every method runs: steps, checkpoints, resume, progress, stops.
 
-A method supplies ``step_loss(step) -> (loss, logs, render_out)``; the loop owns the rest:
-zeroing and stepping the optimiser, the field's structural hooks, logging, periodic atomic
-checkpoints, exact resumption (field, optimiser moments and every random generator), a
-progress bar with ETA, a checkpoint on Ctrl-C / SIGTERM, and a clean stop on a non-finite
-loss that keeps the last good checkpoint.
+A method supplies ``step_loss(step) -> (loss, logs, render_out)`` (and, optionally, its own
+``backward(loss)``); the loop owns the rest: zeroing and stepping the optimiser, the field's
+structural hooks, logging, periodic atomic checkpoints, exact resumption (field, optimiser
+moments and every random generator), a progress bar with ETA, a checkpoint on Ctrl-C /
+SIGTERM, a stop at a time budget, and a clean stop on a non-finite loss that keeps the last
+good checkpoint.
 """
 
 from __future__ import annotations
@@ -49,14 +50,20 @@ class LoopSettings:
     checkpoint_every: int = 200
     log_every: int = 10
     quiet: bool = False
+    time_budget_s: float | None = None
+    """Stop early, with a checkpoint, once the loop's own time (wall time less the time spent
+    in ``on_log`` evaluations) reaches this many seconds; None runs every step."""
 
 
 @dataclass
 class LoopResult:
     field: Field
     steps_done: int
+    """The step the run reached (``settings.steps`` unless it stopped at the time budget)."""
     resumed_from: int
     timings: dict[str, float] = field(default_factory=dict)
+    out_of_time: bool = False
+    """Whether the time budget stopped the run before ``settings.steps``."""
 
 
 class StopRequests:
@@ -152,49 +159,80 @@ def optimize(
     resume: bool,
     description: str = "optimising",
     on_log: Callable[[int], dict[str, float]] | None = None,
+    backward: Callable[[Tensor], None] | None = None,
+    sync: Callable[[], None] | None = None,
 ) -> LoopResult:
-    """Run ``settings.steps`` steps (continuing from the checkpoint when ``resume``)."""
+    """Run ``settings.steps`` steps (continuing from the checkpoint when ``resume``).
+
+    ``backward(loss)`` replaces ``loss.backward()`` (a method that splits its backward pass to
+    time it); ``sync`` (e.g. ``torch.cuda.synchronize``) runs at each timing boundary.
+    Timings: ``step_s`` = ``loss_s`` + ``backward_s`` + ``optimizer_s`` (the optimiser's step)
+    + ``densify_s`` (the field's structural hooks), ``log_s`` in ``on_log``, and ``loop_s``,
+    the loop's wall time less ``log_s`` (what the time budget is compared with).
+    """
     start = 0
     if resume and checkpoint_path(run).exists():
         opt, start, _ = restore(run, settings, fld, generators)
         run.truncate_metrics(start - 1)
     else:
         opt = fld.make_optimizer()
-    timings = {"step_s": 0.0, "loss_s": 0.0, "backward_s": 0.0, "optimizer_s": 0.0}
-    last_good = start
+    keys = ("step_s", "loss_s", "backward_s", "optimizer_s", "densify_s", "log_s")
+    timings = dict.fromkeys(keys, 0.0)
+
+    def now() -> float:
+        if sync is not None:
+            sync()
+        return time.perf_counter()
+
+    def loop_seconds() -> float:
+        return time.perf_counter() - began - timings["log_s"]
+
+    last_good, done, out_of_time = start, start, False
     progress = progress_bar(disable=settings.quiet)
+    began = time.perf_counter()
     with StopRequests() as stop, progress:
         task = progress.add_task(description, total=settings.steps, completed=start, status="")
         for step in range(start, settings.steps):
-            t0 = time.perf_counter()
+            t0 = now()
             opt.zero_grad(set_to_none=True)
             loss, logs, out = step_loss(step)
             loss_value = float(loss.detach())
-            t1 = time.perf_counter()
+            t1 = now()
             if not math.isfinite(loss_value):
                 raise TrainingError(
                     f"the loss became {loss_value} at step {step}; stopped",
                     f"the last good checkpoint (step {last_good}) is kept in "
                     f"{checkpoint_path(run)}; try a lower learning rate",
                 )
-            loss.backward()
-            t2 = time.perf_counter()
+            if backward is None:
+                loss.backward()
+            else:
+                backward(loss)
+            t2 = now()
             opt = fld.after_backward(step, out, opt)
+            t3 = now()
             opt.step()
+            t4 = now()
             opt = fld.after_step(step, opt)
-            t3 = time.perf_counter()
+            t5 = now()
             timings["loss_s"] += t1 - t0
             timings["backward_s"] += t2 - t1
-            timings["optimizer_s"] += t3 - t2
-            timings["step_s"] += t3 - t0
+            timings["optimizer_s"] += t4 - t3
+            timings["densify_s"] += (t3 - t2) + (t5 - t4)
+            timings["step_s"] += t5 - t0
             done = step + 1
-            if done % settings.log_every == 0 or done == settings.steps:
-                record = {"step": step, "loss": loss_value, **logs}
+            budget = settings.time_budget_s
+            out_of_time = budget is not None and done < settings.steps and loop_seconds() >= budget
+            last = done == settings.steps or out_of_time
+            if done % settings.log_every == 0 or last:
+                record = {"step": step, "loss": loss_value, "time_s": loop_seconds(), **logs}
                 if on_log is not None:
+                    t6 = time.perf_counter()
                     record.update(on_log(step))
+                    timings["log_s"] += time.perf_counter() - t6
                 run.log(record)
                 progress.update(task, status=f"loss {loss_value:.4f}")
-            if done % settings.checkpoint_every == 0 or done == settings.steps or stop.requested:
+            if done % settings.checkpoint_every == 0 or last or stop.requested:
                 _save(run, settings, fld, opt, generators, done, {})
                 last_good = done
             progress.update(task, completed=done)
@@ -203,7 +241,10 @@ def optimize(
                     f"stopped at step {done}; a checkpoint was written",
                     "rerun the same command with --resume to continue",
                 )
-    steps_done = settings.steps - start
+            if out_of_time:
+                break
+    timings["loop_s"] = loop_seconds()
+    steps_done = done - start
     if steps_done:
         timings["iterations_per_s"] = steps_done / max(timings["step_s"], 1e-9)
-    return LoopResult(fld, settings.steps, start, timings)
+    return LoopResult(fld, done, start, timings, out_of_time)

@@ -10,19 +10,20 @@ The algorithm box (GE3D, METHODS 2.3; SDS and ISM are the same loop with another
         losses ← guidance(prior, x, prompts, τ)              (t / node schedules inside)
         L ← Σ weight · loss + field regularisers; Adam step; densify (Gaussians)
 
-Every schedule is a pure function of the step and sits in the config. Runs write the run
-contract, a checkpoint that ``resume`` continues exactly, a turntable and the 3D file; when
-the prompt is a world caption, ``summary.json`` also scores the result against ground truth.
+Every schedule is a pure function of the step and sits in the config
+(:mod:`dreamlift.methods.generate_config`). Runs write the run contract, a checkpoint that
+``resume`` continues exactly, a turntable and the 3D file; when the prompt is a world caption,
+``summary.json`` also scores the result against ground truth
+(:mod:`dreamlift.methods.generate_scoring`). Every run records where an iteration's time
+goes (``iteration_split`` in ``summary.json``): render forward and backward, VAE encode, its
+backward and decode, UNet calls, optimiser and densification.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
-import typing
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,262 +31,72 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dreamlift.cameras import Cameras, OrbitRange, sample_orbit, turntable
-from dreamlift.errors import CaptionError, DataError, DreamliftError, OutputError
+from dreamlift.cameras import Cameras, OrbitRange, sample_orbit
+from dreamlift.errors import DataError, OutputError
 from dreamlift.fields.base import Field
-from dreamlift.fields.gaussians import GaussianField, GaussiansConfig
-from dreamlift.fields.nerf import NerfConfig, NerfField
-from dreamlift.fields.registry import check_field_name, make_field
-from dreamlift.guidance import GE3DConfig, GuidanceInput, ISMConfig, SDSConfig, make_guidance
-from dreamlift.guidance.base import guidance_spec
-from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT
-from dreamlift.io.media import save_turntable
+from dreamlift.fields.gaussians import GaussianField
+from dreamlift.fields.nerf import NerfField
+from dreamlift.fields.registry import make_field
+from dreamlift.guidance import GuidanceInput, make_guidance
 from dreamlift.io.run import RunDir
 from dreamlift.loop import LoopSettings, checkpoint_path, optimize
-from dreamlift.priors import PREFIX_TEMPLATE, SUFFIX_TEMPLATE, DiffusionPrior, view_prompts
-from dreamlift.world import asset_from_caption, caption, parse
-from dreamlift.world.assets import Description
-from dreamlift.zoo.tokenizer import caption_words
+from dreamlift.methods.generate_config import (
+    FAST_GAUSSIANS,
+    PRESETS,
+    GenerateConfig,
+    azimuth_half_range,
+    build_config,
+    config_fields,
+    config_from_dict,
+    render_scale,
+    resume_config,
+)
+from dreamlift.methods.generate_outputs import write_outputs
+from dreamlift.methods.generate_prompts import (
+    TOY_PRIORS,
+    check_prompt,
+    resolve_prompt,
+    uses_world_vocabulary,
+    world_description,
+)
+from dreamlift.methods.generate_scoring import quick_iou, world_scores
+from dreamlift.priors import DiffusionPrior, view_prompts
+from dreamlift.utils.timing import SectionTimer
+from dreamlift.world import parse
 
-TOY_PRIORS = ("toy-sd",)  # zoo priors that only know the world's caption grammar
-WORLD_VOCAB_MAX = 2000  # a closed-vocabulary tokenizer is far smaller than CLIP's 49,408
+__all__ = [
+    "FAST_GAUSSIANS",
+    "GenerateConfig",
+    "PRESETS",
+    "TextTo3D",
+    "azimuth_half_range",
+    "build_config",
+    "config_fields",
+    "config_from_dict",
+    "generate",
+    "initial_field",
+    "iteration_split",
+    "load_prior",
+    "render_scale",
+    "render_views",
+    "resolve_prompt",
+    "resume_config",
+    "uses_world_vocabulary",
+    "world_description",
+    "world_scores",
+    "write_outputs",
+]
 
-
-# ---------------------------------------------------------------------- schedules
-def azimuth_half_range(step: int, start: float, growth: float, every: int) -> float:
-    """Camera curriculum: azimuths in ±half, ``start`` × ``growth`` every ``every`` steps,
-    capped at 180 (GE3D: ±80 widening ×1.5 every 100 iterations)."""
-    if every <= 0 or growth <= 1.0:
-        return min(start, 180.0)
-    return min(start * growth ** (step // every), 180.0)
-
-
-def render_scale(step: int, warmup: tuple[tuple[int, float], ...]) -> float:
-    """Resolution warm-up: the fraction of the full render size used from each start step."""
-    scale = warmup[0][1]
-    for start, value in warmup:
-        if step >= start:
-            scale = value
-    return scale
-
-
-# ---------------------------------------------------------------------- config
-@dataclass
-class GenerateConfig:
-    """Settings of ``dreamlift generate``; presets are in :data:`PRESETS`."""
-
-    prompt: str = ""
-    prior: str = "toy-sd"
-    """Zoo name or diffusers folder (SD 1.x / 2.x layout)."""
-    field: str = "gaussians"
-    guidance: str = "ge3d"
-    preset: str = "fast"
-    steps: int = 600
-    seed: int = 0
-    device: str = "auto"
-    resolution: int | None = None
-    """Render size; None = the prior's image size (64 for toy-sd, 512 for SD 2.1-base)."""
-    resolution_warmup: tuple[tuple[int, float], ...] = ((0, 0.5), (150, 1.0))
-    """(start step, fraction of ``resolution``): coarse renders first (cheap, shape only)."""
-    views_per_step: int = 1
-    radius: tuple[float, float] = (2.7, 2.7)
-    elevation: tuple[float, float] = (0.0, 40.0)
-    fov: tuple[float, float] = (40.0, 40.0)
-    azimuth_start: float = 180.0
-    """Half-range of azimuths at step 0 (front-centred); widens per the curriculum."""
-    azimuth_growth: float = 1.5
-    azimuth_every: int = 100
-    view_template: str | None = None
-    """View prompt template; None = the world's "{prompt}, {view} view" for toy priors and
-    "{view} view of {prompt}" for real ones."""
-    negative_prompt: str | None = None
-    """Uncond branch of CFG; None keeps the guidance's own (GE3D: its negative prompt)."""
-    guidance_scale: float | None = None
-    """CFG scale; None keeps the guidance's own."""
-    guidance_weight: float = 1.0
-    """Weight of the guidance's loss(es)."""
-    scale_weight: float = 0.0
-    """GE3D's λ_scale · mean Gaussian scale (keeps splats small; Gaussians only)."""
-    init: str = "sphere"
-    """Gaussians: ``sphere`` (shell), ``random`` (ball) or a 3DGS ``.ply`` path."""
-    init_radius: float = 0.5
-    nerf_blob_density: float = 20.0
-    """NeRF density bias: a Gaussian blob of this peak density (per unit) at the centre."""
-    nerf_blob_radius: float = 0.5
-    checkpoint_every: int = 100
-    log_every: int = 10
-    turntable_frames: int = 36
-    export: str = "auto"
-    """``auto``: the field's own file (gaussians.ply / mesh.glb); ``mesh``: also a mesh."""
-    mesh_resolution: int = 96
-    """Grid points per side of the Gaussians' density mesh (``export: mesh``)."""
-    score: bool = True
-    """Score world captions against ground truth (8 aligned views) and with toy-clip."""
-    rank_shapes: bool = True
-    """Also rank every world shape in the described colour (single objects; slower)."""
-    score_refinements: int = 32
-    """Re-renders refining each ground-truth alignment (shape ranking uses a third)."""
-    judge: str = "toy-clip"
-    gaussians: GaussiansConfig = dataclass_field(default_factory=GaussiansConfig)
-    nerf: NerfConfig = dataclass_field(default_factory=NerfConfig)
-    sds: SDSConfig = dataclass_field(default_factory=lambda: SDSConfig(form="x0"))
-    ism: ISMConfig = dataclass_field(default_factory=ISMConfig)
-    ge3d: GE3DConfig = dataclass_field(default_factory=GE3DConfig)
-
-    def field_config(self) -> Any:
-        return getattr(self, self.field)
-
-    def guidance_config(self) -> Any:
-        """The chosen guidance's config with the top-level CFG / negative overrides applied."""
-        cfg = getattr(self, self.guidance)
-        if self.guidance_scale is not None:
-            cfg = dataclasses.replace(cfg, guidance_scale=self.guidance_scale)
-        if self.negative_prompt is not None:
-            cfg = dataclasses.replace(cfg, negative_prompt=self.negative_prompt)
-        return cfg
-
-
-FAST_GAUSSIANS = {
-    "num_init": 2048,
-    "sh_degree": 0,
-    "densify_from": 100,
-    "densify_until": 450,
-    "densify_every": 100,
-    "opacity_reset_every": 0,
-    "max_gaussians": 20_000,
-}
-PRESETS: dict[str, dict[str, Any]] = {
-    # CPU minutes with toy-sd (TOY-PRIOR-NOTES: 64 px, one or two orbit views with view
-    # captions, CFG 3-7.5, t annealing, the x0 image-space SDS form, Adam).
-    "fast": {
-        "steps": 600,
-        "negative_prompt": "",
-        "guidance_scale": 7.5,
-        "gaussians": FAST_GAUSSIANS,
-        "nerf": {"resolutions": ((0, 32), (300, 48)), "sparsity": 0.005},
-        "ge3d": {"dbc_sigma_fraction": 1 / 3},
-    },
-    # GE3D's released settings (METHODS 2.4).
-    "paper": {
-        "steps": 3000,
-        "views_per_step": 4,
-        "resolution_warmup": ((0, 1.0),),
-        "radius": (3.5, 5.0),
-        "fov": (18.3, 34.4),
-        "elevation": (0.0, 45.0),
-        "azimuth_start": 80.0,
-        "scale_weight": 1.0,
-        "init": "random",
-        "negative_prompt": GE3D_NEGATIVE_PROMPT,
-        "guidance_scale": 7.5,
-        "checkpoint_every": 500,
-        "gaussians": {
-            "num_init": 81_920,
-            "sh_degree": 0,
-            "lr_means": 2e-4,
-            "lr_means_final": 1.6e-6,
-            "lr_features_dc": 0.01,
-            "densify_from": 100,
-            "densify_until": 3000,
-            "densify_every": 100,
-            "grad_threshold": 7.5e-4,
-            "percent_dense": 0.003,
-            "opacity_reset_every": 300,
-            "max_gaussians": 500_000,
-        },
-        "ge3d": {"perpneg": {"enabled": True}},
-        "sds": {"form": "eps", "guidance_scale": 100.0},
-    },
-}
-
-
-def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
-    """Preset values, then the non-None ``overrides``; names are checked here, not later."""
-    if preset not in PRESETS:
-        raise DreamliftError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    values["preset"] = preset
-    cfg = config_from_dict(values)
-    check_field_name(cfg.field)
-    guidance_spec(cfg.guidance)
-    if cfg.export not in ("auto", "mesh"):
-        raise DreamliftError(f"unknown export {cfg.export!r}", "choose auto or mesh")
-    if cfg.steps < 1:
-        raise DreamliftError(f"steps must be at least 1, got {cfg.steps}")
-    return cfg
-
-
-def config_from_dict(values: dict[str, Any]) -> GenerateConfig:
-    """Rebuild a config from plain values (a preset, a saved ``config.yaml``)."""
-    try:
-        return _dataclass_from(GenerateConfig, values)
-    except (TypeError, ValueError) as exc:
-        known = ", ".join(f.name for f in dataclasses.fields(GenerateConfig))
-        raise DreamliftError(f"bad setting: {exc}", f"settings are: {known}") from None
-
-
-def _dataclass_from(cls: type, values: dict[str, Any]) -> Any:
-    """Nested dataclasses from dicts over their defaults; lists become tuples (YAML)."""
-    hints, defaults = typing.get_type_hints(cls), cls()
-    kwargs = {}
-    for key, value in values.items():
-        kind = hints.get(key)
-        if isinstance(kind, type) and dataclasses.is_dataclass(kind) and isinstance(value, dict):
-            value = _dataclass_from(kind, _merge(dataclasses.asdict(getattr(defaults, key)), value))
-        kwargs[key] = _tuples(value)
-    return cls(**kwargs)
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in update.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(x) for x in value) if isinstance(value, list) else value
-
-
-# ---------------------------------------------------------------------- prompts
-def uses_world_vocabulary(prior: DiffusionPrior) -> bool:
-    """Whether the prior's tokenizer is the world's closed vocabulary (a toy prior)."""
-    vocab = prior.tokenizer.get_vocab()
-    return len(vocab) <= WORLD_VOCAB_MAX and all(
-        f"{w}</w>" in vocab for w in caption_words() if w.isalpha()
-    )
-
-
-def check_prompt(prompt: str) -> None:
-    if not prompt.strip():
-        raise CaptionError("the prompt is empty", "give one, e.g. 'a red cube'")
-
-
-def world_description(prompt: str) -> Description | None:
-    try:
-        return parse(prompt)
-    except CaptionError:
-        return None
-
-
-def resolve_prompt(cfg: GenerateConfig, prior: DiffusionPrior) -> tuple[str, str]:
-    """(view-free prompt, view template). A toy prior needs a caption of the world's grammar
-    (a CaptionError lists the vocabulary) and a negative prompt within its words."""
-    check_prompt(cfg.prompt)
-    toy = uses_world_vocabulary(prior)
-    template = cfg.view_template or (SUFFIX_TEMPLATE if toy else PREFIX_TEMPLATE)
-    if not toy:
-        return cfg.prompt.strip(), template
-    desc = parse(cfg.prompt)  # raises with the vocabulary in its hint
-    vocab = prior.tokenizer.get_vocab()
-    negative = cfg.guidance_config().negative_prompt
-    unknown = [w for w in re.findall(r"[a-z]+", negative.lower()) if f"{w}</w>" not in vocab]
-    if unknown:
-        raise CaptionError(
-            f"the negative prompt has words the prior does not know: {', '.join(unknown)}",
-            'pass --negative "" (or words of the caption grammar) for a toy prior',
-        )
-    return caption(dataclasses.replace(desc, view=None)), template
+PRIOR_PARTS = ("unet", "vae_encode", "vae_backward", "vae_decode")
+"""The prior's own work in the iteration split (the text encoder is cached after step 0)."""
+SPLIT_PARTS = (
+    "render_forward",
+    "render_backward",
+    *PRIOR_PARTS,
+    "text_encoder",
+    "optimizer",
+    "densify",
+)
 
 
 # ---------------------------------------------------------------------- parts
@@ -332,7 +143,13 @@ def render_views(
 
 
 class TextTo3D:
-    """One optimisation step of score distillation: the loop body of the algorithm box."""
+    """One optimisation step of score distillation: the loop body of the algorithm box.
+
+    Calling it renders and returns the loss; :meth:`backward` is the loss's backward pass in
+    two timed stages. ``timer`` accumulates the step's sections (``render_forward``,
+    ``guidance``, ``vae_backward``, ``render_backward``); the prior's modules are timed by
+    :meth:`timing_prior`.
+    """
 
     def __init__(
         self,
@@ -343,6 +160,7 @@ class TextTo3D:
         template: str,
         cameras_gen: torch.Generator,
         guidance_gen: torch.Generator,
+        timer: SectionTimer | None = None,
     ):
         self.cfg, self.field, self.prior, self.prompt = cfg, fld, prior, prompt
         self.template = template
@@ -356,16 +174,19 @@ class TextTo3D:
         self.size = prior.image_size
         self.full = cfg.resolution or self.size
         self.background = torch.ones(3, device=prior.device)
+        self.timer = timer or SectionTimer()
+        self._parts: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
 
     def __call__(self, step: int) -> tuple[Tensor, dict[str, float], dict[str, Tensor]]:
-        cfg = self.cfg
+        cfg, timer = self.cfg, self.timer
         res = max(8, round(self.full * render_scale(step, cfg.resolution_warmup)))
-        cams, azimuth, elevation = sample_orbit(
-            cfg.views_per_step, res, orbit_range(cfg, step), self.cameras_gen
-        )
-        images, out = render_views(
-            self.field, cams.to(self.prior.device), self.size, self.background
-        )
+        with timer.section("render_forward"):
+            cams, azimuth, elevation = sample_orbit(
+                cfg.views_per_step, res, orbit_range(cfg, step), self.cameras_gen
+            )
+            images, out = render_views(
+                self.field, cams.to(self.prior.device), self.size, self.background
+            )
         inp = GuidanceInput(
             images=images,
             prompts=view_prompts(self.prompt, azimuth, elevation, self.template),
@@ -375,35 +196,72 @@ class TextTo3D:
             total_steps=cfg.steps,
             generator=self.guidance_gen,
         )
-        losses = self.guidance(self.prior, inp)
-        loss = cfg.guidance_weight * sum(losses.values())
+        with timer.section("guidance"):
+            losses = self.guidance(self.prior, inp)
+        guidance_loss = cfg.guidance_weight * sum(losses.values())
         logs = {k: float(v.detach()) for k, v in losses.items()}
         logs.update({f"info_{k}": v for k, v in self.guidance.last_info.items()})
+        field_loss = None
         regularizer = getattr(self.field, "regularizer", None)
         if regularizer is not None:
-            reg = regularizer()
-            loss = loss + reg
-            logs["loss_reg"] = float(reg.detach())
+            field_loss = regularizer()
+            logs["loss_reg"] = float(field_loss.detach())
         if cfg.scale_weight > 0 and isinstance(self.field, GaussianField):
             scale = torch.exp(self.field.log_scales).mean()
-            loss = loss + cfg.scale_weight * scale
+            field_loss = cfg.scale_weight * scale + (0 if field_loss is None else field_loss)
             logs["loss_scale"] = float(scale.detach())
         logs["resolution"] = float(res)
+        loss = guidance_loss if field_loss is None else guidance_loss + field_loss
+        self._parts = (loss, guidance_loss, images, field_loss)
         return loss, logs, out
+
+    def backward(self, loss: Tensor) -> None:
+        """``loss.backward()`` in two stages, timed apart: the guidance loss back to the render
+        (``vae_backward``: the VAE encoder's backward, when the guidance differentiates it),
+        then the render's gradient and the field regularisers back to the field
+        (``render_backward``). The gradient is the one-pass gradient; a loss other than the
+        last call's gets the one-pass backward."""
+        parts, self._parts = self._parts, None
+        if parts is None or parts[0] is not loss:
+            loss.backward()
+            return
+        _, guidance_loss, images, field_loss = parts
+        with self.timer.section("vae_backward"):
+            needs = guidance_loss.requires_grad
+            (grad,) = torch.autograd.grad(guidance_loss, images) if needs else (None,)
+        with self.timer.section("render_backward"):
+            pairs = [(images, grad)] if grad is not None else []
+            pairs += [(field_loss, None)] if field_loss is not None else []
+            if pairs:
+                torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+
+    def timing_prior(self) -> AbstractContextManager[None]:
+        """A context timing every call of the prior's UNet, VAE encoder and decoder, and
+        text encoder (forward hooks, removed on exit)."""
+        vae = self.prior.vae
+        modules = {"unet": self.prior.unet, "text_encoder": self.prior.text_encoder}
+        if hasattr(vae, "encoder") and hasattr(vae, "decoder"):
+            modules.update(vae_encode=vae.encoder, vae_decode=vae.decoder)
+        return self.timer.modules(modules)
+
+
+def iteration_split(loop: dict[str, float], sections: dict[str, float]) -> dict[str, Any]:
+    """Where an iteration's time went: seconds and fractions of the loop's step time per
+    part (``other``: guidance bookkeeping, regularisers, logging), and the prior's share."""
+    total = loop.get("step_s", 0.0)
+    seconds = {k: sections.get(k, 0.0) for k in SPLIT_PARTS}
+    seconds.update(optimizer=loop.get("optimizer_s", 0.0), densify=loop.get("densify_s", 0.0))
+    seconds["other"] = max(total - sum(seconds.values()), 0.0)
+    fractions = {k: v / total if total > 0 else 0.0 for k, v in seconds.items()}
+    return {
+        "seconds": seconds,
+        "fractions": fractions,
+        "prior_fraction": sum(fractions[k] for k in PRIOR_PARTS),
+        "step_s": total,
+    }
 
 
 # ---------------------------------------------------------------------- the method
-def resume_config(out_dir: Path, steps: int | None = None) -> GenerateConfig:
-    """The saved config of the run in ``out_dir`` (``steps`` extends it when given)."""
-    path = Path(out_dir) / "config.yaml"
-    if not path.is_file():
-        raise OutputError(f"nothing to resume in {out_dir} (no config.yaml)", "drop --resume")
-    cfg = config_from_dict(RunDir(Path(out_dir)).read_config())
-    if steps is not None:
-        cfg.steps = steps
-    return cfg
-
-
 def load_prior(cfg: GenerateConfig) -> DiffusionPrior:
     """The prior; a toy prior's prompt is checked first, so a bad caption is reported
     before a missing model."""
@@ -430,6 +288,7 @@ def generate(
     t0 = time.perf_counter()
     prior = prior or load_prior(cfg)
     prompt, template = resolve_prompt(cfg, prior)
+    desc = world_description(prompt)
     run.prepare()
     run.write_config(cfg)
     timings = {"load_s": time.perf_counter() - t0}
@@ -440,27 +299,65 @@ def generate(
         "cameras": torch.Generator().manual_seed(cfg.seed + 1),
         "guidance": torch.Generator().manual_seed(cfg.seed + 2),
     }
-    step_loss = TextTo3D(cfg, fld, prior, prompt, template, gens["cameras"], gens["guidance"])
+    sync = torch.cuda.synchronize if cfg.profile and prior.device.type == "cuda" else None
+    step_loss = TextTo3D(
+        cfg, fld, prior, prompt, template, gens["cameras"], gens["guidance"], SectionTimer(sync)
+    )
     settings = LoopSettings(
         steps=cfg.steps,
         kind=f"generate/{cfg.field}",
         checkpoint_every=cfg.checkpoint_every,
         log_every=cfg.log_every,
         quiet=quiet,
+        time_budget_s=cfg.time_budget_s,
     )
-    result = optimize(
-        fld, step_loss, run, settings, gens, resume, description=f"generate {cfg.guidance}"
-    )
+    curve: list[dict[str, float]] = []
+    evaluate = cfg.eval_every > 0 and desc is not None
+    started, evaluating = time.perf_counter(), 0.0
+
+    def on_log(step: int) -> dict[str, float]:
+        nonlocal evaluating
+        if not evaluate or (step + 1) % cfg.eval_every:
+            return {}
+        t = time.perf_counter()
+        iou = quick_iou(fld, desc)
+        curve.append({"step": step + 1, "time_s": t - started - evaluating, "iou": iou})
+        evaluating += time.perf_counter() - t
+        return {"eval_iou": iou}
+
+    with step_loss.timing_prior():
+        result = optimize(
+            fld,
+            step_loss,
+            run,
+            settings,
+            gens,
+            resume,
+            description=f"generate {cfg.guidance}",
+            on_log=on_log,
+            backward=step_loss.backward,
+            sync=sync,
+        )
     timings.update({"train_s": result.timings.get("step_s", 0.0)})
     timings.update({k: v for k, v in result.timings.items() if k != "step_s"})
+    split = iteration_split(result.timings, step_loss.timer.seconds)
+    split["iterations"] = result.steps_done - result.resumed_from
 
     fld.eval()
     warnings: list[str] = []
+    metrics: dict[str, Any] = {"steps_done": result.steps_done, "out_of_time": result.out_of_time}
+    if result.out_of_time:
+        warnings.append(f"time budget reached: stopped after {result.steps_done}/{cfg.steps} steps")
+    if evaluate and (not curve or curve[-1]["step"] != result.steps_done):
+        t1 = time.perf_counter()
+        iou = quick_iou(fld, desc)
+        curve.append({"step": result.steps_done, "time_s": result.timings["loop_s"], "iou": iou})
+        timings["log_s"] = timings.get("log_s", 0.0) + time.perf_counter() - t1
+    if evaluate:
+        metrics["eval_curve"] = curve
     t1 = time.perf_counter()
     outputs = write_outputs(run, cfg, fld, warnings)
     timings["outputs_s"] = time.perf_counter() - t1
-    metrics: dict[str, Any] = {}
-    desc = world_description(prompt)
     if cfg.score and desc is not None:
         t1 = time.perf_counter()
         metrics.update(world_scores(cfg, fld, desc, warnings))
@@ -480,75 +377,12 @@ def generate(
         prompt=prompt,
         resumed_from=result.resumed_from,
         warnings=warnings,
+        iteration_split=split,
     )
-    return {"metrics": metrics, "timings": timings, "outputs": outputs, "warnings": warnings}
-
-
-def _renderer(fld: Field):
-    device = next(fld.parameters()).device
-
-    @torch.no_grad()
-    def render_fn(cameras: Cameras) -> dict[str, Tensor]:
-        out = fld.render(cameras.to(device), torch.ones(3, device=device))
-        return {k: out[k].cpu() for k in ("rgb", "opacity")}
-
-    return render_fn
-
-
-def write_outputs(
-    run: RunDir, cfg: GenerateConfig, fld: Field, warnings: list[str]
-) -> dict[str, Path]:
-    """Turntable (mp4 + gif) and the 3D file(s); an empty field warns instead of failing."""
-    outputs: dict[str, Path] = {
-        "config": run.path / "config.yaml",
-        "metrics": run.metrics_path,
-        "checkpoint": checkpoint_path(run),
+    return {
+        "metrics": metrics,
+        "timings": timings,
+        "outputs": outputs,
+        "warnings": warnings,
+        "iteration_split": split,
     }
-    size = max(cfg.resolution or 64, 64)
-    radius, fov = sum(cfg.radius) / 2, sum(cfg.fov) / 2
-    cams = turntable(cfg.turntable_frames, size, elevation_deg=20.0, radius=radius, fov_deg=fov)
-    frames = torch.cat([_renderer(fld)(cams[i : i + 8])["rgb"] for i in range(0, len(cams), 8)])
-    outputs.update(save_turntable(run.path, frames.clamp(0, 1)))
-    try:
-        outputs.update(fld.export(run.path))
-        if cfg.export == "mesh" and isinstance(fld, GaussianField):
-            from dreamlift.methods.outputs import export_gaussian_mesh
-
-            outputs["mesh"] = export_gaussian_mesh(
-                fld, run.path / "mesh.glb", resolution=cfg.mesh_resolution
-            )
-    except DataError as exc:
-        warnings.append(f"no 3D file exported: {exc}")
-    return outputs
-
-
-def world_scores(
-    cfg: GenerateConfig, fld: Field, desc: Description, warnings: list[str]
-) -> dict[str, Any]:
-    """Ground truth (aligned silhouette IoU, colour error, shape ranking) and toy-clip."""
-    from dreamlift.metrics.ground_truth import (
-        GroundTruthSettings,
-        ground_truth_scores,
-        shape_ranking,
-        toy_clip_scores,
-    )
-
-    render_fn = _renderer(fld)
-    asset = asset_from_caption(caption(dataclasses.replace(desc, view=None)))
-    settings = GroundTruthSettings(render_evaluations=cfg.score_refinements)
-    scores: dict[str, Any] = dict(ground_truth_scores(render_fn, asset, settings))
-    if cfg.rank_shapes and len(desc.objects) == 1:
-        quick = GroundTruthSettings(render_evaluations=max(cfg.score_refinements // 3, 1))
-        ranking = shape_ranking(render_fn, desc, quick)
-        scores["shape_ious"] = ranking["ious"]
-        scores["shape_winner"] = ranking["winner"]
-        scores["shape_margin"] = ranking["margin"]
-    try:
-        scores.update(toy_clip_scores(cfg.judge, render_fn, desc))
-    except DreamliftError as exc:
-        warnings.append(f"no CLIP scores: {exc}")
-    return scores
-
-
-def config_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(GenerateConfig)]

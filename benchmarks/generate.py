@@ -1,0 +1,568 @@
+"""Generation benchmark: SDS, ISM and GE3D on Gaussians and NeRF, scored against the world.
+
+    .venv/bin/python benchmarks/generate.py [--budget-s 120] [--captions all]
+        [--guidances sds,ism,ge3d] [--fields gaussians,nerf] [--only equal fast]
+        [--prior toy-sd] [--threads 2] [--quick] [--resume]
+
+Captions (``--captions`` all | single | composition | heldout, comma-separated, or
+``--caption TEXT`` repeated): 6 single objects, 3 compositions (on top / next to) and 3
+held-out combinations of the zoo (zoo/heldout.py: two held-out colour-shape pairs, one
+held-out composition). Two run sets:
+
+* ``equal`` — every guidance × field at the same wall-clock training budget (``--budget-s``).
+  Short probes measure each combination's step time at each warm-up render size and its step
+  count is set so the whole schedule fits 90 % of the budget; the loop also stops at the
+  budget (later steps can be slower: densification, GE3D's node schedule). Every run is
+  scored on ground truth (aligned silhouette IoU and foreground colour error over 8 views,
+  shape and colour correct for single objects), with toy-clip (similarity, R-precision), and
+  records its iteration-time split. About ten quick evaluations per run (IoU on 4 views, off
+  the budget) give quality against time, from which "time to reach SDS's final quality" is
+  read, per caption and field.
+* ``fast`` — the fast preset (GE3D on Gaussians, 600 steps) at full length on every caption:
+  wall time and the bars.
+
+Bars (issue): fast preset generation (training + outputs, not the scoring) ≤ 5 min per
+caption; single-object captions: mean IoU ≥ 0.8, mean R-precision ≥ 0.9, described shape
+ranked first and mean colour nearest the described colour for ≥ 90 %; compositions: mean
+IoU ≥ 0.7; the prior's share (UNet + VAE) of a GE3D iteration ≥ 50 % for both fields.
+
+``--prior``: a zoo name or diffusers folder (default toy-sd); ``tiny`` builds a tiny random
+pipeline (smoke runs), ``toy-random`` toy-sd's architecture with random weights (true
+iteration costs, meaningless scores). ``--quick`` is a smoke run: two captions, a 6 s budget,
+a 12-step fast set, light scoring. Results are written to benchmarks/results/generate.json
+after every run; ``--resume`` keeps the runs already there. The default full run is 72
+equal-time runs plus 12 fast ones: about (budget + 1 min) × 72 + 6 min × 12 on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from dreamlift.errors import DreamliftError
+from dreamlift.methods.generate import build_config, generate, render_scale
+from dreamlift.priors import DiffusionPrior
+from dreamlift.world import caption, parse
+from dreamlift.world.assets import Description, ObjectSpec
+from dreamlift.zoo.heldout import HELDOUT_COMPOSITIONS, HELDOUT_PAIRS
+
+CAPTIONS: dict[str, list[str]] = {
+    "single": [
+        "a red cube",
+        "a blue sphere",
+        "a yellow torus",
+        "a green cone",
+        "a purple pyramid",
+        "an orange cylinder",
+    ],
+    "composition": [
+        "a blue cube with a red sphere on top",
+        "a purple cylinder with an orange cone on top",
+        "a green sphere next to a yellow cube",
+    ],
+    "heldout": [
+        *(caption(Description((ObjectSpec(*pair),))) for pair in HELDOUT_PAIRS[:2]),
+        HELDOUT_COMPOSITIONS[0],
+    ],
+}
+BARS = {
+    "fast_generation_s": 300.0,
+    "single_iou": 0.8,
+    "single_r_precision": 0.9,
+    "composition_iou": 0.7,
+    "shape_accuracy": 0.9,
+    "colour_accuracy": 0.9,
+    "prior_fraction": 0.5,
+}
+PROBE_STEPS = 5
+SAFETY = 0.9  # step counts aim at 90 % of the budget: densification makes later steps slower
+RESULTS = Path(__file__).parent / "results" / "generate.json"
+console = Console(width=170)  # the table stays whole when printed into a log
+
+
+# ---------------------------------------------------------------------- priors
+def load_prior(name: str, folder: Path) -> DiffusionPrior:
+    if name == "tiny":
+        from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd
+
+        config = TinySDConfig(unet_channels=(16, 32, 32))
+        return DiffusionPrior.load(save_tiny_sd(folder / "tiny", sample_size=8, config=config))
+    if name == "toy-random":
+        return toy_random_prior(folder)
+    return DiffusionPrior.load(name)
+
+
+def toy_random_prior(folder: Path) -> DiffusionPrior:
+    """toy-sd's architecture (zoo recipes) with random weights: its true iteration cost."""
+    from diffusers import AutoencoderKL
+
+    from dreamlift.priors.loading import PriorComponents
+    from dreamlift.zoo.recipes.sd import SDConfig, toy_unet
+    from dreamlift.zoo.tiny import TinySDConfig, sd_ddim_scheduler, tiny_text_encoder
+    from dreamlift.zoo.tokenizer import build_tokenizer, caption_words
+
+    sd = SDConfig()
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(caption_words(), folder / "tokenizer", sd.max_length)
+    text = TinySDConfig(
+        text_width=sd.text_width,
+        text_layers=sd.text_layers,
+        text_heads=sd.text_heads,
+        max_length=sd.max_length,
+    )
+    parts = {
+        "unet": toy_unet(sd, 16, 4, sd.text_width),
+        "vae": AutoencoderKL(  # toy-sd/vae's config: 64² images, 16² latents
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            block_out_channels=(16, 32, 64),
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=64,
+            scaling_factor=1.066,
+        ),
+        "text_encoder": tiny_text_encoder(text, len(tokenizer)),
+    }
+    for model in parts.values():
+        model.requires_grad_(False).eval()
+    return DiffusionPrior(
+        PriorComponents(
+            folder=folder,
+            tokenizer=tokenizer,
+            scheduler_config=dict(sd_ddim_scheduler().config),
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+            **parts,
+        )
+    )
+
+
+# ---------------------------------------------------------------------- runs
+def run(
+    prior: DiffusionPrior, overrides: dict[str, Any], out: Path, resume: bool = False
+) -> dict[str, Any]:
+    """One ``generate`` run into ``out``; returns its result with the summary's wall time."""
+    cfg = build_config("fast", **overrides)
+    result = generate(cfg, out, resume=resume, quiet=True, prior=prior)
+    result["wall_s"] = json.loads((out / "summary.json").read_text())["timings"]["wall_s"]
+    return result
+
+
+def run_kept(prior: DiffusionPrior, overrides: dict[str, Any], runs: Path | None) -> dict:
+    """A run whose folder is kept under ``runs`` (or thrown away when None)."""
+    name = "-".join(overrides[k].replace(" ", "_") for k in ("prompt", "guidance", "field"))
+    with tempfile.TemporaryDirectory() as tmp:
+        return run(prior, overrides, (runs or Path(tmp)) / name)
+
+
+def probe_step_s(
+    prior: DiffusionPrior, text: str, guidance: str, field: str, scale: float
+) -> float:
+    """Seconds per step with renders at ``scale`` of the full size, measured over PROBE_STEPS
+    steps after a first one (text encoding, allocations)."""
+    overrides = {
+        "prompt": text,
+        "guidance": guidance,
+        "field": field,
+        "resolution_warmup": ((0, scale),),
+        "score": False,
+        "turntable_frames": 2,
+        "log_every": 1,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        run(prior, {**overrides, "steps": 1}, Path(tmp) / "probe")
+        probe = {**overrides, "steps": 1 + PROBE_STEPS}
+        split = run(prior, probe, Path(tmp) / "probe", resume=True)["iteration_split"]
+    return split["step_s"] / max(split["iterations"], 1)
+
+
+def plan_steps(
+    prior: DiffusionPrior, text: str, guidance: str, field: str, budget: float
+) -> tuple[int, dict[float, float]]:
+    """The step count whose schedule (resolution warm-up included) fills SAFETY × budget, from
+    probed step times at each warm-up resolution; at least 10."""
+    warmup = build_config("fast").resolution_warmup
+    per_step = {s: probe_step_s(prior, text, guidance, field, s) for s in dict(warmup).values()}
+    steps, spent = 0, 0.0
+    while spent + per_step[render_scale(steps, warmup)] <= SAFETY * budget:
+        spent += per_step[render_scale(steps, warmup)]
+        steps += 1
+    return max(steps, 10), per_step
+
+
+def row_of(result: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    m, t, split = result["metrics"], result["timings"], result["iteration_split"]
+    generation = result["wall_s"] - t.get("score_s", 0.0) - t.get("log_s", 0.0)
+    keys = (
+        "silhouette_iou",
+        "colour_error",
+        "shape_correct",
+        "shape_winner",
+        "colour_correct",
+        "colour_winner",
+        "clip_similarity",
+        "clip_r_precision",
+    )
+    return {
+        **base,
+        "steps_done": m["steps_done"],
+        "out_of_time": m["out_of_time"],
+        **{k: m.get(k) for k in keys},
+        "train_s": t.get("loop_s", 0.0),
+        "generation_s": generation,
+        "score_s": t.get("score_s", 0.0),
+        "wall_s": result["wall_s"],
+        "eval_curve": m.get("eval_curve", []),
+        "split": {
+            "fractions": split["fractions"],
+            "prior_fraction": split["prior_fraction"],
+            "seconds_per_iteration": split["step_s"] / max(split["iterations"], 1),
+        },
+        "warnings": result["warnings"],
+    }
+
+
+# ---------------------------------------------------------------------- summaries
+def _mean(values: list[Any]) -> float | None:
+    values = [float(v) for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def time_to_reach(curve: list[dict[str, float]], target: float) -> float | None:
+    """Training seconds until the quick IoU first reaches ``target`` (None: never)."""
+    return next((p["time_s"] for p in curve if p["iou"] >= target - 1e-9), None)
+
+
+def compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """GE3D against ISM and SDS per field: quality at equal time and the time each takes to
+    reach SDS's final quick IoU on the same caption."""
+    out: dict[str, Any] = {}
+    for field in sorted({r["field"] for r in rows}):
+        mine = [r for r in rows if r["field"] == field and "error" not in r]
+        guidances = sorted({r["guidance"] for r in mine})
+        quality = {
+            g: {
+                k: _mean([r[k] for r in mine if r["guidance"] == g])
+                for k in ("silhouette_iou", "colour_error", "clip_similarity", "clip_r_precision")
+            }
+            for g in guidances
+        }
+        field_out: dict[str, Any] = {"quality": quality}
+        for other in ("ism", "sds"):
+            if "ge3d" in quality and other in quality:
+                a, b = quality["ge3d"], quality[other]
+                better = {
+                    k: (a[k] < b[k] if k == "colour_error" else a[k] > b[k])
+                    for k in a
+                    if a[k] is not None and b[k] is not None
+                }
+                field_out[f"ge3d_beats_{other}"] = better
+        reach: dict[str, dict[str, float | None]] = {g: {} for g in guidances}
+        for r in mine:
+            sds = next(
+                (
+                    s
+                    for s in mine
+                    if s["guidance"] == "sds" and s["caption"] == r["caption"] and s["eval_curve"]
+                ),
+                None,
+            )
+            if sds is not None and r["eval_curve"]:
+                target = sds["eval_curve"][-1]["iou"]
+                reach[r["guidance"]][r["caption"]] = time_to_reach(r["eval_curve"], target)
+        field_out["time_to_sds_final"] = {
+            g: {
+                "per_caption": times,
+                "reached": sum(t is not None for t in times.values()) / max(len(times), 1),
+                "median_s": statistics.median([t for t in times.values() if t is not None])
+                if any(t is not None for t in times.values())
+                else None,
+            }
+            for g, times in reach.items()
+        }
+        out[field] = field_out
+    return out
+
+
+def split_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in sorted({(r["guidance"], r["field"]) for r in rows if "split" in r}):
+        mine = [r["split"] for r in rows if (r["guidance"], r["field"]) == key and "split" in r]
+        parts = mine[0]["fractions"].keys()
+        out["/".join(key)] = {
+            "fractions": {k: _mean([s["fractions"][k] for s in mine]) for k in parts},
+            "prior_fraction": _mean([s["prior_fraction"] for s in mine]),
+            "seconds_per_iteration": _mean([s["seconds_per_iteration"] for s in mine]),
+        }
+    return out
+
+
+def bars(fast: list[dict[str, Any]], splits: dict[str, Any]) -> dict[str, Any]:
+    ok = [r for r in fast if "error" not in r]
+    single = [r for r in ok if r["objects"] == 1]
+    compositions = [r for r in ok if r["objects"] > 1]
+
+    def frac(rows: list[dict[str, Any]], key: str) -> float | None:
+        return sum(bool(r[key]) for r in rows) / len(rows) if rows else None
+
+    measured = {
+        "fast_generation_s": max((r["generation_s"] for r in ok), default=None),
+        "single_iou": _mean([r["silhouette_iou"] for r in single]),
+        "single_r_precision": _mean([r["clip_r_precision"] for r in single]),
+        "composition_iou": _mean([r["silhouette_iou"] for r in compositions]),
+        "shape_accuracy": frac(single, "shape_correct"),
+        "colour_accuracy": frac(single, "colour_correct"),
+    }
+    for field in ("gaussians", "nerf"):
+        measured[f"prior_fraction_{field}"] = splits.get(f"ge3d/{field}", {}).get("prior_fraction")
+    result = {}
+    for name, value in measured.items():
+        bar = BARS["prior_fraction" if name.startswith("prior_fraction") else name]
+        passed = None if value is None else (value <= bar if name.endswith("_s") else value >= bar)
+        result[name] = {"value": value, "bar": bar, "pass": passed}
+    return result
+
+
+# ---------------------------------------------------------------------- printing
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _line(r: dict[str, Any]) -> str:
+    head = f"{r['set']:5s} {r['guidance']:4s} {r['field']:9s} {r['caption']:45s}"
+    if "error" in r:
+        return f"{head} error: {r['error']}"
+    return (
+        f"{head} {r['steps_done']:4d}/{r['steps_planned']:<4d} IoU {_num(r['silhouette_iou'])} "
+        f"colour err {_num(r['colour_error'])} shape {_num(r['shape_correct'])} colour "
+        f"{_num(r['colour_correct'])} R-prec {_num(r['clip_r_precision'])} prior "
+        f"{100 * r['split']['prior_fraction']:.0f}% train {r['train_s']:.1f} s "
+        f"generation {r['generation_s']:.1f} s"
+    )
+
+
+def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=title)
+    for name in ("caption", "guid.", "field", "steps", "IoU", "col.err", "shape", "colour"):
+        table.add_column(name)
+    for name in ("clip", "R-prec", "prior %", "s/it", "train s"):
+        table.add_column(name)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["caption"], r["guidance"], r["field"], "error: " + r["error"])
+            continue
+        table.add_row(
+            r["caption"],
+            r["guidance"],
+            r["field"],
+            f"{r['steps_done']}/{r['steps_planned']}",
+            _num(r["silhouette_iou"]),
+            _num(r["colour_error"]),
+            _num(r["shape_correct"]),
+            _num(r["colour_correct"]),
+            _num(r["clip_similarity"]),
+            _num(r["clip_r_precision"]),
+            f"{100 * r['split']['prior_fraction']:.0f}",
+            _num(r["split"]["seconds_per_iteration"], 2),
+            _num(r["train_s"], 1),
+        )
+    console.print(table)
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    for field, c in result["comparison"].items():
+        for g, q in c["quality"].items():
+            reach = c["time_to_sds_final"].get(g, {})
+            console.print(
+                f"{field:9s} {g:5s} IoU {_num(q['silhouette_iou'])}  colour err "
+                f"{_num(q['colour_error'])}  clip {_num(q['clip_similarity'])}  R-prec "
+                f"{_num(q['clip_r_precision'])}  reaches SDS's final IoU on "
+                f"{100 * reach.get('reached', 0):.0f}% (median {_num(reach.get('median_s'), 1)} s)"
+            )
+        for other in ("ism", "sds"):
+            if f"ge3d_beats_{other}" in c:
+                console.print(f"  GE3D better than {other.upper()}: {c[f'ge3d_beats_{other}']}")
+    for key, s in result["iteration_split"].items():
+        parts = "  ".join(f"{k} {100 * v:.0f}%" for k, v in s["fractions"].items() if v >= 0.005)
+        console.print(f"split {key:15s} prior {100 * s['prior_fraction']:.0f}% | {parts}")
+    for name, b in result["bars"].items():
+        verdict = {True: "pass", False: "FAIL", None: "n/a"}[b["pass"]]
+        console.print(f"bar {name:22s} {_num(b['value'])} (bar {b['bar']}) {verdict}")
+
+
+# ---------------------------------------------------------------------- main
+def select_captions(spec: str, extra: list[str], quick: bool) -> list[tuple[str, str]]:
+    groups = list(CAPTIONS) if spec == "all" else [g for g in spec.split(",") if g]
+    unknown = [g for g in groups if g not in CAPTIONS]
+    if unknown:
+        raise SystemExit(f"unknown caption group(s) {unknown}: all, or of {', '.join(CAPTIONS)}")
+    chosen = [(c, g) for g in groups for c in CAPTIONS[g]] + [(c, "custom") for c in extra]
+    for text, _ in chosen:
+        parse(text)  # a caption the world cannot score fails here, not an hour in
+    if quick:  # one single object and one composition
+        single = [c for c in chosen if len(parse(c[0]).objects) == 1][:1]
+        chosen = single + [c for c in chosen if len(parse(c[0]).objects) > 1][:1]
+    return chosen
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return (row["set"], row["caption"], row["guidance"], row["field"], row["budget_s"])
+
+
+class Benchmark:
+    """The run sets, their rows (written after every run) and the summary."""
+
+    def __init__(self, args: argparse.Namespace, captions: list[tuple[str, str]]) -> None:
+        self.args, self.captions = args, captions
+        self.started = time.time()
+        old = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
+        self.rows: list[dict[str, Any]] = [r for r in old.get("runs", []) if "error" not in r]
+        self.light = {"score_refinements": 4, "turntable_frames": 4} if args.quick else {}
+        self.result: dict[str, Any] = {}
+
+    def base(self, run_set: str, text: str, group: str, guidance: str, field: str) -> dict:
+        return {
+            "set": run_set,
+            "caption": text,
+            "group": group,
+            "objects": len(parse(text).objects),
+            "guidance": guidance,
+            "field": field,
+            "budget_s": self.args.budget_s if run_set == "equal" else None,
+        }
+
+    def todo(self, bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        done = {_key(r) for r in self.rows}
+        return [b for b in bases if _key(b) not in done]
+
+    def record(self, prior: DiffusionPrior, base: dict[str, Any], overrides: dict) -> None:
+        try:
+            row = row_of(run_kept(prior, overrides, self.args.runs), base)
+        except DreamliftError as exc:
+            row = {**base, "error": str(exc)}
+        self.rows.append(row)
+        console.print(_line(row), highlight=False)
+        self.save()
+
+    def equal_time(self, prior: DiffusionPrior, guidance: str, field: str) -> None:
+        """Every caption with one guidance × field at the budget; steps from a probe."""
+        budget = self.args.budget_s
+        bases = self.todo([self.base("equal", c, g, guidance, field) for c, g in self.captions])
+        if not bases:
+            return
+        steps, per_step = plan_steps(prior, bases[0]["caption"], guidance, field, budget)
+        log_every = 10 if steps >= 100 else 1
+        eval_every = log_every * max(1, round(steps / 10 / log_every))
+        console.print(
+            f"[bold]{guidance} / {field}[/]: s per step at each render scale "
+            + ", ".join(f"{k:g}: {v:.3f}" for k, v in per_step.items())
+            + f" → {steps} steps in {budget:.0f} s"
+        )
+        for base in bases:
+            overrides = {
+                "prompt": base["caption"],
+                "guidance": guidance,
+                "field": field,
+                "steps": steps,
+                "time_budget_s": budget,
+                "eval_every": eval_every,
+                "log_every": log_every,
+                "checkpoint_every": 10**6,
+                **self.light,
+            }
+            self.record(prior, {**base, "steps_planned": steps}, overrides)
+
+    def fast_preset(self, prior: DiffusionPrior) -> None:
+        """GE3D on Gaussians with the fast preset, full length, on every caption."""
+        steps = self.args.fast_steps or build_config("fast").steps
+        bases = [self.base("fast", c, g, "ge3d", "gaussians") for c, g in self.captions]
+        for base in self.todo(bases):
+            overrides = {
+                "prompt": base["caption"],
+                "guidance": "ge3d",
+                "field": "gaussians",
+                "steps": steps,
+                **self.light,
+            }
+            self.record(prior, {**base, "steps_planned": steps}, overrides)
+
+    def save(self) -> None:
+        args, rows = self.args, self.rows
+        splits = split_summary(rows)
+        self.result.update(
+            command="benchmarks/generate.py",
+            machine={
+                "cpu_threads": args.threads,
+                "platform": platform.platform(),
+                "torch": torch.__version__,
+            },
+            prior=args.prior,
+            budget_s=args.budget_s,
+            quick=args.quick,
+            captions=dict(self.captions),
+            bars=bars([r for r in rows if r["set"] == "fast"], splits),
+            comparison=compare([r for r in rows if r["set"] == "equal"]),
+            iteration_split=splits,
+            runs=rows,
+            wall_s=time.time() - self.started,
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(self.result, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-s", type=float, default=120.0, help="Training s per run.")
+    parser.add_argument("--captions", default="all", help="all, or groups: single,composition,…")
+    parser.add_argument("--caption", action="append", default=[], help="An extra caption.")
+    parser.add_argument("--guidances", default="sds,ism,ge3d")
+    parser.add_argument("--fields", default="gaussians,nerf")
+    parser.add_argument("--only", nargs="+", default=["equal", "fast"], choices=["equal", "fast"])
+    parser.add_argument("--prior", default="toy-sd", help="Zoo name, folder, tiny or toy-random.")
+    parser.add_argument("--fast-steps", type=int, default=None, help="Fast set steps [600].")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="Smoke run.")
+    parser.add_argument("--resume", action="store_true", help="Keep the runs already in --out.")
+    parser.add_argument("--runs", type=Path, default=None, help="Keep run folders here.")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.budget_s = min(args.budget_s, 6.0)
+        args.fast_steps = args.fast_steps or 12
+    bench = Benchmark(args, select_captions(args.captions, args.caption, args.quick))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            prior = load_prior(args.prior, Path(tmp))
+        except DreamliftError as exc:
+            raise SystemExit(f"cannot load the prior: {exc}") from None
+        if "equal" in args.only:
+            for field in [f for f in args.fields.split(",") if f]:
+                for guidance in [g for g in args.guidances.split(",") if g]:
+                    bench.equal_time(prior, guidance, field)
+        if "fast" in args.only:
+            bench.fast_preset(prior)
+    bench.save()
+    rows = bench.rows
+    print_rows("equal wall-clock budget", [r for r in rows if r["set"] == "equal"])
+    print_rows("fast preset, GE3D on Gaussians", [r for r in rows if r["set"] == "fast"])
+    print_summary(bench.result)
+    console.print(f"\n{len(rows)} runs, {bench.result['wall_s'] / 60:.1f} min -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Prompts of ``dreamlift generate``: world captions for toy priors, view templates.
+
+A toy prior knows only the world's caption grammar, so its prompt (and negative prompt) must
+be a caption of that grammar; a real prior takes any text, with DreamFusion-style view words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from dreamlift.errors import CaptionError
+from dreamlift.methods.generate_config import GenerateConfig
+from dreamlift.priors import PREFIX_TEMPLATE, SUFFIX_TEMPLATE, DiffusionPrior
+from dreamlift.world import caption, parse
+from dreamlift.world.assets import Description
+from dreamlift.zoo.tokenizer import caption_words
+
+TOY_PRIORS = ("toy-sd",)  # zoo priors that only know the world's caption grammar
+WORLD_VOCAB_MAX = 2000  # a closed-vocabulary tokenizer is far smaller than CLIP's 49,408
+
+
+def uses_world_vocabulary(prior: DiffusionPrior) -> bool:
+    """Whether the prior's tokenizer is the world's closed vocabulary (a toy prior)."""
+    vocab = prior.tokenizer.get_vocab()
+    return len(vocab) <= WORLD_VOCAB_MAX and all(
+        f"{w}</w>" in vocab for w in caption_words() if w.isalpha()
+    )
+
+
+def check_prompt(prompt: str) -> None:
+    if not prompt.strip():
+        raise CaptionError("the prompt is empty", "give one, e.g. 'a red cube'")
+
+
+def world_description(prompt: str) -> Description | None:
+    try:
+        return parse(prompt)
+    except CaptionError:
+        return None
+
+
+def resolve_prompt(cfg: GenerateConfig, prior: DiffusionPrior) -> tuple[str, str]:
+    """(view-free prompt, view template). A toy prior needs a caption of the world's grammar
+    (a CaptionError lists the vocabulary) and a negative prompt within its words."""
+    check_prompt(cfg.prompt)
+    toy = uses_world_vocabulary(prior)
+    template = cfg.view_template or (SUFFIX_TEMPLATE if toy else PREFIX_TEMPLATE)
+    if not toy:
+        return cfg.prompt.strip(), template
+    desc = parse(cfg.prompt)  # raises with the vocabulary in its hint
+    vocab = prior.tokenizer.get_vocab()
+    negative = cfg.guidance_config().negative_prompt
+    unknown = [w for w in re.findall(r"[a-z]+", negative.lower()) if f"{w}</w>" not in vocab]
+    if unknown:
+        raise CaptionError(
+            f"the negative prompt has words the prior does not know: {', '.join(unknown)}",
+            'pass --negative "" (or words of the caption grammar) for a toy prior',
+        )
+    return caption(dataclasses.replace(desc, view=None)), template

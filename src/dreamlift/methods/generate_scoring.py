@@ -1,0 +1,98 @@
+"""Scores of a generated field against the world asset its caption describes.
+
+``world_scores`` is the end-of-run report (aligned silhouette IoU and colour error over 8
+views, the shape and colour rankings, toy-clip similarity and R-precision); ``quick_iou`` is
+the cheap periodic evaluation (4 views, a coarser hull, few refinements) that traces
+quality against training time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dreamlift.cameras import Cameras
+from dreamlift.errors import DreamliftError
+from dreamlift.fields.base import Field
+from dreamlift.methods.generate_config import GenerateConfig
+from dreamlift.world import asset_from_caption, caption
+from dreamlift.world.assets import Description
+
+QUICK_SETTINGS = {
+    "views": 4,
+    "hull_azimuths": 4,
+    "hull_resolution": 32,
+    "azimuth_step": 30.0,
+    "refine_iterations": 10,
+    "render_evaluations": 6,
+}
+"""Ground-truth settings of :func:`quick_iou`: 4 scoring views, a 32³ hull from 12 views,
+a coarser search."""
+
+
+def field_renderer(fld: Field) -> Callable[[Cameras], dict[str, Tensor]]:
+    """The field as a ground-truth render function: no grad, results on the CPU, white
+    background."""
+    device = next(fld.parameters()).device
+
+    @torch.no_grad()
+    def render_fn(cameras: Cameras) -> dict[str, Tensor]:
+        out = fld.render(cameras.to(device), torch.ones(3, device=device))
+        return {k: out[k].cpu() for k in ("rgb", "opacity")}
+
+    return render_fn
+
+
+def described_asset(desc: Description):
+    return asset_from_caption(caption(dataclasses.replace(desc, view=None)))
+
+
+def world_scores(
+    cfg: GenerateConfig, fld: Field, desc: Description, warnings: list[str]
+) -> dict[str, Any]:
+    """Ground truth (aligned silhouette IoU, colour error, shape and colour rankings) and
+    toy-clip similarity and R-precision."""
+    from dreamlift.metrics.colour import colour_ranking
+    from dreamlift.metrics.ground_truth import (
+        GroundTruthSettings,
+        ground_truth_scores,
+        shape_ranking,
+        toy_clip_scores,
+    )
+
+    render_fn = field_renderer(fld)
+    settings = GroundTruthSettings(render_evaluations=cfg.score_refinements)
+    scores: dict[str, Any] = dict(ground_truth_scores(render_fn, described_asset(desc), settings))
+    if len(desc.objects) == 1:
+        scores.update(colour_ranking(render_fn, desc, settings))
+    if cfg.rank_shapes and len(desc.objects) == 1:
+        quick = GroundTruthSettings(render_evaluations=max(cfg.score_refinements // 3, 1))
+        ranking = shape_ranking(render_fn, desc, quick)
+        scores["shape_ious"] = ranking["ious"]
+        scores["shape_winner"] = ranking["winner"]
+        scores["shape_margin"] = ranking["margin"]
+        scores["shape_correct"] = ranking["winner"] == desc.objects[0].shape
+    try:
+        scores.update(toy_clip_scores(cfg.judge, render_fn, desc))
+    except DreamliftError as exc:
+        warnings.append(f"no CLIP scores: {exc}")
+    return scores
+
+
+def quick_iou(fld: Field, desc: Description) -> float:
+    """The aligned silhouette IoU on 4 views with a coarse alignment (about a second on a
+    CPU for a toy-sized field): the periodic ``eval_iou`` of a run."""
+    from dreamlift.metrics.ground_truth import GroundTruthSettings, ground_truth_scores
+
+    settings = GroundTruthSettings(**QUICK_SETTINGS)
+    was_training = fld.training
+    fld.eval()
+    try:
+        scores = ground_truth_scores(field_renderer(fld), described_asset(desc), settings)
+    finally:
+        fld.train(was_training)
+    return float(scores["silhouette_iou"] or 0.0)
