@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from dreamlift.cli_generate import generate_command
+from dreamlift.cli_handles import handles_command
 from dreamlift.cli_sample import sample_command
 from dreamlift.errors import DreamliftError
 from dreamlift.zoo.cli import zoo_app
@@ -26,6 +27,7 @@ app.add_typer(world_app, name="world")
 app.add_typer(zoo_app, name="zoo")
 app.command("sample")(sample_command)
 app.command("generate")(generate_command)
+app.command("handles")(handles_command)
 console = Console(stderr=True)
 
 

@@ -1,0 +1,132 @@
+"""Settings of a Diffusion Handles edit, as data (METHODS.md 5.4, the code's defaults).
+
+Three groups: the 3D edit of the depth (:class:`GeometryConfig`), the guidance schedule
+(:class:`GuidanceSchedule`, step 7 of METHODS.md 5.3) and the diffusion passes
+(:class:`HandlesConfig`). Everything is a frozen dataclass with the paper code's values as
+defaults, so a run folder's ``config.yaml`` says exactly what ran. Presets are objects in
+:data:`PRESETS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LayerWeights = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """Lifting, splatting and cleaning of the edited depth (METHODS.md 5.3 steps 4–6).
+
+    Kernel sizes are radii in pixels (a square ``2r+1`` max-pool window); ``None`` scales them
+    with the image as the code does at 512 px: close ≈ res/50 wide, open ≈ res/250 wide,
+    background dilation 15 px at 512. Each is at least 1 px, so they still act at 64 px.
+    """
+
+    fov_deg: float = 55.0
+    """Horizontal field of view assumed for images without a camera (ZoeDepth's training FoV)."""
+    close_radius: int | None = None
+    open_radius: int | None = None
+    background_dilation: int | None = None
+    """How far beyond the object mask the background depth is re-solved (Poisson/Laplace)."""
+
+    def radii(self, resolution: int) -> tuple[int, int, int]:
+        """(close, open, dilation) radii in pixels for an image ``resolution`` pixels wide."""
+        close = self.close_radius
+        opening = self.open_radius
+        dilation = self.background_dilation
+        if close is None:
+            close = max(1, round(resolution / 100))
+        if opening is None:
+            opening = max(1, round(resolution / 500))
+        if dilation is None:
+            dilation = max(1, round(resolution * 15 / 512))
+        return close, opening, dilation
+
+
+@dataclass(frozen=True)
+class GuidanceSchedule:
+    """Energy weights per denoising step, layer and inner step (METHODS.md 5.3 step 7).
+
+    The weight of layer index i at step t and inner gradient step k is
+    ``base · scale · cycle[t mod 3][i] · inner[k]``: layer 3 only, then layer 2 only, then
+    both, repeating; the first inner step leans on the foreground, the second on the
+    background. Guidance runs for the first ``guided_fraction`` of the steps (38 of 50), so
+    the model can add shadows and contact effects unguided at the end.
+    """
+
+    fg_weight: float = 1.5
+    bg_weight: float = 1.25
+    weight_scale: float = 30.0
+    fg_cycle: tuple[LayerWeights, ...] = ((0.0, 0.0, 7.5), (0.0, 5.0, 0.0), (0.0, 5.0, 7.5))
+    bg_cycle: tuple[LayerWeights, ...] = ((0.0, 0.0, 1.5), (0.0, 1.5, 0.0), (0.0, 1.5, 1.5))
+    fg_inner: tuple[float, ...] = (2.5, 1.25, 1.25)
+    bg_inner: tuple[float, ...] = (1.25, 2.5, 1.25)
+    guided_fraction: float = 38 / 50
+
+    def guided_steps(self, num_steps: int) -> int:
+        """How many of ``num_steps`` denoising steps are guided (38 of 50, scaled)."""
+        return min(num_steps, round(num_steps * self.guided_fraction))
+
+    def weights(self, step: int, inner: int, num_steps: int) -> tuple[LayerWeights, LayerWeights]:
+        """(foreground, background) weight of each layer index at ``step``, inner step ``inner``.
+
+        Zero from :meth:`guided_steps` on. An inner step beyond the multiplier lists takes
+        the last multiplier.
+        """
+        if step >= self.guided_steps(num_steps):
+            return (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+        fg_k = self.fg_inner[min(inner, len(self.fg_inner) - 1)]
+        bg_k = self.bg_inner[min(inner, len(self.bg_inner) - 1)]
+        fg_base = self.fg_weight * self.weight_scale * fg_k
+        bg_base = self.bg_weight * self.weight_scale * bg_k
+        fg = self.fg_cycle[step % len(self.fg_cycle)]
+        bg = self.bg_cycle[step % len(self.bg_cycle)]
+        return (
+            tuple(fg_base * w for w in fg),  # type: ignore[return-value]
+            tuple(bg_base * w for w in bg),
+        )
+
+    def active_layers(self) -> tuple[bool, bool, bool]:
+        """Which layer indices ever get a weight (index 0 never does: it is not recorded)."""
+        return tuple(  # type: ignore[return-value]
+            any(c[i] != 0 for c in (*self.fg_cycle, *self.bg_cycle)) for i in range(3)
+        )
+
+
+@dataclass(frozen=True)
+class HandlesConfig:
+    """One Diffusion Handles edit. Defaults are the paper code's (``default.yaml``)."""
+
+    steps: int = 50
+    """DDIM steps of inversion, recording and guided generation."""
+    guidance_scale: float = 7.5
+    """Classifier-free guidance of the NTI and both generation passes."""
+    inversion_inner_steps: int = 5
+    """Null-text inversion Adam steps per timestep (NTI's default is 10; DH uses 5)."""
+    inversion_early_stop: float = 1e-5
+    opt_steps: int = 3
+    """Latent gradient steps on the energy before each guided DDIM step."""
+    step_size: float = 0.1
+    """x_t ← x_t − step_size · ∇G (the code's explicit latent descent, not the paper's Eq. 3)."""
+    layers: tuple[str, ...] | None = None
+    """UNet blocks for activation indices 0, 1, 2; None = the last three up blocks."""
+    schedule: GuidanceSchedule = field(default_factory=GuidanceSchedule)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    offload_recording: bool = False
+    """Keep recorded activations on the CPU (SD2 at 512 px: ~0.8 GB for layers 2 and 3)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError("steps must be at least 1")
+        if self.opt_steps < 0:
+            raise ValueError("opt_steps must be non-negative")
+        if self.layers is not None and len(self.layers) != 3:
+            raise ValueError("layers must name three UNet blocks (activation indices 0, 1, 2)")
+
+
+PRESETS: dict[str, HandlesConfig] = {
+    "paper": HandlesConfig(),
+    "fast": HandlesConfig(steps=20, inversion_inner_steps=2),
+}
+"""``paper``: DH's settings. ``fast``: fewer steps for CPU previews (same schedule, scaled)."""

@@ -1,0 +1,268 @@
+"""Diffusion Handles (Pandey et al., CVPR 2024): a 3D edit of one object in a 2D image.
+
+The algorithm box (METHODS.md 5.3, the paper code's variant)::
+
+    d'  , correspondences ← 3D edit of the depth: lift, transform, z-buffer, clean, fill
+    x_T , {phi_t}         ← null-text inversion of the image with its depth d
+    Ψ_{i,t}               ← reconstruction pass from x_T with d, recording activations
+    for t in the DDIM grid, from x_T, with depth d':
+        if t is among the first 38 of 50 steps:
+            3 × x_t ← x_t − 0.1 ∇ G(Ψe(x_t), Ψ, correspondences, weights(t, k))
+        x_t ← DDIM step with CFG 7.5 (uncond = phi_t)
+    x'  ← decode(x_0)
+
+With ``interpolate=k`` the edit is also run for k transforms from the identity to the full
+one, reusing the inversion and the recording: only geometry and the guided pass rerun.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dreamlift.errors import DataError
+from dreamlift.methods.handles.config import HandlesConfig
+from dreamlift.methods.handles.depth_edit import (
+    DepthEdit,
+    edit_depth,
+    latent_targets,
+    to_disparity,
+)
+from dreamlift.methods.handles.energy import decoder_layers
+from dreamlift.methods.handles.estimate import estimate_depth
+from dreamlift.methods.handles.inputs import (
+    EditInputs,
+    as_image,
+    check_inputs,
+    check_mask,
+    check_prompt,
+)
+from dreamlift.methods.handles.lift import Intrinsics
+from dreamlift.methods.handles.passes import (
+    Inversion,
+    Progress,
+    Recording,
+    guided_generation,
+    invert,
+    record,
+)
+from dreamlift.methods.handles.result import HandlesResult, point_clouds
+from dreamlift.methods.handles.transform import Transform3D
+from dreamlift.priors import DiffusionPrior, TextEmbeddings
+
+ArrayLike = Tensor | np.ndarray
+PriorLike = DiffusionPrior | str | Path
+
+
+def load_prior(prior: PriorLike, device: str | torch.device = "auto") -> DiffusionPrior:
+    """A loaded prior, or a zoo name / diffusers folder to load."""
+    if isinstance(prior, DiffusionPrior):
+        return prior
+    return DiffusionPrior.load(prior, device=device)
+
+
+def prepare(
+    image: ArrayLike,
+    mask: ArrayLike,
+    depth: ArrayLike | None,
+    transform: Transform3D,
+    config: HandlesConfig,
+    prior: DiffusionPrior | None = None,
+    intrinsics: Intrinsics | None = None,
+    depth_model: str | Path | None = None,
+) -> tuple[EditInputs, DepthEdit]:
+    """Validate the inputs (estimating depth if needed) and make the 3D edit of the depth."""
+    if depth is None:
+        if depth_model is None:
+            raise DataError(
+                "no depth for the image",
+                "give a depth map (--depth), a depth estimator (--depth-model) or --scene",
+            )
+        image = as_image(image)
+        check_mask(mask, image)  # fail on a bad mask before loading the estimator
+        depth = estimate_depth(image, depth_model)
+    inputs = check_inputs(image, mask, depth, intrinsics, config.geometry.fov_deg, prior)
+    geometry = edit_depth(inputs.depth, inputs.mask, transform, inputs.intrinsics, config.geometry)
+    return inputs, geometry
+
+
+def decode_image(prior: DiffusionPrior, latents: Tensor) -> Tensor:
+    """Clean latents → (H, W, 3) image in [0, 1] on the CPU."""
+    with torch.no_grad():
+        return prior.decode(latents)[0].permute(1, 2, 0).float().cpu()
+
+
+def encode_image(prior: DiffusionPrior, image: Tensor) -> Tensor:
+    with torch.no_grad():
+        return prior.encode(image.permute(2, 0, 1)[None].to(prior.device))
+
+
+def disparity_input(prior: DiffusionPrior, depth_or_disparity: Tensor, is_depth: bool) -> Tensor:
+    """(1, H, W) disparity on the prior's device (the depth channel SD2-depth reads)."""
+    d = to_disparity(depth_or_disparity) if is_depth else depth_or_disparity
+    return d[None].float().to(prior.device)
+
+
+def check_frame_count(count: int) -> None:
+    """0 (no interpolation) or at least 2 frames (the identity and the full edit)."""
+    if count < 0 or count == 1:
+        raise DataError(f"interpolation needs 0 or at least 2 frames, got {count}")
+
+
+def interpolation_frames(
+    transform: Transform3D,
+    count: int,
+    final: Tensor,
+    render: Callable[[Transform3D], Tensor],
+) -> Tensor:
+    """(count, H, W, 3): ``render`` at transforms from the identity to ``transform``; the last
+    frame is ``final`` (the full edit, already computed)."""
+    check_frame_count(count)
+    alphas = torch.linspace(0.0, 1.0, count)[:-1]
+    return torch.stack([render(transform.interpolate(float(a))) for a in alphas] + [final])
+
+
+def edit(
+    image: ArrayLike,
+    mask: ArrayLike,
+    depth: ArrayLike | None,
+    transform: Transform3D,
+    prompt: str,
+    *,
+    prior: PriorLike,
+    config: HandlesConfig | None = None,
+    intrinsics: Intrinsics | None = None,
+    depth_model: str | Path | None = None,
+    interpolate: int = 0,
+    progress: Progress | None = None,
+    inversion: Inversion | None = None,
+) -> HandlesResult:
+    """Move the masked object of ``image`` by ``transform`` in 3D (see the module doc).
+
+    ``image`` (H, W, 3) in [0, 1], ``mask`` (H, W) bool, ``depth`` (H, W) z-depth or None to
+    estimate it with the DPT folder ``depth_model``; ``intrinsics`` default to a centred
+    55° pinhole. ``prior`` is a loaded depth-conditioned prior, a zoo name or a folder.
+    ``inversion`` reuses a null-text inversion of the same image, depth, prompt and config
+    (:func:`invert_image`; benchmarks share one between this method and ``depth_only``).
+    User errors raise :class:`~dreamlift.errors.DreamliftError` before any diffusion runs.
+    """
+    cfg = config or HandlesConfig()
+    check_frame_count(interpolate)
+    prior = load_prior(prior)
+    check_prompt(prompt, prior)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    inputs, geometry = prepare(image, mask, depth, transform, cfg, prior, intrinsics, depth_model)
+    timings["geometry_s"] = time.perf_counter() - t0
+
+    text = prior.embed_text(prompt)
+    if inversion is None:
+        t0 = time.perf_counter()
+        inversion = invert_input(prior, inputs, text, cfg, progress)
+        timings["inversion_s"] = time.perf_counter() - t0
+    disparity_in = disparity_input(prior, inputs.depth, is_depth=True)
+
+    t0 = time.perf_counter()
+    layers = cfg.layers or decoder_layers(prior.unet)
+    guided = cfg.schedule.active_layers()
+    recording = record(prior, inversion, text, disparity_in, layers, guided, cfg, progress)
+    timings["recording_s"] = time.perf_counter() - t0
+
+    def generate(geo: DepthEdit, stage: str) -> tuple[Tensor, list[dict[str, float]]]:
+        targets = latent_targets(geo, inputs.mask, prior.vae_scale_factor)
+        disparity = disparity_input(prior, geo.disparity, is_depth=False)
+        gen = guided_generation(
+            prior, inversion, text, disparity, recording, targets, cfg, progress, stage
+        )
+        return decode_image(prior, gen.latents), gen.energies
+
+    t0 = time.perf_counter()
+    edited, energies = generate(geometry, "guided")
+    timings["guided_s"] = time.perf_counter() - t0
+
+    frames = None
+    if interpolate:
+        t0 = time.perf_counter()
+
+        def frame(step: Transform3D) -> Tensor:
+            geo = edit_depth(inputs.depth, inputs.mask, step, inputs.intrinsics, cfg.geometry)
+            return generate(geo, "frames")[0]
+
+        frames = interpolation_frames(transform, interpolate, edited, frame)
+        timings["frames_s"] = time.perf_counter() - t0
+    return build_result(
+        "handles", inputs, geometry, edited, timings, frames, recording, energies, prior
+    )
+
+
+def build_result(
+    method: str,
+    inputs: EditInputs,
+    geometry: DepthEdit,
+    image: Tensor,
+    timings: dict[str, float],
+    frames: Tensor | None,
+    recording: Recording | None,
+    energies: list[dict[str, float]],
+    prior: DiffusionPrior | None,
+) -> HandlesResult:
+    before, after = point_clouds(inputs, geometry)
+    reconstruction = None
+    if recording is not None and prior is not None:
+        reconstruction = decode_image(prior, recording.latents)
+    timings = {**timings, "total_s": sum(timings.values())}
+    return HandlesResult(
+        method=method,
+        image=image,
+        depth=geometry.depth,
+        disparity=geometry.disparity,
+        mask=geometry.mask,
+        points_before=before,
+        points_after=after,
+        geometry=geometry,
+        timings=timings,
+        frames=frames,
+        reconstruction=reconstruction,
+        energies=energies,
+    )
+
+
+def invert_input(
+    prior: DiffusionPrior,
+    inputs: EditInputs,
+    text: TextEmbeddings,
+    config: HandlesConfig,
+    progress: Progress | None = None,
+) -> Inversion:
+    """Null-text inversion of validated inputs with their depth (shared with the baseline)."""
+    if progress is not None:
+        progress("inversion", 0, 1)
+    disparity = disparity_input(prior, inputs.depth, is_depth=True)
+    inversion = invert(prior, encode_image(prior, inputs.image), text, disparity, config)
+    if progress is not None:
+        progress("inversion", 1, 1)
+    return inversion
+
+
+def invert_image(
+    image: ArrayLike,
+    mask: ArrayLike,
+    depth: ArrayLike,
+    prompt: str,
+    *,
+    prior: PriorLike,
+    config: HandlesConfig | None = None,
+    intrinsics: Intrinsics | None = None,
+) -> Inversion:
+    """The null-text inversion :func:`edit` would compute, to pass to several edits of the
+    same input (``inversion=``); checks the inputs as :func:`edit` does."""
+    cfg = config or HandlesConfig()
+    prior = load_prior(prior)
+    check_prompt(prompt, prior)
+    inputs = check_inputs(image, mask, depth, intrinsics, cfg.geometry.fov_deg, prior)
+    return invert_input(prior, inputs, prior.embed_text(prompt), cfg)

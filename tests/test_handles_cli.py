@@ -1,0 +1,149 @@
+"""``dreamlift handles`` through :func:`dreamlift.cli.main` (the real error handling): the
+run folder it writes, file inputs, and one-line errors with exit code 2 for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("diffusers")
+
+from dreamlift import cli  # noqa: E402
+from dreamlift.io.points import read_point_cloud_ply  # noqa: E402
+from dreamlift.methods.handles import Transform3D, scene_case  # noqa: E402
+
+SCENE = "a red cube next to a blue sphere"
+FAST = ("--steps", "4", "--inversion-steps", "1", "--quiet")
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """Exit code and stderr of ``dreamlift handles ARGS``."""
+    monkeypatch.setattr(sys, "argv", ["dreamlift", "handles", *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A 32 px world scene saved as image / mask / depth files, and a 64 px copy."""
+    root = tmp_path_factory.mktemp("handles_files")
+    paths = {}
+    for size in (32, 64):
+        case = scene_case(SCENE, 0, Transform3D(), resolution=size)
+        image = (case.image.numpy() * 255 + 0.5).astype(np.uint8)
+        paths[f"image{size}"] = root / f"image{size}.png"
+        imageio.imwrite(paths[f"image{size}"], image)
+        paths[f"mask{size}"] = root / f"mask{size}.png"
+        imageio.imwrite(paths[f"mask{size}"], case.mask.numpy().astype(np.uint8) * 255)
+        paths[f"depth{size}"] = root / f"depth{size}.npy"
+        np.save(paths[f"depth{size}"], case.depth.numpy())
+        paths["prompt"] = case.prompt
+    for name, value in (("empty", 0), ("full", 255)):
+        paths[name] = root / f"{name}.png"
+        imageio.imwrite(paths[name], np.full((32, 32), value, dtype=np.uint8))
+    paths["text"] = root / "notes.png"
+    paths["text"].write_text("not an image")
+    return paths
+
+
+def test_scene_run_writes_every_output_and_scores(tiny_depth_sd, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    code, err = run_cli(
+        monkeypatch, capsys, "--scene", SCENE, "--object", "0", "--translate", "0.2", "0", "0",
+        "--rotate", "y", "20", "--prior", str(tiny_depth_sd), "--frames", "2", "--out", str(out),
+        *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    expected = {
+        "edited.png", "edited_depth.png", "edited_depth.npy", "edited_mask.png", "input.png",
+        "mask.png", "points_before.ply", "points_after.ply", "strip.png", "edit.gif",
+        "reconstruction.png", "target.png", "summary.json", "config.yaml", "metrics.jsonl",
+    }  # fmt: skip
+    assert expected <= {p.name for p in out.iterdir()}
+    summary = json.loads((out / "summary.json").read_text())
+    timings = summary["timings"]
+    assert {"load_s", "geometry_s", "inversion_s", "recording_s", "guided_s", "frames_s"} <= set(
+        timings
+    )
+    metrics = summary["metrics"]
+    assert {"object_iou", "geometry_iou", "background_psnr", "object_l1"} <= set(metrics)
+    assert metrics["geometry_iou"] > 0.8 and metrics["correspondences"] > 0
+    assert summary["config"]["transform"]["angle_deg"] == 20.0
+    assert summary["config"]["config"]["steps"] == 4
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 9  # 3 steps × 3 inner
+    assert np.load(out / "edited_depth.npy").shape == (32, 32)
+    assert imageio.imread(out / "strip.png").shape[:2] == (32, 64)
+    assert len(imageio.mimread(out / "edit.gif")) == 2
+    xyz, rgb = read_point_cloud_ply(out / "points_before.ply")
+    assert xyz.shape == rgb.shape and xyz.shape[0] > 500
+    assert (xyz[:, 2] < 0).all()  # viewer frame: the scene lies in front, down -z
+    assert read_point_cloud_ply(out / "points_after.ply")[0].shape[1] == 3
+
+
+def test_file_inputs_resized_to_the_prior(files, tiny_depth_sd, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "files"
+    code, err = run_cli(
+        monkeypatch, capsys, str(files["image64"]), "--mask", str(files["mask64"]),
+        "--depth", str(files["depth64"]), "--prompt", files["prompt"], "--translate", "0.1",
+        "0", "0", "--method", "depth-only", "--resize", "--prior", str(tiny_depth_sd),
+        "--out", str(out), *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["method"] == "depth_only"
+    assert any("--scene" in note for note in summary["notes"])
+    assert imageio.imread(out / "edited.png").shape == (32, 32, 3)
+    assert (out / "strip.png").is_file() and (out / "points_after.ply").is_file()
+    # No depth file: a DPT estimates it (the pipeline folder's depth_estimator/).
+    out = tmp_path / "estimated"
+    code, err = run_cli(
+        monkeypatch, capsys, str(files["image32"]), "--mask", str(files["mask32"]),
+        "--depth-model", str(tiny_depth_sd), "--prompt", files["prompt"], "--method",
+        "warp_paste_2d", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert np.load(out / "edited_depth.npy").max() <= 10.0 + 1e-3
+
+
+def test_bad_inputs_give_one_line_errors(files, tiny_depth_sd, tmp_path, monkeypatch, capsys):
+    prior = ("--prior", str(tiny_depth_sd), "--out", str(tmp_path / "x"), *FAST)
+    image, depth = str(files["image32"]), str(files["depth32"])
+    with_depth = ("--depth", depth, "--prompt", files["prompt"])
+    cases = [
+        ([image, "--mask", str(files["mask64"]), *with_depth], "the mask is 64×64 but the image"),
+        ([image, "--mask", str(files["empty"]), *with_depth], "the object mask is empty"),
+        ([image, "--mask", str(files["full"]), *with_depth], "covers the whole image"),
+        ([str(files["text"]), "--mask", str(files["mask32"]), *with_depth], "not an image file"),
+        ([image, "--mask", str(files["mask32"]), "--prompt", "a red cube"], "no depth"),
+        (
+            [str(files["image64"]), "--mask", str(files["mask64"]), "--depth",
+             str(files["depth64"]), "--prompt", files["prompt"]],
+            "the prior works at 32×32",
+        ),
+        ([image, "--mask", str(files["mask32"]), *with_depth, "--translate", "0", "0", "40"],
+         "out of view"),
+        ([image, "--mask", str(files["mask32"]), *with_depth, "--rotate", "up", "30"],
+         "rotation axis"),
+        ([image, "--mask", str(files["mask32"]), *with_depth, "--method", "magic"],
+         "unknown method"),
+        (["--scene", SCENE, "--rotate", "x", "30"], "vertical axis"),
+        (["--scene", SCENE, "--object", "4"], "object 4 does not exist"),
+        ([], "give an IMAGE with --mask"),
+    ]  # fmt: skip
+    for args, message in cases:
+        code, err = run_cli(monkeypatch, capsys, *args, *prior)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2, (args, err)
+        assert len(lines) == 1 and lines[0].startswith("error:"), err
+        assert message in lines[0], (message, err)
+    assert not (tmp_path / "x").exists()  # nothing is written before the inputs pass
