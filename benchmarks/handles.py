@@ -20,14 +20,22 @@ Scores per case and method (:func:`~dreamlift.methods.handles.scores.score_edit`
 ``handles`` and ``depth_only``), ``background_psnr`` outside the union of the old and new
 object regions (capped at 60 dB, so that an untouched background stays a finite number),
 ``object_l1`` (colour error over the true object region) and cycle consistency as the
-paper measures identity: the method applies T, then T⁻¹ to its own edited image with its
-own edited depth and object mask, and the result is compared with the input by L1 (×10, as
-the paper's table) and by a feature distance, 1 − cosine of toy-clip image embeddings.
-The paper uses LPIPS; it needs torchvision's pretrained networks, which cannot be installed
-here, so toy-clip (trained on the world's renders) stands in as the perceptual feature.
-T⁻¹ is (−t, −angle, 1/scale) about the edited object's visible centroid: the exact inverse
-when that centroid moved with the object, as it does for translations and scales; for
-rotations the visible surface changes, which the cycle also charges to the method.
+paper measures identity: the method applies T, then T⁻¹ to its own edited image, and the
+result is compared with the input by L1 (×10, as the paper's table) and by a feature
+distance, 1 − cosine of toy-clip image embeddings. The paper uses LPIPS; it needs
+torchvision's pretrained networks, which cannot be installed here, so toy-clip (trained on
+the world's renders) stands in as the perceptual feature. For ``handles`` and
+``depth_only`` T⁻¹ is the method run again on its edited image with its edited depth and
+object mask (the 3D edit's, which is where their object now is), as (−t, −angle, 1/scale)
+about the edited object's visible centroid: the exact inverse when that centroid moved with
+the object, as it does for translations and scales; for rotations the visible surface
+changes, which the cycle also charges to the method. ``warp_paste_2d`` has no depth of its
+own, and its object sits in its 2D-warped mask, not in the 3D edit's: pairing that mask
+with the 3D edit's depth (or the 3D mask with its image) would charge it for a mismatch
+the benchmark made. Its T⁻¹ is therefore its own inverse, the 2D one
+(:func:`~dreamlift.methods.handles.baselines.undo_warp_paste_2d`): its output's object, cut
+out with its warped mask, warped back by the inverse affine map and pasted over the filled
+hole.
 
 ``handles`` and ``depth_only`` share one null-text inversion of each input (the same
 computation; each is charged its time in ``edit_s``, the cost of one edit). One further
@@ -77,6 +85,7 @@ from dreamlift.methods.handles import (
     scene_case,
     score_edit,
 )
+from dreamlift.methods.handles.baselines import undo_warp_paste_2d
 from dreamlift.methods.handles.edit import invert_image, load_prior
 from dreamlift.metrics.clip import ClipScorer
 from dreamlift.priors import DiffusionPrior
@@ -248,14 +257,17 @@ def run_case(
             row.get("shared_inversion_s", 0.0) if extra else 0.0
         )
         try:
-            back = edit(
-                result.image,
-                result.mask,
-                result.depth,
-                inverse(case.transform),
-                case.prompt,
-                **common,
-            ).image
+            if method == "warp_paste_2d":
+                back = undo_warp_paste_2d(result, config)
+            else:
+                back = edit(
+                    result.image,
+                    result.mask,
+                    result.depth,
+                    inverse(case.transform),
+                    case.prompt,
+                    **common,
+                ).image
             scores["cycle_l1_x10"] = 10 * float((back - case.image).abs().mean())
             scores["cycle_feature"] = feature_distance(clip, back, case.image)
         except DreamliftError as exc:  # e.g. the edited object left no mask to move back

@@ -10,13 +10,17 @@ import sys
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
 
 from dreamlift import cli  # noqa: E402
+from dreamlift.errors import DataError  # noqa: E402
 from dreamlift.io.points import read_point_cloud_ply  # noqa: E402
-from dreamlift.methods.handles import Transform3D, scene_case  # noqa: E402
+from dreamlift.methods.handles import HandlesConfig, Transform3D, scene_case  # noqa: E402
+from dreamlift.methods.handles.files import read_depth  # noqa: E402
+from dreamlift.methods.handles.run import HandlesRun, run_handles  # noqa: E402
 
 SCENE = "a red cube next to a blue sphere"
 FAST = ("--steps", "4", "--inversion-steps", "1", "--quiet")
@@ -53,6 +57,15 @@ def files(tmp_path_factory):
         imageio.imwrite(paths[name], np.full((32, 32), value, dtype=np.uint8))
     paths["text"] = root / "notes.png"
     paths["text"].write_text("not an image")
+    disparity = np.tile(np.arange(40, 200, 5, dtype=np.uint8), (32, 1))
+    paths["depth_grey"] = root / "depth_grey.png"
+    imageio.imwrite(paths["depth_grey"], disparity)
+    paths["depth_grey_rgb"] = root / "depth_grey_rgb.png"
+    imageio.imwrite(paths["depth_grey_rgb"], np.stack([disparity] * 3, axis=-1))
+    paths["depth_rgb"] = root / "depth_rgb.png"
+    imageio.imwrite(paths["depth_rgb"], np.stack([disparity, disparity, 255 - disparity], -1))
+    paths["depth_tiff"] = root / "depth.tiff"
+    imageio.imwrite(paths["depth_tiff"], np.full((32, 32), 2.5, dtype=np.float32))
     return paths
 
 
@@ -136,6 +149,10 @@ def test_bad_inputs_give_one_line_errors(files, tiny_depth_sd, tmp_path, monkeyp
          "rotation axis"),
         ([image, "--mask", str(files["mask32"]), *with_depth, "--method", "magic"],
          "unknown method"),
+        ([image, "--mask", str(files["mask32"]), "--depth", str(files["depth_tiff"]),
+          "--prompt", files["prompt"]], "save float depth as .npy"),
+        ([image, "--mask", str(files["mask32"]), "--depth", str(files["depth_rgb"]),
+          "--prompt", files["prompt"]], "is a colour image"),
         (["--scene", SCENE, "--rotate", "x", "30"], "vertical axis"),
         (["--scene", SCENE, "--object", "4"], "object 4 does not exist"),
         ([], "give an IMAGE with --mask"),
@@ -147,3 +164,39 @@ def test_bad_inputs_give_one_line_errors(files, tiny_depth_sd, tmp_path, monkeyp
         assert len(lines) == 1 and lines[0].startswith("error:"), err
         assert message in lines[0], (message, err)
     assert not (tmp_path / "x").exists()  # nothing is written before the inputs pass
+
+
+def test_depth_images_must_be_grey_8_or_16_bit(files):
+    grey = read_depth(files["depth_grey"])
+    assert torch.equal(read_depth(files["depth_grey_rgb"]), grey)  # equal channels: grey
+    assert grey[0, 0] == pytest.approx(255 / 40)
+    with pytest.raises(DataError, match="float32 image"):
+        read_depth(files["depth_tiff"])
+    with pytest.raises(DataError, match="colour image"):
+        read_depth(files["depth_rgb"])
+
+
+def test_too_many_steps_fail_before_anything_is_written(
+    tiny_depth_sd, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "steps"
+    code, err = run_cli(
+        monkeypatch, capsys, "--scene", SCENE, "--prior", str(tiny_depth_sd), "--steps", "1001",
+        "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert code == 2 and "--steps" in err and "1000" in err and "Traceback" not in err
+    # A config made in code meets the prior's own limit.
+    run = HandlesRun(
+        Transform3D(), scene=SCENE, prior=str(tiny_depth_sd), config=HandlesConfig(steps=1001)
+    )
+    with pytest.raises(DataError, match="exceed the prior's 1000 training timesteps"):
+        run_handles(run, out)
+    assert not out.exists()
+
+
+def test_list_shows_the_handles_methods_and_presets(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["dreamlift", "list"])
+    cli.main()
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["handles methods"] == ["handles", "depth_only", "warp_paste_2d"]
+    assert listing["handles presets"] == ["paper", "fast"]

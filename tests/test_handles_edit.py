@@ -8,6 +8,7 @@ reused, what is logged, that guidance acts) at 4 DDIM steps and 1 inversion step
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,10 +26,11 @@ from dreamlift.methods.handles import (
     score_edit,
     warp_paste_2d,
 )
-from dreamlift.methods.handles.baselines import projected_affine
+from dreamlift.methods.handles.baselines import projected_affine, undo_warp_paste_2d
 from dreamlift.methods.handles.estimate import estimate_depth
 from dreamlift.methods.handles.inputs import check_inputs, check_prior
 from dreamlift.methods.handles.morphology import dilate
+from dreamlift.methods.handles.passes import Inversion
 
 # The package exports the function ``edit``, which hides its module of the same name.
 edit_module = importlib.import_module("dreamlift.methods.handles.edit")
@@ -119,6 +121,52 @@ def test_warp_paste_baseline_moves_the_pixels_and_keeps_the_rest(case):
     assert torch.equal(result.image[untouched], case.image[untouched])
     assert (result.image[result.mask] - case.image[case.mask].mean(0)).abs().mean() < 0.2
     assert set(EDITORS) == {"handles", "depth_only", "warp_paste_2d"}
+    # Its own inverse (the benchmark's cycle): the object comes back to its pixels; what
+    # differs is the filled ring around the old and new places.
+    back = undo_warp_paste_2d(result)
+    assert (back[case.mask] - case.image[case.mask]).abs().mean() < 0.01
+    far = ~dilate(case.mask | result.mask, 2)
+    assert torch.equal(back[far], case.image[far])
+    assert (back - case.image).abs().mean() < 0.5 * (result.image - case.image).abs().mean()
+
+
+def test_a_prepared_geometry_is_reused_not_recomputed(case, monkeypatch):
+    shift = Transform3D(translate=(0.25, 0.0, 0.0), frame=case.transform.frame)
+    cfg = HandlesConfig()
+    _, geometry = edit_module.prepare(
+        case.image, case.mask, case.depth, shift, cfg, intrinsics=case.intrinsics
+    )
+    fresh = warp_paste_2d(case.image, case.mask, case.depth, shift, intrinsics=case.intrinsics)
+    edits = _counting(monkeypatch, "edit_depth")
+    reused = warp_paste_2d(
+        case.image, case.mask, case.depth, shift, intrinsics=case.intrinsics, geometry=geometry
+    )
+    assert edits == [] and reused.geometry is geometry
+    assert torch.equal(reused.image, fresh.image)
+    small = replace(geometry, mask=geometry.mask[:16, :16])
+    with pytest.raises(DataError, match="the given 3D edit is"):
+        warp_paste_2d(case.image, case.mask, case.depth, shift, geometry=small)
+
+
+def test_a_passed_inversion_or_step_count_that_does_not_fit_is_a_user_error(prior, case):
+    args = (case.image, case.mask, case.depth, case.transform, case.prompt)
+    kw = {"prior": prior, "config": FAST, "intrinsics": case.intrinsics}
+    channels = prior.latent_channels
+    null = torch.zeros(1, 1, 1)
+    short = Inversion(torch.zeros(1, channels, 16, 16), [null] * 3)
+    small = Inversion(torch.zeros(1, channels, 8, 8), [null] * 4)
+    for method in (edit, depth_only):
+        with pytest.raises(DataError, match="3 null embeddings but the edit runs 4 steps"):
+            method(*args, inversion=short, **kw)
+        with pytest.raises(DataError, match=rf"noise is \(1, {channels}, 8, 8\)"):
+            method(*args, inversion=small, **kw)
+    too_many = HandlesConfig(steps=prior.num_train_timesteps + 1, inversion_inner_steps=1)
+    with pytest.raises(DataError, match="exceed the prior's 1000 training timesteps"):
+        edit(*args, prior=prior, config=too_many, intrinsics=case.intrinsics)
+    with pytest.raises(DataError, match="exceed the prior's"):
+        edit_module.invert_image(
+            case.image, case.mask, case.depth, case.prompt, prior=prior, config=too_many
+        )
 
 
 def test_depth_is_estimated_with_a_dpt_folder(tiny_depth_sd, case):

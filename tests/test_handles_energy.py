@@ -39,6 +39,11 @@ def test_schedule_cycles_layers_and_inner_multipliers_as_the_code_does():
     assert s.weights(2, 7, 50) == s.weights(2, 2, 50)  # extra inner steps reuse the last
     assert [s.guided_steps(n) for n in (50, 20, 4, 1)] == [38, 15, 3, 1]
     assert s.active_layers() == (False, True, True)  # index 0 is never weighted
+    only_bg = GuidanceSchedule(fg_cycle=((0.0, 0.0, 0.0),), bg_cycle=((1.0, 0.0, 0.0),))
+    assert only_bg.active_layers() == (True, False, False)
+    silent = GuidanceSchedule(fg_cycle=((0.0, 0.0, 0.0),), bg_cycle=((0.0, 0.0, 0.0),))
+    with pytest.raises(ValueError, match="weights no layer"):
+        HandlesConfig(schedule=silent)
 
 
 # ---------------------------------------------------------------- the energy
@@ -136,6 +141,10 @@ def test_recording_holds_the_conditional_only_activations(guided_setup):
     for i in (1, 2):
         expected = to_latent_grid(features[layers[i]], (16, 16))
         assert torch.allclose(recording.maps[0][i], expected, atol=1e-5)
+    # Steps 0-2 of 4 are guided (38/50); the last is run (for the reconstruction), not kept.
+    assert len(recording.maps) == 4
+    assert all(recording.maps[t][i] is not None for t in range(3) for i in (1, 2))
+    assert recording.maps[3] == [None, None, None]
 
 
 def test_a_gradient_step_on_the_latent_lowers_the_energy(guided_setup):

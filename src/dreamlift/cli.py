@@ -161,12 +161,20 @@ def reconstruct(
 
 @app.command("list")
 def list_registries() -> None:
-    """List fields, presets, shapes and colours."""
+    """List fields, methods, presets, shapes and colours."""
     from dreamlift.fields.registry import FIELDS
+    from dreamlift.methods.handles.config import PRESETS as HANDLES_PRESETS
+    from dreamlift.methods.handles.registry import EDITORS
     from dreamlift.methods.reconstruct import PRESETS
     from dreamlift.world import vocabulary
 
-    listing = {"fields": list(FIELDS), "reconstruct presets": list(PRESETS), **vocabulary()}
+    listing = {
+        "fields": list(FIELDS),
+        "reconstruct presets": list(PRESETS),
+        "handles methods": list(EDITORS),
+        "handles presets": list(HANDLES_PRESETS),
+        **vocabulary(),
+    }
     typer.echo(json.dumps(listing, indent=1))
 
 
@@ -181,12 +189,15 @@ def main() -> None:
     except typer.Abort:
         console.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors come as ClickException subclasses
+    except Exception as exc:  # usage errors: click's ClickException, or typer's copy of it
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        usage = isinstance(exc, click.ClickException) or (
+            isinstance(exc, typer.exceptions.TyperException) and hasattr(exc, "show")
+        )
+        if usage:
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(getattr(exc, "exit_code", 2))
         raise
 
 

@@ -7,6 +7,9 @@ The transform is given in the camera's frame: x right, y up, z towards the camer
 depth's units; rotation and scale act about the object's centroid. ``--rotate y 45`` turns
 the object 45° counter-clockwise seen from above. With ``--scene`` the frame is
 gravity-aligned (y is the world's vertical) and the run is scored against the true edit.
+The paper code's frame is x left, y up, looking along +z: copied from it, translations in
+x and z and rotations about x and z change sign; y keeps its sign
+(:mod:`dreamlift.methods.handles.transform`).
 """
 
 from __future__ import annotations
@@ -34,20 +37,28 @@ def handles_command(
         None, help="DPT folder (or SD2-depth folder) estimating depth when --depth is absent."
     ),
     translate: tuple[float, float, float] = typer.Option(
-        (0.0, 0.0, 0.0), help="X Y Z in depth units: x right, y up, z towards the camera."
+        (0.0, 0.0, 0.0),
+        help="X Y Z in depth units: x right, y up, z towards the camera "
+        "(the paper code's X and Z have the opposite sign).",
     ),
     rotate: tuple[str, float] | None = typer.Option(
-        None, help="AXIS DEG about the object's centroid; AXIS is x, y (up), z or 'a,b,c'."
+        None,
+        help="AXIS DEG about the object's centroid; AXIS is x, y (up), z or 'a,b,c' "
+        "(about x or z the paper code's DEG has the opposite sign; about y it agrees).",
     ),
     scale: float = typer.Option(1.0, help="Uniform scale about the object's centroid."),
     scene: str | None = typer.Option(
         None, help="World caption: render a ground scene as the input and score the edit."
     ),
     object_index: int = typer.Option(0, "--object", help="Which object of --scene to move."),
-    method: str = typer.Option("handles", help="handles, depth_only or warp_paste_2d."),
+    method: str = typer.Option(
+        "handles", help="handles, depth_only or warp_paste_2d (see dreamlift list)."
+    ),
     prior: str = typer.Option("toy-sd-depth", help="Zoo name or SD2-depth diffusers folder."),
     preset: str = typer.Option("paper", help="paper (DH's settings) or fast."),
-    steps: int | None = typer.Option(None, min=1, help="DDIM steps (preset: 50)."),
+    steps: int | None = typer.Option(
+        None, min=1, max=1000, help="DDIM steps (preset: 50; at most the prior's 1000 timesteps)."
+    ),
     inversion_steps: int | None = typer.Option(
         None, min=1, help="Null-text inversion inner steps (preset: 5)."
     ),

@@ -56,7 +56,6 @@ from dreamlift.methods.generate_prompts import (
     TOY_PRIORS,
     check_prompt,
     resolve_prompt,
-    uses_world_vocabulary,
     world_description,
 )
 from dreamlift.methods.generate_scoring import quick_iou, world_scores
@@ -81,7 +80,6 @@ __all__ = [
     "render_views",
     "resolve_prompt",
     "resume_config",
-    "uses_world_vocabulary",
     "world_description",
     "world_scores",
     "write_outputs",

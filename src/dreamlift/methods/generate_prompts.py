@@ -14,18 +14,9 @@ from dreamlift.methods.generate_config import GenerateConfig
 from dreamlift.priors import PREFIX_TEMPLATE, SUFFIX_TEMPLATE, DiffusionPrior
 from dreamlift.world import caption, parse
 from dreamlift.world.assets import Description
-from dreamlift.zoo.tokenizer import caption_words
+from dreamlift.zoo.tokenizer import uses_world_vocabulary
 
 TOY_PRIORS = ("toy-sd",)  # zoo priors that only know the world's caption grammar
-WORLD_VOCAB_MAX = 2000  # a closed-vocabulary tokenizer is far smaller than CLIP's 49,408
-
-
-def uses_world_vocabulary(prior: DiffusionPrior) -> bool:
-    """Whether the prior's tokenizer is the world's closed vocabulary (a toy prior)."""
-    vocab = prior.tokenizer.get_vocab()
-    return len(vocab) <= WORLD_VOCAB_MAX and all(
-        f"{w}</w>" in vocab for w in caption_words() if w.isalpha()
-    )
 
 
 def check_prompt(prompt: str) -> None:
@@ -44,7 +35,7 @@ def resolve_prompt(cfg: GenerateConfig, prior: DiffusionPrior) -> tuple[str, str
     """(view-free prompt, view template). A toy prior needs a caption of the world's grammar
     (a CaptionError lists the vocabulary) and a negative prompt within its words."""
     check_prompt(cfg.prompt)
-    toy = uses_world_vocabulary(prior)
+    toy = uses_world_vocabulary(prior.tokenizer)
     template = cfg.view_template or (SUFFIX_TEMPLATE if toy else PREFIX_TEMPLATE)
     if not toy:
         return cfg.prompt.strip(), template

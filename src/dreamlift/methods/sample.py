@@ -27,7 +27,7 @@ from dreamlift.io.run import RunDir
 from dreamlift.priors import DiffusionPrior
 from dreamlift.world.assets import Description
 from dreamlift.world.captions import parse
-from dreamlift.zoo.tokenizer import caption_words
+from dreamlift.zoo.tokenizer import uses_world_vocabulary
 
 # Camera of the depth rendered for --depth-from-caption, by the caption's view word (front
 # when it has none). Radius, field of view and elevation sit inside the training orbits.
@@ -36,8 +36,6 @@ VIEW_ELEVATION = {"front": 20.0, "side": 20.0, "back": 20.0, "overhead": 75.0}
 DEPTH_RADIUS = 2.7
 DEPTH_FOV = 40.0
 TOY_PRIORS = ("toy-sd", "toy-sd-depth")  # zoo priors that only know the caption grammar
-# A closed-vocabulary tokenizer is far smaller than a real CLIP's (49,408 entries).
-WORLD_VOCAB_MAX = 2000
 
 
 @dataclass(frozen=True)
@@ -55,14 +53,6 @@ class SampleConfig:
     judge: str | None = "toy-clip"  # CLIP judging world captions; None skips judging
     batch: int = 8  # samples per UNet call (memory, not results: noise is drawn up front)
     device: str = "auto"
-
-
-def uses_world_vocabulary(tokenizer: Any) -> bool:
-    """Whether a prior's tokenizer is the world's closed vocabulary (a toy prior)."""
-    vocab = tokenizer.get_vocab()
-    if len(vocab) > WORLD_VOCAB_MAX:
-        return False
-    return all(f"{w}</w>" in vocab for w in caption_words() if w.isalpha())
 
 
 def require_prompt(prompt: str) -> None:

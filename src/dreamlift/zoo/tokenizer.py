@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transformers import CLIPTokenizer
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 PUNCTUATION = (",", ".")
+WORLD_VOCAB_MAX = 2000
+"""A closed-vocabulary tokenizer is far smaller than a real CLIP's (49,408 entries)."""
 
 
 def caption_words() -> list[str]:
@@ -28,6 +30,15 @@ def caption_words() -> list[str]:
 
     words = [w for group in vocabulary().values() for w in group]
     return list(dict.fromkeys([*words, *PUNCTUATION]))
+
+
+def uses_world_vocabulary(tokenizer: Any) -> bool:
+    """Whether a (prior's) tokenizer is the world's closed vocabulary, as a toy prior's is:
+    small, and holding every caption word as one token."""
+    vocab = tokenizer.get_vocab()
+    if len(vocab) > WORLD_VOCAB_MAX:
+        return False
+    return all(f"{w}</w>" in vocab for w in caption_words() if w.isalpha())
 
 
 def build_tokenizer(words: Iterable[str], folder: Path, max_length: int) -> CLIPTokenizer:

@@ -9,6 +9,8 @@
   filled harmonically from its surroundings, and the warped cut-out is pasted. Out-of-plane
   rotations cannot be expressed this way, and nothing new (a hidden side, a shadow) appears.
   Its result's ``mask`` is the warped cut-out; ``depth`` is the 3D edit's (it has none).
+  :func:`undo_warp_paste_2d` is its own inverse edit: the same cut, fill and paste of its
+  output, by the inverse affine map.
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ from dreamlift.methods.handles.config import HandlesConfig
 from dreamlift.methods.handles.depth_edit import DepthEdit, edit_depth
 from dreamlift.methods.handles.edit import (
     ArrayLike,
+    EditSession,
+    GenerationPass,
     PriorLike,
     build_result,
     check_frame_count,
     decode_image,
     disparity_input,
     interpolation_frames,
-    invert_input,
-    load_prior,
     prepare,
+    run_edit,
 )
-from dreamlift.methods.handles.inputs import EditInputs, check_prompt
 from dreamlift.methods.handles.laplace import poisson_fill
 from dreamlift.methods.handles.lift import Intrinsics
 from dreamlift.methods.handles.morphology import dilate
@@ -56,43 +58,32 @@ def depth_only(
     interpolate: int = 0,
     progress: Progress | None = None,
     inversion: Inversion | None = None,
+    geometry: DepthEdit | None = None,
 ) -> HandlesResult:
     """Regenerate the inverted image with the edited depth only (no feature guidance).
 
-    ``inversion`` reuses one of the same image, depth, prompt and config (as :func:`edit`)."""
-    cfg = config or HandlesConfig()
-    check_frame_count(interpolate)
-    prior = load_prior(prior)
-    check_prompt(prompt, prior)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    inputs, geometry = prepare(image, mask, depth, transform, cfg, prior, intrinsics, depth_model)
-    timings["geometry_s"] = time.perf_counter() - t0
-    text = prior.embed_text(prompt)
-    if inversion is None:
-        t0 = time.perf_counter()
-        inversion = invert_input(prior, inputs, text, cfg, progress)
-        timings["inversion_s"] = time.perf_counter() - t0
+    ``inversion`` and ``geometry`` are reused as by :func:`~dreamlift.methods.handles.edit`.
+    """
+    return run_edit(
+        "depth_only", depth_conditioned_pass, "generation", image, mask, depth, transform,
+        prompt, prior=prior, config=config, intrinsics=intrinsics, depth_model=depth_model,
+        interpolate=interpolate, progress=progress, inversion=inversion, geometry=geometry,
+    )  # fmt: skip
 
-    def generate(geo: DepthEdit, stage: str) -> Tensor:
-        disparity = disparity_input(prior, geo.disparity, is_depth=False)
-        gen = guided_generation(prior, inversion, text, disparity, None, None, cfg, progress, stage)
-        return decode_image(prior, gen.latents)
 
-    t0 = time.perf_counter()
-    edited = generate(geometry, "generation")
-    timings["guided_s"] = time.perf_counter() - t0
-    frames = None
-    if interpolate:
-        t0 = time.perf_counter()
+def depth_conditioned_pass(session: EditSession) -> tuple[GenerationPass, None]:
+    """CFG DDIM from x_T with the edited depth and the null embeddings: no recording, no
+    energy."""
+    s = session
 
-        def frame(step: Transform3D) -> Tensor:
-            geo = edit_depth(inputs.depth, inputs.mask, step, inputs.intrinsics, cfg.geometry)
-            return generate(geo, "frames")
+    def generate(geo: DepthEdit, stage: str) -> tuple[Tensor, list[dict[str, float]]]:
+        disparity = disparity_input(s.prior, geo.disparity, is_depth=False)
+        gen = guided_generation(
+            s.prior, s.inversion, s.text, disparity, None, None, s.config, s.progress, stage
+        )
+        return decode_image(s.prior, gen.latents), gen.energies
 
-        frames = interpolation_frames(transform, interpolate, edited, frame)
-        timings["frames_s"] = time.perf_counter() - t0
-    return build_result("depth_only", inputs, geometry, edited, timings, frames, None, [], prior)
+    return generate, None
 
 
 def projected_affine(geometry: DepthEdit) -> Tensor:
@@ -107,9 +98,9 @@ def projected_affine(geometry: DepthEdit) -> Tensor:
     return solution.T
 
 
-def warp_object(inputs: EditInputs, affine: Tensor) -> tuple[Tensor, Tensor]:
+def warp_object(image: Tensor, mask: Tensor, affine: Tensor) -> tuple[Tensor, Tensor]:
     """(warped rgb, warped mask): each output pixel fetches its source by the inverse map."""
-    h, w = inputs.mask.shape
+    h, w = mask.shape
     full = torch.cat([affine, torch.tensor([[0.0, 0.0, 1.0]]).double()])
     inverse = torch.linalg.inv(full)
     rows, cols = torch.meshgrid(
@@ -119,15 +110,23 @@ def warp_object(inputs: EditInputs, affine: Tensor) -> tuple[Tensor, Tensor]:
     src = torch.floor(points[..., :2]).long()
     inside = (src[..., 0] >= 0) & (src[..., 0] < h) & (src[..., 1] >= 0) & (src[..., 1] < w)
     r, c = src[..., 0].clamp(0, h - 1), src[..., 1].clamp(0, w - 1)
-    mask = inside & inputs.mask[r, c]
-    return inputs.image[r, c], mask
+    return image[r, c], inside & mask[r, c]
 
 
-def remove_object(inputs: EditInputs, dilation: int) -> Tensor:
+def remove_object(image: Tensor, mask: Tensor, dilation: int) -> Tensor:
     """The image with the object's (dilated) region filled harmonically, channel by channel."""
-    region = dilate(inputs.mask, dilation)
-    channels = [poisson_fill(inputs.image[..., k], region) for k in range(3)]
+    region = dilate(mask, dilation)
+    channels = [poisson_fill(image[..., k], region) for k in range(3)]
     return torch.stack(channels, dim=-1).clamp(0, 1)
+
+
+def paste_warped(
+    image: Tensor, mask: Tensor, affine: Tensor, background: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(edited image, pasted mask): the object warped by ``affine`` and pasted over
+    ``background`` (the image with the object removed)."""
+    rgb, warped = warp_object(image, mask, affine)
+    return torch.where(warped[..., None], rgb, background), warped
 
 
 def warp_paste_2d(
@@ -143,21 +142,23 @@ def warp_paste_2d(
     depth_model: str | Path | None = None,
     interpolate: int = 0,
     progress: Progress | None = None,
+    geometry: DepthEdit | None = None,
 ) -> HandlesResult:
     """Cut, fill, warp and paste in 2D (module doc). ``prompt`` and ``prior`` are unused."""
     cfg = config or HandlesConfig()
     check_frame_count(interpolate)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    inputs, geometry = prepare(image, mask, depth, transform, cfg, None, intrinsics, depth_model)
+    inputs, geometry = prepare(
+        image, mask, depth, transform, cfg, None, intrinsics, depth_model, geometry
+    )
     timings["geometry_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _, _, dilation = cfg.geometry.radii(max(inputs.mask.shape))
-    background = remove_object(inputs, dilation)
+    dilation = cfg.geometry.radii(max(inputs.mask.shape))[2]
+    background = remove_object(inputs.image, inputs.mask, dilation)
 
     def paste(geo: DepthEdit) -> tuple[Tensor, Tensor]:
-        rgb, warped = warp_object(inputs, projected_affine(geo))
-        return torch.where(warped[..., None], rgb, background), warped
+        return paste_warped(inputs.image, inputs.mask, projected_affine(geo), background)
 
     edited, warped_mask = paste(geometry)
     timings["warp_s"] = time.perf_counter() - t0
@@ -176,3 +177,16 @@ def warp_paste_2d(
     )
     result.mask = warped_mask
     return result
+
+
+def undo_warp_paste_2d(result: HandlesResult, config: HandlesConfig | None = None) -> Tensor:
+    """The inverse of a :func:`warp_paste_2d` edit, done the 2D way: its output's object, cut
+    out with its own (warped) mask, warped back by the inverse affine map and pasted over
+    the filled hole. This is the edit a 2D tool would undo with; re-running the 3D inverse
+    on the 3D edit's depth would cut out a region its 2D output does not have."""
+    cfg = config or HandlesConfig()
+    full = torch.cat([projected_affine(result.geometry), torch.tensor([[0.0, 0.0, 1.0]]).double()])
+    inverse = torch.linalg.inv(full)[:2]
+    dilation = cfg.geometry.radii(max(result.mask.shape))[2]
+    background = remove_object(result.image, result.mask, dilation)
+    return paste_warped(result.image, result.mask, inverse, background)[0]

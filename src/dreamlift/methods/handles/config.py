@@ -18,9 +18,12 @@ LayerWeights = tuple[float, float, float]
 class GeometryConfig:
     """Lifting, splatting and cleaning of the edited depth (METHODS.md 5.3 steps 4–6).
 
-    Kernel sizes are radii in pixels (a square ``2r+1`` max-pool window); ``None`` scales them
-    with the image as the code does at 512 px: close ≈ res/50 wide, open ≈ res/250 wide,
-    background dilation 15 px at 512. Each is at least 1 px, so they still act at 64 px.
+    Kernel sizes are radii in pixels (a square ``2r+1`` max-pool window; 0 = no close, no
+    open or no dilation). ``None`` follows the code's integer rule for kernel widths, close
+    ``res // 50`` and open ``res // 250`` (10 and 2 px at 512), as the radius of the nearest
+    window, ``width // 2``: at 512 px close 5 and open 1. The close keeps at least 1 px, as
+    splatting leaves pinholes at any size; the open vanishes below 500 px (64 // 250 = 0),
+    as the code's does. The background dilation is 15 px at 512, scaled, at least 1 px.
     """
 
     fov_deg: float = 55.0
@@ -30,15 +33,21 @@ class GeometryConfig:
     background_dilation: int | None = None
     """How far beyond the object mask the background depth is re-solved (Poisson/Laplace)."""
 
+    def __post_init__(self) -> None:
+        for name in ("close_radius", "open_radius", "background_dilation"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be non-negative (0 turns it off), got {value}")
+
     def radii(self, resolution: int) -> tuple[int, int, int]:
         """(close, open, dilation) radii in pixels for an image ``resolution`` pixels wide."""
         close = self.close_radius
         opening = self.open_radius
         dilation = self.background_dilation
         if close is None:
-            close = max(1, round(resolution / 100))
+            close = max(1, (resolution // 50) // 2)
         if opening is None:
-            opening = max(1, round(resolution / 500))
+            opening = (resolution // 250) // 2
         if dilation is None:
             dilation = max(1, round(resolution * 15 / 512))
         return close, opening, dilation
@@ -88,7 +97,8 @@ class GuidanceSchedule:
         )
 
     def active_layers(self) -> tuple[bool, bool, bool]:
-        """Which layer indices ever get a weight (index 0 never does: it is not recorded)."""
+        """Which layer indices some foreground or background cycle entry weights; only these
+        are recorded and guided (the code's cycles never weight index 0)."""
         return tuple(  # type: ignore[return-value]
             any(c[i] != 0 for c in (*self.fg_cycle, *self.bg_cycle)) for i in range(3)
         )
@@ -114,7 +124,8 @@ class HandlesConfig:
     schedule: GuidanceSchedule = field(default_factory=GuidanceSchedule)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     offload_recording: bool = False
-    """Keep recorded activations on the CPU (SD2 at 512 px: ~0.8 GB for layers 2 and 3)."""
+    """Keep recorded activations on the CPU (SD2 at 512 px: ~0.6 GB, layers 2 and 3 of the
+    38 guided steps)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -123,6 +134,8 @@ class HandlesConfig:
             raise ValueError("opt_steps must be non-negative")
         if self.layers is not None and len(self.layers) != 3:
             raise ValueError("layers must name three UNet blocks (activation indices 0, 1, 2)")
+        if not any(self.schedule.active_layers()):
+            raise ValueError("the guidance schedule weights no layer (all cycle weights are 0)")
 
 
 PRESETS: dict[str, HandlesConfig] = {

@@ -6,13 +6,16 @@ where it is defined: the pixels the moved object covers, each with the pixel it 
 Following the paper code's ``pc`` mode::
 
     background ← the depth with the object removed: disparity re-solved harmonically inside
-                 the object mask dilated a little (no LaMa here: a zero guidance field)
+                 the object mask dilated a little (no LaMa here: a zero guidance field),
+                 never nearer than the object under it
     P          ← object pixels lifted to camera space with their depth
     P'         ← T(P): rotation and scale about the centroid of P, then translation
-    splat P' over the background with a z-buffer (nearest wins)
+    splat P' over the background with a z-buffer (nearest wins; under the old object,
+                 where the background is only a bound, nothing occludes)
                  → the transformed-object mask, its depth, and source → target pixels
-    clean the mask (close, open); keep correspondences inside it; fill the holes inside it
-    by harmonic inpainting of the disparity
+    clean the mask (close, open), less the pixels where a nearer surface hid moved points;
+    keep correspondences inside it; fill the holes inside it by harmonic inpainting of the
+    disparity
 
 Everything is done in disparity (1/z, 0 = no surface): it is what the depth-conditioned
 prior reads, and harmonic filling reproduces planes (a ground, a wall) exactly in it. The
@@ -47,12 +50,17 @@ def to_depth(disparity: Tensor) -> Tensor:
     return to_disparity(disparity)
 
 
-def background_disparity(depth: Tensor, mask: Tensor, dilation: int) -> Tensor:
-    """Disparity of the scene with the object removed (step 4, harmonic: no inpainted guide).
+def background_disparity(depth: Tensor, mask: Tensor, dilation: int) -> tuple[Tensor, Tensor]:
+    """Disparity of the scene with the object removed (step 4, harmonic: no inpainted guide),
+    as (background, occluders): the map composited into the edit and the one the moved
+    points are z-buffered against.
 
     Inside the mask dilated by ``dilation`` px the disparity is re-solved from its
     surroundings. Whatever was behind the object is at least as far as the object, so under
-    the object the result is capped at the object's own disparity.
+    the object the background is capped at the object's own disparity. Where the cap acts,
+    all that is known of the hidden surface is that it lies no nearer than the object, so
+    ``occluders`` has no surface there (0): a point moved back behind the object's old place
+    stays visible instead of losing to the cap.
     """
     disparity = to_disparity(depth)
     region = dilate(mask, dilation)
@@ -61,9 +69,11 @@ def background_disparity(depth: Tensor, mask: Tensor, dilation: int) -> Tensor:
             "the object mask leaves no background to rebuild the depth from",
             "mask only the object you want to move",
         )
-    filled = poisson_fill(disparity, region)
-    behind = mask & (depth > 0)
-    return torch.where(behind, torch.minimum(filled, disparity), filled).clamp(min=0)
+    filled = poisson_fill(disparity, region).clamp(min=0)
+    capped = mask & (depth > 0) & (filled > disparity)
+    background = torch.where(capped, disparity, filled)
+    occluders = torch.where(capped, torch.zeros_like(background), background)
+    return background, occluders
 
 
 def object_points(depth: Tensor, mask: Tensor, intrinsics: Intrinsics) -> tuple[Tensor, Tensor]:
@@ -110,21 +120,22 @@ def edit_depth(
 ) -> DepthEdit:
     """Move the masked object in 3D (see the module doc); ``depth`` is (H, W) z-depth.
 
-    Raises :class:`DataError` when the moved object is nowhere visible (out of view, behind
-    the camera or hidden behind other surfaces).
+    Raises :class:`DataError` when the mask (dilated) leaves no background to rebuild the
+    depth from, when the depth has no surface (> 0) under the mask, or when the moved
+    object is nowhere visible (out of view, behind the camera or hidden behind other
+    surfaces).
     """
     cfg = config or GeometryConfig()
     h, w = depth.shape
     close_r, open_r, dilation = cfg.radii(max(h, w))
     mask = mask.bool()
-    background = background_disparity(depth, mask, dilation)
+    background, occluders = background_disparity(depth, mask, dilation)
     points, pixels = object_points(depth, mask, intrinsics)
     if points.shape[0] == 0:
         raise DataError("the depth map has no valid depth (> 0) under the object mask")
     center = points.double().mean(0).float()
     moved = transform.apply(points, center)
-    bg_depth = to_depth(background)
-    splat = zbuffer(moved, intrinsics, bg_depth)
+    splat = zbuffer(moved, intrinsics, to_depth(occluders))
     if not bool(splat.won.any()):
         in_front = moved[:, 2] > 1e-9
         where = "behind other surfaces" if bool(in_front.any()) else "behind the camera"
@@ -132,7 +143,10 @@ def edit_depth(
             f"the transform ({transform.describe()}) moves the object out of view or {where}",
             "use a smaller translation or rotation (depth units; +z is towards the camera)",
         )
-    cleaned = clean_mask(splat.won, close_r, open_r)
+    # Where moved points landed but a nearer surface won, that surface is what is seen:
+    # cleaning must not claim those pixels for the object, nor filling overwrite them.
+    hidden = splat.landed & ~splat.won
+    cleaned = clean_mask(splat.won, close_r, open_r) & ~hidden
     kept = splat.won & cleaned
     disparity = torch.where(kept, to_disparity(splat.depth), background)
     holes = cleaned & ~splat.won

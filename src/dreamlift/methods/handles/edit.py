@@ -11,14 +11,19 @@ The algorithm box (METHODS.md 5.3, the paper code's variant)::
         x_t ← DDIM step with CFG 7.5 (uncond = phi_t)
     x'  ← decode(x_0)
 
-With ``interpolate=k`` the edit is also run for k transforms from the identity to the full
-one, reusing the inversion and the recording: only geometry and the guided pass rerun.
+With ``interpolate=k`` the edit also yields k frames from the identity to the full
+transform. The last frame is the edit itself, so k − 1 new transforms run, reusing the
+inversion and the recording: only their geometry and guided pass.
+
+:func:`run_edit` holds the steps this method shares with the depth-only baseline (checks,
+geometry, inversion, frames, result); each brings only its generation pass.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +46,7 @@ from dreamlift.methods.handles.inputs import (
     check_inputs,
     check_mask,
     check_prompt,
+    check_steps,
 )
 from dreamlift.methods.handles.lift import Intrinsics
 from dreamlift.methods.handles.passes import (
@@ -57,6 +63,8 @@ from dreamlift.priors import DiffusionPrior, TextEmbeddings
 
 ArrayLike = Tensor | np.ndarray
 PriorLike = DiffusionPrior | str | Path
+GenerationPass = Callable[[DepthEdit, str], tuple[Tensor, list[dict[str, float]]]]
+"""generate(3D edit of the depth, progress stage) → (edited image, energy log)."""
 
 
 def load_prior(prior: PriorLike, device: str | torch.device = "auto") -> DiffusionPrior:
@@ -75,8 +83,12 @@ def prepare(
     prior: DiffusionPrior | None = None,
     intrinsics: Intrinsics | None = None,
     depth_model: str | Path | None = None,
+    geometry: DepthEdit | None = None,
 ) -> tuple[EditInputs, DepthEdit]:
-    """Validate the inputs (estimating depth if needed) and make the 3D edit of the depth."""
+    """Validate the inputs (estimating depth if needed) and make the 3D edit of the depth,
+    unless ``geometry`` is that edit already (an earlier call's, for the same inputs)."""
+    if prior is not None:
+        check_steps(config.steps, prior)
     if depth is None:
         if depth_model is None:
             raise DataError(
@@ -87,7 +99,16 @@ def prepare(
         check_mask(mask, image)  # fail on a bad mask before loading the estimator
         depth = estimate_depth(image, depth_model)
     inputs = check_inputs(image, mask, depth, intrinsics, config.geometry.fov_deg, prior)
-    geometry = edit_depth(inputs.depth, inputs.mask, transform, inputs.intrinsics, config.geometry)
+    if geometry is None:
+        geometry = edit_depth(
+            inputs.depth, inputs.mask, transform, inputs.intrinsics, config.geometry
+        )
+    elif tuple(geometry.mask.shape) != tuple(inputs.mask.shape):
+        raise DataError(
+            f"the given 3D edit is {tuple(geometry.mask.shape)} but the image "
+            f"{tuple(inputs.mask.shape)}",
+            "pass the geometry prepare() made of the same inputs, or none",
+        )
     return inputs, geometry
 
 
@@ -141,6 +162,7 @@ def edit(
     interpolate: int = 0,
     progress: Progress | None = None,
     inversion: Inversion | None = None,
+    geometry: DepthEdit | None = None,
 ) -> HandlesResult:
     """Move the masked object of ``image`` by ``transform`` in 3D (see the module doc).
 
@@ -148,43 +170,104 @@ def edit(
     estimate it with the DPT folder ``depth_model``; ``intrinsics`` default to a centred
     55° pinhole. ``prior`` is a loaded depth-conditioned prior, a zoo name or a folder.
     ``inversion`` reuses a null-text inversion of the same image, depth, prompt and config
-    (:func:`invert_image`; benchmarks share one between this method and ``depth_only``).
-    User errors raise :class:`~dreamlift.errors.DreamliftError` before any diffusion runs.
+    (:func:`invert_image`; benchmarks share one between this method and ``depth_only``);
+    ``geometry`` reuses the 3D edit :func:`prepare` made of the same inputs (the CLI's
+    checks make it). User errors raise :class:`~dreamlift.errors.DreamliftError` before any
+    diffusion runs.
     """
+    return run_edit(
+        "handles", feature_guided_pass, "guided", image, mask, depth, transform, prompt,
+        prior=prior, config=config, intrinsics=intrinsics, depth_model=depth_model,
+        interpolate=interpolate, progress=progress, inversion=inversion, geometry=geometry,
+    )  # fmt: skip
+
+
+@dataclass
+class EditSession:
+    """What the passes of one edit share; a pass may add its timings."""
+
+    prior: DiffusionPrior
+    inputs: EditInputs
+    text: TextEmbeddings
+    inversion: Inversion
+    config: HandlesConfig
+    progress: Progress | None
+    timings: dict[str, float]
+
+
+PassBuilder = Callable[[EditSession], tuple[GenerationPass, Recording | None]]
+"""Prepares a method's generation pass once per edit (and the recording it uses, if any)."""
+
+
+def feature_guided_pass(session: EditSession) -> tuple[GenerationPass, Recording]:
+    """Record Ψ in the reconstruction pass (step 3); generate with the energy guidance (7)."""
+    s = session
+    t0 = time.perf_counter()
+    layers = s.config.layers or decoder_layers(s.prior.unet)
+    guided = s.config.schedule.active_layers()
+    disparity_in = disparity_input(s.prior, s.inputs.depth, is_depth=True)
+    recording = record(
+        s.prior, s.inversion, s.text, disparity_in, layers, guided, s.config, s.progress
+    )
+    s.timings["recording_s"] = time.perf_counter() - t0
+
+    def generate(geo: DepthEdit, stage: str) -> tuple[Tensor, list[dict[str, float]]]:
+        targets = latent_targets(geo, s.inputs.mask, s.prior.vae_scale_factor)
+        disparity = disparity_input(s.prior, geo.disparity, is_depth=False)
+        gen = guided_generation(
+            s.prior, s.inversion, s.text, disparity, recording, targets, s.config, s.progress,
+            stage,
+        )  # fmt: skip
+        return decode_image(s.prior, gen.latents), gen.energies
+
+    return generate, recording
+
+
+def run_edit(
+    method: str,
+    build_pass: PassBuilder,
+    stage: str,
+    image: ArrayLike,
+    mask: ArrayLike,
+    depth: ArrayLike | None,
+    transform: Transform3D,
+    prompt: str,
+    *,
+    prior: PriorLike,
+    config: HandlesConfig | None = None,
+    intrinsics: Intrinsics | None = None,
+    depth_model: str | Path | None = None,
+    interpolate: int = 0,
+    progress: Progress | None = None,
+    inversion: Inversion | None = None,
+    geometry: DepthEdit | None = None,
+) -> HandlesResult:
+    """An inverted edit with ``build_pass``'s generation (progress ``stage``): check the
+    inputs, edit the depth in 3D, invert, generate the edit and any interpolation frames."""
     cfg = config or HandlesConfig()
     check_frame_count(interpolate)
     prior = load_prior(prior)
     check_prompt(prompt, prior)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    inputs, geometry = prepare(image, mask, depth, transform, cfg, prior, intrinsics, depth_model)
+    inputs, geometry = prepare(
+        image, mask, depth, transform, cfg, prior, intrinsics, depth_model, geometry
+    )
     timings["geometry_s"] = time.perf_counter() - t0
-
     text = prior.embed_text(prompt)
     if inversion is None:
         t0 = time.perf_counter()
         inversion = invert_input(prior, inputs, text, cfg, progress)
         timings["inversion_s"] = time.perf_counter() - t0
-    disparity_in = disparity_input(prior, inputs.depth, is_depth=True)
+    else:
+        check_inversion(inversion, cfg, prior, inputs)
+    generate, recording = build_pass(
+        EditSession(prior, inputs, text, inversion, cfg, progress, timings)
+    )
 
     t0 = time.perf_counter()
-    layers = cfg.layers or decoder_layers(prior.unet)
-    guided = cfg.schedule.active_layers()
-    recording = record(prior, inversion, text, disparity_in, layers, guided, cfg, progress)
-    timings["recording_s"] = time.perf_counter() - t0
-
-    def generate(geo: DepthEdit, stage: str) -> tuple[Tensor, list[dict[str, float]]]:
-        targets = latent_targets(geo, inputs.mask, prior.vae_scale_factor)
-        disparity = disparity_input(prior, geo.disparity, is_depth=False)
-        gen = guided_generation(
-            prior, inversion, text, disparity, recording, targets, cfg, progress, stage
-        )
-        return decode_image(prior, gen.latents), gen.energies
-
-    t0 = time.perf_counter()
-    edited, energies = generate(geometry, "guided")
+    edited, energies = generate(geometry, stage)
     timings["guided_s"] = time.perf_counter() - t0
-
     frames = None
     if interpolate:
         t0 = time.perf_counter()
@@ -196,8 +279,30 @@ def edit(
         frames = interpolation_frames(transform, interpolate, edited, frame)
         timings["frames_s"] = time.perf_counter() - t0
     return build_result(
-        "handles", inputs, geometry, edited, timings, frames, recording, energies, prior
+        method, inputs, geometry, edited, timings, frames, recording, energies, prior
     )
+
+
+def check_inversion(
+    inversion: Inversion, config: HandlesConfig, prior: DiffusionPrior, inputs: EditInputs
+) -> None:
+    """A passed-in inversion must have one null embedding per DDIM step of ``config`` and
+    noise of the image's latent shape."""
+    count = len(inversion.null_embeddings)
+    if count != config.steps:
+        raise DataError(
+            f"the inversion has {count} null embeddings but the edit runs {config.steps} steps",
+            "invert with the same config (invert_image), or pass no inversion",
+        )
+    f = prior.vae_scale_factor
+    h, w = inputs.mask.shape
+    expected = (1, prior.latent_channels, h // f, w // f)
+    if tuple(inversion.noise.shape) != expected:
+        raise DataError(
+            f"the inversion's noise is {tuple(inversion.noise.shape)} but the image's "
+            f"latents are {expected}",
+            "invert the same image with the same prior, or pass no inversion",
+        )
 
 
 def build_result(
@@ -264,5 +369,6 @@ def invert_image(
     cfg = config or HandlesConfig()
     prior = load_prior(prior)
     check_prompt(prompt, prior)
+    check_steps(cfg.steps, prior)
     inputs = check_inputs(image, mask, depth, intrinsics, cfg.geometry.fov_deg, prior)
     return invert_input(prior, inputs, prior.embed_text(prompt), cfg)

@@ -85,7 +85,7 @@ def estimate_depth(image: Tensor, path: str | Path, device: str | torch.device =
     pred = F.interpolate(pred[:, None], size=(h, w), mode="bicubic", align_corners=False)[0, 0]
     lo, hi = float(pred.min()), float(pred.max())
     span = hi - lo
-    if span <= 1e-6 * max(abs(hi), 1e-12) or span == 0:
+    if span <= 1e-6 * max(abs(hi), 1e-12):
         return torch.ones(h, w)
     disparity = NEAR_DISPARITY + (1 - NEAR_DISPARITY) * (pred - lo) / span
     return 1.0 / disparity

@@ -6,6 +6,9 @@ Depth files hold **z-depth**, in the units the transform's translation is given 
 - 16-bit ``.png``: millimetres (the common depth-sensor convention), read as metres.
 - 8-bit ``.png``: a disparity picture such as ``edited_depth.png`` (bright = near, 0 = no
   surface); relative only, read as z = 255 / value, so the nearest possible pixel sits at 1.
+
+Any other image (a float TIFF, a 32-bit PNG) is refused rather than guessed at: float depth
+belongs in ``.npy``. A depth image with colour channels must be grey (all channels equal).
 """
 
 from __future__ import annotations
@@ -90,8 +93,22 @@ def read_depth(path: Path) -> Tensor:
             raise DataError(f"depth {path} must be a numeric H×W array, got {a.shape}")
         return torch.from_numpy(a.astype(np.float32))
     a = _read_array(path, "depth")
+    if a.dtype not in (np.uint8, np.uint16):
+        raise DataError(
+            f"depth {path} is a {a.dtype} image; depth images must be 8-bit disparity or "
+            "16-bit millimetres",
+            "save float depth as .npy (numpy.save)",
+        )
     if a.ndim == 3:
+        colour = a[..., :3] if a.shape[-1] >= 3 else a[..., :1]
+        if not bool((colour == colour[..., :1]).all()):
+            raise DataError(
+                f"depth {path} is a colour image (its channels differ)",
+                "save depth as a grey PNG, or float depth as .npy",
+            )
         a = a[..., 0]
+    if a.ndim != 2:
+        raise DataError(f"depth {path} has shape {a.shape}; expected H×W")
     if a.dtype == np.uint16:
         return torch.from_numpy(a.astype(np.float32) / 1000)
     value = _unit_range(a)

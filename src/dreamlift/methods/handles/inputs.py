@@ -19,9 +19,7 @@ from dreamlift.errors import CaptionError, DataError, ModelError
 from dreamlift.methods.handles.lift import Intrinsics
 from dreamlift.priors import DiffusionPrior
 from dreamlift.world.captions import parse
-from dreamlift.zoo.tokenizer import caption_words
-
-WORLD_VOCAB_MAX = 2000  # a closed-vocabulary tokenizer is far smaller than CLIP's 49,408
+from dreamlift.zoo.tokenizer import uses_world_vocabulary
 
 
 @dataclass
@@ -124,6 +122,16 @@ def check_prior(prior: DiffusionPrior, image: Tensor) -> None:
         )
 
 
+def check_steps(steps: int, prior: DiffusionPrior) -> None:
+    """A DDIM grid of ``steps`` must fit in the prior's training timesteps."""
+    total = prior.num_train_timesteps
+    if steps > total:
+        raise DataError(
+            f"{steps} DDIM steps exceed the prior's {total} training timesteps",
+            f"use --steps {total} or fewer (the paper uses 50)",
+        )
+
+
 def check_inputs(
     image: Tensor | np.ndarray,
     mask: Tensor | np.ndarray,
@@ -148,18 +156,10 @@ def check_inputs(
     return EditInputs(img, m, d, intrinsics)
 
 
-def uses_world_vocabulary(prior: DiffusionPrior) -> bool:
-    """Whether the prior's tokenizer is the world's closed vocabulary (a toy prior)."""
-    vocab = prior.tokenizer.get_vocab()
-    return len(vocab) <= WORLD_VOCAB_MAX and all(
-        f"{w}</w>" in vocab for w in caption_words() if w.isalpha()
-    )
-
-
 def check_prompt(prompt: str, prior: DiffusionPrior) -> None:
     """A non-empty prompt; for a toy prior, a caption of the world's grammar (whose error
     lists the vocabulary) rather than words that would silently become unknown tokens."""
     if not prompt.strip():
         raise CaptionError("the prompt is empty", "describe the image, e.g. 'a red cube'")
-    if uses_world_vocabulary(prior):
+    if uses_world_vocabulary(prior.tokenizer):
         parse(prompt)

@@ -1,11 +1,12 @@
-"""Poisson / harmonic filling of a map inside a region (METHODS.md 0.10).
+"""Harmonic filling of a map inside a region: Poisson filling with no guide (METHODS.md 0.10).
 
 Diffusion Handles solves ``Δf = div v`` inside a region with the known values as Dirichlet
-boundary, twice on depth: to remove the object from the background depth, and to fill the
-holes splatting leaves inside the moved object. With ``v = 0`` (no guide) the fill is
-harmonic: the smoothest surface meeting the boundary, exact on any affine ramp, and so on
-the disparity of any plane (1/z of a plane is affine in pixel coordinates) — which is why
-the callers fill disparity, not z.
+boundary, twice on depth: to remove the object from the background depth (``v`` from a
+LaMa-inpainted image's depth), and to fill the holes splatting leaves inside the moved
+object (``v = 0``). With no inpainter here both use ``v = 0``: the harmonic fill, the
+smoothest surface meeting the boundary, exact on any affine ramp, and so on the disparity
+of any plane (1/z of a plane is affine in pixel coordinates) — which is why the callers
+fill disparity, not z.
 
 The five-point system is symmetric positive definite, so conjugate gradients solve it
 matrix-free with a convolution; no sparse-matrix library is needed and it runs on any
@@ -33,32 +34,26 @@ def _neighbour_sum(x: Tensor) -> Tensor:
 def poisson_fill(
     values: Tensor,
     region: Tensor,
-    guide: Tensor | None = None,
     tol: float = 1e-16,
     max_iter: int | None = None,
 ) -> Tensor:
     """``values`` (H, W) with the pixels of ``region`` re-solved; the rest is the boundary.
 
-    Solves, for each p in the region, ``n_p f_p − Σ_{q~p, q∈Ω} f_q = Σ_{q~p, q∉Ω} f*_q +
-    (n_p g_p − Σ_{q~p} g_q)`` with ``n_p`` the number of in-image neighbours and ``g`` the
-    optional guide (its Laplacian is the guidance field; None = harmonic fill). Computed in
-    float64, returned in the input's dtype. A region with no known pixel around it is
-    singular; the caller must keep at least one pixel outside.
+    Solves, for each p in the region, ``n_p f_p − Σ_{q~p, q∈Ω} f_q = Σ_{q~p, q∉Ω} f*_q``
+    with ``n_p`` the number of in-image neighbours (the harmonic fill). Computed in float64,
+    returned in the input's dtype. A region with no known pixel around it is singular; the
+    caller must keep at least one pixel outside.
     """
     dtype = values.dtype
     f_known = torch.where(region, torch.zeros_like(values), values).double()
     inside = region.double()
     degree = _neighbour_sum(torch.ones_like(f_known))
-    rhs = _neighbour_sum(f_known)
-    if guide is not None:
-        g = guide.double()
-        rhs = rhs + degree * g - _neighbour_sum(g)
-    rhs = rhs * inside
+    rhs = _neighbour_sum(f_known) * inside
 
     def apply(x: Tensor) -> Tensor:
         return (degree * x - _neighbour_sum(x)) * inside
 
-    x = _coarse_start(values, region, guide) if min(region.shape) >= _COARSE_MIN else None
+    x = _coarse_start(values, region) if min(region.shape) >= _COARSE_MIN else None
     x = torch.zeros_like(f_known) if x is None else x * inside
     r = rhs - apply(x)
     p = r.clone()
@@ -78,7 +73,7 @@ def poisson_fill(
     return torch.where(region, x, values.double()).to(dtype)
 
 
-def _coarse_start(values: Tensor, region: Tensor, guide: Tensor | None) -> Tensor | None:
+def _coarse_start(values: Tensor, region: Tensor) -> Tensor | None:
     """The fill of the half-size problem, upsampled: a starting point for CG."""
     if int(region.sum()) < 256:
         return None
@@ -91,9 +86,6 @@ def _coarse_start(values: Tensor, region: Tensor, guide: Tensor | None) -> Tenso
     region_lo = known_lo[0, 0] < 1.0
     if bool(region_lo.all()):
         return None
-    guide_lo = None
-    if guide is not None:
-        guide_lo = F.avg_pool2d(guide.double()[None, None], 2, ceil_mode=True)[0, 0]
-    coarse = poisson_fill(vals_lo[0, 0], region_lo, guide_lo, tol=1e-8)
+    coarse = poisson_fill(vals_lo[0, 0], region_lo, tol=1e-8)
     up = F.interpolate(coarse[None, None], scale_factor=2, mode="bilinear", align_corners=False)
     return up[0, 0, :h, :w]

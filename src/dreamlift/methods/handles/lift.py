@@ -83,13 +83,16 @@ class Splat:
     """What a z-buffer of points onto a depth image leaves.
 
     ``won`` (H, W): pixels where one of the points is nearest; ``depth`` (H, W): the winning
-    z there (the given background elsewhere); ``winner`` (H, W) long: the index of the
-    winning point (-1 where none won).
+    z there, the given background elsewhere (``inf`` where the background is 0 or absent:
+    no surface); ``winner`` (H, W) long: the index of the winning point (-1 where none won);
+    ``landed`` (H, W): pixels some point projects to, whether it won or lost to a nearer
+    background surface.
     """
 
     won: Tensor
     depth: Tensor
     winner: Tensor
+    landed: Tensor
 
 
 def zbuffer(points: Tensor, intrinsics: Intrinsics, background: Tensor | None = None) -> Splat:
@@ -118,4 +121,5 @@ def zbuffer(points: Tensor, intrinsics: Intrinsics, background: Tensor | None = 
     winner[flat[visible]] = index[visible]
     won = winner >= 0
     depth = torch.where(won, nearest, bg.reshape(-1))
-    return Splat(won.reshape(h, w), depth.reshape(h, w), winner.reshape(h, w))
+    landed = torch.isfinite(nearest)
+    return Splat(won.reshape(h, w), depth.reshape(h, w), winner.reshape(h, w), landed.reshape(h, w))

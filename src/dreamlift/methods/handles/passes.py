@@ -41,7 +41,8 @@ class Inversion:
 
 @dataclass
 class Recording:
-    """Activations Ψ_{i,t} at the latent grid: ``maps[t][i]`` is (C, H·W), None if unguided."""
+    """Activations Ψ_{i,t} at the latent grid: ``maps[t][i]`` is (C, H·W), or None where
+    guidance never reads it (a layer no cycle weights, a step after the guided ones)."""
 
     layers: tuple[str, ...]
     maps: list[list[Tensor | None]]
@@ -93,20 +94,22 @@ def record(
     config: HandlesConfig,
     progress: Progress | None = None,
 ) -> Recording:
-    """Reconstruct from x_T with the input depth, recording the guided layers' activations."""
+    """Reconstruct from x_T with the input depth, recording the guided layers' activations
+    at the guided steps (the later steps only advance, to the reconstruction's latents)."""
     names = [name for name, on in zip(layers, guided, strict=True) if on]
     size = tuple(inversion.noise.shape[-2:])
     z = inversion.noise
     maps: list[list[Tensor | None]] = []
     ts = prior.timesteps(config.steps)
+    guided_until = config.schedule.guided_steps(config.steps)
     with prior.capture(names) as capture:
         for i, t in enumerate(ts):
             step_text = text.with_uncond(inversion.null_embeddings[i])
             eps = prior.predict_eps(z, t, step_text, config.guidance_scale, disparity)
             call = capture.last
-            row = []
+            row: list[Tensor | None] = []
             for name, on in zip(layers, guided, strict=True):
-                if not on:
+                if not on or i >= guided_until:
                     row.append(None)
                     continue
                 feature = call[name]

@@ -1,9 +1,12 @@
 """One edit as a run folder: what ``dreamlift handles`` does between parsing and printing.
 
 Inputs come from files (image, mask, depth or a depth estimator) or from a world scene
-(``scene``), every check runs before the prior is loaded, and the folder gets the run
-contract (``config.yaml``, ``metrics.jsonl`` with the energy of every guided step,
-``summary.json`` with timings split by pass and, for scenes, ground-truth scores) plus:
+(``scene``). The files are checked before the prior is loaded, and everything before
+anything is written: the 3D edit of the depth too, made once there and handed to the
+editor (so ``load_s`` includes it; the editor's ``geometry_s`` only re-checks the inputs).
+The folder gets the run contract (``config.yaml``, ``metrics.jsonl`` with the energy of
+every guided step, ``summary.json`` with timings split by pass and, for scenes,
+ground-truth scores) plus:
 
 ``edited.png``, ``edited_depth.png`` (disparity, bright = near) and ``edited_depth.npy``
 (z-depth), ``edited_mask.png``, ``input.png``, ``mask.png``, ``points_before.ply`` /
@@ -166,7 +169,9 @@ def run_handles(
     # Every user error (sizes, prompt, a transform that loses the object) before any writing.
     if prior is not None:
         check_prompt(inputs.prompt, prior)
-    prepare(inputs.image, inputs.mask, inputs.depth, transform, run.config, prior, intrinsics)
+    _, geometry = prepare(
+        inputs.image, inputs.mask, inputs.depth, transform, run.config, prior, intrinsics
+    )
     load_s = time.perf_counter() - t0
     run = replace(run, transform=transform)
     folder.prepare()
@@ -183,6 +188,7 @@ def run_handles(
         intrinsics=intrinsics,
         interpolate=run.frames,
         progress=progress,
+        geometry=geometry,
     )
     for record in result.energies:
         folder.log(record)

@@ -13,6 +13,11 @@ axes): ``--translate 0.2 0 0`` moves right, ``0 0 0.2`` towards the camera, ``--
 turns the object 45° counter-clockwise seen from above, about the camera's up axis. World
 scenes (:func:`~dreamlift.methods.handles.scene.scene_case`) use a gravity-aligned frame
 instead: y is the world's vertical, x the camera's (horizontal) right.
+
+**Signs against the paper code.** Its lift flips x and y and keeps z = +depth: x left, y up,
+the camera looking along +z. That frame is ours turned 180° about y, so a transform copied
+from it needs translations in x and z, and rotations about x and z, negated; translations
+in y and rotations about y mean the same in both.
 """
 
 from __future__ import annotations
@@ -75,11 +80,11 @@ class Transform3D:
     def __post_init__(self) -> None:
         if not self.scale > 0 or not math.isfinite(self.scale):
             raise DataError(f"scale must be a positive number, got {self.scale}")
+        values = (*self.translate, *self.axis, self.angle_deg)
+        if not all(math.isfinite(v) for v in values):
+            raise DataError("the transform has a non-finite number (translation, axis or angle)")
         if not any(self.axis):
             raise DataError("the rotation axis is the zero vector", "e.g. --rotate y 45")
-        values = (*self.translate, self.angle_deg)
-        if not all(math.isfinite(v) for v in values):
-            raise DataError("the transform has a non-finite number")
 
     @property
     def is_identity(self) -> bool:
