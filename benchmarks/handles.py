@@ -243,6 +243,7 @@ def run_case(
         t0 = time.perf_counter()
         shared = invert_image(case.image, case.mask, case.depth, case.prompt, **common)
         row["shared_inversion_s"] = time.perf_counter() - t0
+    model_reference = None  # the shared inversion's reconstruction (handles records one)
     for method in methods:
         edit = EDITORS[method]
         extra = {"inversion": shared} if method in SHARE_INVERSION else {}
@@ -250,7 +251,10 @@ def run_case(
         result: HandlesResult = edit(
             case.image, case.mask, case.depth, case.transform, case.prompt, **common, **extra
         )
-        scores: dict[str, Any] = score_edit(result, case)
+        if extra and result.reconstruction is not None:
+            model_reference = result.reconstruction
+        reference = model_reference if extra else None
+        scores: dict[str, Any] = score_edit(result, case, reference)
         scores["background_psnr"] = min(scores["background_psnr"], PSNR_CAP)
         # A method that reused the shared inversion is charged for it: the cost of one edit.
         scores["edit_s"] = result.timings["total_s"] + (

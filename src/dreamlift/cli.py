@@ -161,8 +161,10 @@ def reconstruct(
 
 @app.command("list")
 def list_registries() -> None:
-    """List fields, methods, presets, shapes and colours."""
+    """List fields, guidances, methods, presets, shapes and colours."""
     from dreamlift.fields.registry import FIELDS
+    from dreamlift.guidance import GUIDANCES
+    from dreamlift.methods.generate_config import PRESETS as GENERATE_PRESETS
     from dreamlift.methods.handles.config import PRESETS as HANDLES_PRESETS
     from dreamlift.methods.handles.registry import EDITORS
     from dreamlift.methods.reconstruct import PRESETS
@@ -171,6 +173,8 @@ def list_registries() -> None:
     listing = {
         "fields": list(FIELDS),
         "reconstruct presets": list(PRESETS),
+        "guidances": list(GUIDANCES),
+        "generate presets": list(GENERATE_PRESETS),
         "handles methods": list(EDITORS),
         "handles presets": list(HANDLES_PRESETS),
         **vocabulary(),

@@ -5,10 +5,13 @@ SAM mask and cycle consistency instead, METHODS.md 5.5):
 
 - ``object_iou`` — edit adherence: IoU of the edited object's mask with the true one. The
   edited image has no instance ids, so its object mask is found by colour: each pixel takes
-  the label (object or not) of the input pixel nearest in RGB (1-nearest-neighbour over the
-  input's pixels, labelled by the input mask). The input holds the object under all its
-  shadings, so the shading of a moved or turned object is still recognised. Objects that
-  share the edited object's colour, or a grey object on the grey ground, confuse it.
+  the label (object or not) of the reference pixel nearest in RGB (1-nearest-neighbour over
+  the reference's pixels, labelled by the input mask). The reference is the method's own
+  reconstruction of the input when it has one (the same model, the same colour drift: a
+  toy prior that renders a red cube orange-red still finds its cube), else the input. It
+  holds the object under all its shadings, so the shading of a moved or turned object is
+  still recognised. Objects that share the edited object's colour, or a grey object on the
+  grey ground, confuse it.
 - ``geometry_iou`` — IoU of the method's own transformed-object mask (from the edited
   depth) with the truth: how right the 3D edit of the depth is, before any diffusion.
 - ``background_psnr`` — identity of the rest: PSNR against the true render outside the
@@ -61,9 +64,17 @@ def object_mask_by_colour(
     return labels[nearest].reshape(image.shape[:2])
 
 
-def score_edit(result: HandlesResult, case: SceneCase) -> dict[str, float]:
-    """The four scores of the module doc for a result on a world scene case."""
-    edited_mask = object_mask_by_colour(result.image, case.image, case.mask)
+def score_edit(
+    result: HandlesResult, case: SceneCase, reference: Tensor | None = None
+) -> dict[str, float]:
+    """The four scores of the module doc for a result on a world scene case.
+
+    ``reference`` overrides the colour reference of ``object_iou`` (a benchmark passes the
+    reconstruction of a shared inversion to a method that records none, e.g. depth-only).
+    """
+    if reference is None:
+        reference = result.reconstruction if result.reconstruction is not None else case.image
+    edited_mask = object_mask_by_colour(result.image, reference, case.mask)
     outside = ~(case.mask | case.target_mask)
     target = case.target_mask
     object_l1 = float((result.image - case.target_image).abs()[target].mean())
