@@ -420,6 +420,26 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
+def write_json(path: Path, result: dict) -> None:
+    """Atomic write: a run killed mid-write leaves the previous file intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def previous_rows(path: Path, settings: dict) -> list[dict]:
+    """The cases of an earlier run at ``path`` with the same settings (else none)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if any(old.get(key) != value for key, value in settings.items()):
+        print(f"not resuming: {path} was run with other settings", flush=True)
+        return []
+    return list(old.get("cases", []))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--prior", default="toy-sd-depth", help="Zoo name or SD2-depth folder.")
@@ -432,6 +452,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the case generator.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="Smoke run: 3 cases, 4 steps.")
+    parser.add_argument(
+        "--resume", action="store_true", help="Keep the cases already in --out (same settings)."
+    )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "handles.json"
     )
@@ -457,10 +480,24 @@ def main(argv: list[str] | None = None) -> dict:
     if n < 40:
         notes.append(f"{n} cases: fewer than the 40 of the issue's bar")
     cases = build_cases(n, resolution, args.seed)
-    rows = []
+    settings = {
+        "prior": str(args.prior),
+        "resolution": resolution,
+        "config": {"steps": steps, "inversion_inner_steps": inner},
+        "methods": args.methods,
+        "seed": args.seed,
+    }
+    rows = previous_rows(args.out, settings) if args.resume else []
+    if rows:
+        print(f"resuming: {len(rows)} cases already in {args.out}", flush=True)
     for i, (spec, case) in enumerate(cases):
+        if i < len(rows):
+            continue
         row = run_case(spec, case, args.methods, prior, config, clip)
         rows.append(row)
+        # Written after every case: a long run that is stopped keeps what it measured
+        # (``--resume`` continues it); the summary comes with the last case.
+        write_json(args.out, {**settings, "complete": False, "cases": rows, "notes": notes})
         per_method = "  ".join(
             f"{m} IoU {s['object_iou']:.2f} L1 {s['object_l1']:.3f} "
             f"cyc {_fmt(s['cycle_l1_x10'], '.2f')}"
@@ -486,11 +523,9 @@ def main(argv: list[str] | None = None) -> dict:
             "platform": platform.platform(),
             "torch": torch.__version__,
         },
-        "prior": str(args.prior),
+        **settings,
+        "complete": True,
         "clip": str(args.clip) if clip is not None else None,
-        "resolution": resolution,
-        "config": {"steps": steps, "inversion_inner_steps": inner},
-        "methods": args.methods,
         "cases": rows,
         "summary": summary,
         "paper_ordering": ordering,
@@ -498,8 +533,7 @@ def main(argv: list[str] | None = None) -> dict:
         "notes": notes,
         "wall_s": time.time() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
     print(f"\n{len(rows)} cases, {result['wall_s'] / 60:.1f} min -> {args.out}")
     return result
 
