@@ -250,3 +250,54 @@ def test_zoo_json_and_listing(zoo, monkeypatch):
     assert "clip.shape_accuracy" in rows["toy-clip"].figures
     assert "unet.shape_colour_agreement" in rows["toy-sd"].figures
     assert resolve("toy-clip") == zoo / "toy-clip"
+
+
+# ------------------------------------------------------------- the shipped models
+
+
+def _shipped(name: str) -> Path:
+    from dreamlift.zoo.registry import PACKAGE_MODELS, entry
+
+    folder = PACKAGE_MODELS / entry(name).name
+    if not all((folder / f).is_file() for f in entry(name).required):
+        pytest.skip(f"{name} is not shipped in this checkout")
+    return folder
+
+
+def test_shipped_toy_sd_samples_the_same_in_the_stock_pipeline():
+    """Interop: the committed toy-sd folder is an ordinary SD checkpoint for diffusers."""
+    from diffusers import StableDiffusionPipeline
+
+    from dreamlift.priors import DiffusionPrior
+
+    folder = _shipped("toy-sd")
+    pipe = StableDiffusionPipeline.from_pretrained(
+        folder, local_files_only=True, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    prior = DiffusionPrior.load(folder, device="cpu")
+    prompt = "a red cube, side view"
+    latents = prior.initial_latents(1, torch.Generator().manual_seed(7))
+    stock = pipe(
+        prompt, num_inference_steps=10, guidance_scale=7.5, latents=latents.clone(),
+        output_type="latent",
+    ).images  # fmt: skip
+    ours = prior.sample(prior.embed_text(prompt), num_steps=10, guidance_scale=7.5, latents=latents)
+    torch.testing.assert_close(ours, stock, atol=1e-4, rtol=1e-4)
+
+
+def test_shipped_toy_sd_depth_loads_in_the_stock_depth_pipeline():
+    from diffusers import StableDiffusionDepth2ImgPipeline
+
+    folder = _shipped("toy-sd-depth")
+    pipe = StableDiffusionDepth2ImgPipeline.from_pretrained(folder, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(
+        "a red cube",
+        image=torch.rand(1, 3, 64, 64),
+        depth_map=torch.rand(1, 64, 64),
+        strength=1.0,
+        num_inference_steps=2,
+        output_type="pt",
+    ).images
+    assert out.shape == (1, 3, 64, 64) and torch.isfinite(out).all()
