@@ -26,8 +26,8 @@ def knn_scale(points: Tensor, k: int = 3) -> Tensor:
 
 
 def initial_gaussians(config: GaussiansConfig, generator: torch.Generator) -> GaussianPly:
-    """``config.num_init`` Gaussians per ``config.init_mode``, with random colours, identity
-    rotations and the low initial opacity of 3DGS."""
+    """``config.num_init`` Gaussians per ``config.init_mode``, with random colours (or
+    ``config.init_grey``), identity rotations and the low initial opacity of 3DGS."""
     n = config.num_init
     dirs = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1)
     if config.init_mode == "random":
@@ -36,6 +36,8 @@ def initial_gaussians(config: GaussiansConfig, generator: torch.Generator) -> Ga
         radius = torch.full((n, 1), config.init_radius)
     means = dirs * radius
     rgb = torch.rand(n, 3, generator=generator)
+    if config.init_grey is not None:
+        rgb = torch.full_like(rgb, config.init_grey)
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1.0
     p = config.init_opacity

@@ -60,6 +60,9 @@ class GaussiansConfig:
     """Radius of that ball or sphere: inside the scene with a margin for growth."""
     init_opacity: float = 0.1
     """Low, as in 3DGS, so early gradients reach every Gaussian along a ray."""
+    init_grey: float | None = None
+    """None: random colours (3DGS from random points). A value: every Gaussian starts this
+    grey, so colours a guidance never pushes do not stay as multi-coloured speckle."""
     sh_degree: int = 1
     """SH degree of the colour (0..3); 1 gives mild view dependence without baking lighting."""
     bound: float = 1.0
