@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlift.errors import DreamliftError
+from dreamlift.io.run import atomic_write_text
 from dreamlift.methods.handles import (
     EDITORS,
     HandlesConfig,
@@ -423,9 +424,7 @@ def parse_methods(text: str) -> list[str]:
 def write_json(path: Path, result: dict) -> None:
     """Atomic write: a run killed mid-write leaves the previous file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
 
 
 def previous_rows(path: Path, settings: dict) -> list[dict]:

@@ -208,22 +208,27 @@ def test_toy_sd_loads_with_stock_pipeline_and_prior(zoo):
     assert prior.encode(torch.rand(1, 3, 64, 64)).shape == (1, 4, 16, 16)
 
 
-def test_toy_sd_depth_loads_with_depth_pipeline(zoo):
+def _stock_depth_sample(folder: Path, prompt: str) -> Tensor:
+    """Two steps of stock StableDiffusionDepth2ImgPipeline from ``folder`` (1, 3, 64, 64)."""
     from diffusers import StableDiffusionDepth2ImgPipeline
 
-    from dreamlift.priors import DiffusionPrior
-
-    folder = zoo / "toy-sd-depth"
     pipe = StableDiffusionDepth2ImgPipeline.from_pretrained(folder, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(
-        "a red cube, side view",
+    return pipe(
+        prompt,
         image=torch.rand(1, 3, 64, 64),
         depth_map=torch.rand(1, 64, 64),
         strength=1.0,
         num_inference_steps=2,
         output_type="pt",
     ).images
+
+
+def test_toy_sd_depth_loads_with_depth_pipeline(zoo):
+    from dreamlift.priors import DiffusionPrior
+
+    folder = zoo / "toy-sd-depth"
+    out = _stock_depth_sample(folder, "a red cube, side view")
     assert out.shape == (1, 3, 64, 64)
     assert DiffusionPrior.load(folder, device="cpu").depth_conditioned
 
@@ -287,17 +292,6 @@ def test_shipped_toy_sd_samples_the_same_in_the_stock_pipeline():
 
 
 def test_shipped_toy_sd_depth_loads_in_the_stock_depth_pipeline():
-    from diffusers import StableDiffusionDepth2ImgPipeline
-
     folder = _shipped("toy-sd-depth")
-    pipe = StableDiffusionDepth2ImgPipeline.from_pretrained(folder, local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    out = pipe(
-        "a red cube",
-        image=torch.rand(1, 3, 64, 64),
-        depth_map=torch.rand(1, 64, 64),
-        strength=1.0,
-        num_inference_steps=2,
-        output_type="pt",
-    ).images
+    out = _stock_depth_sample(folder, "a red cube")
     assert out.shape == (1, 3, 64, 64) and torch.isfinite(out).all()

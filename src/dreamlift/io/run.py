@@ -34,7 +34,8 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a sibling ``.tmp`` and a rename: a crash leaves the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -66,7 +67,7 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def write_config(self, config: Any) -> None:
-        _atomic_write_text(
+        atomic_write_text(
             self.path / "config.yaml", yaml.safe_dump(to_plain(config), sort_keys=False)
         )
 
@@ -86,7 +87,7 @@ class RunDir:
             for line in self.metrics_path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", -1) <= after_step
         ]
-        _atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
+        atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def write_summary(
         self,
@@ -109,5 +110,5 @@ class RunDir:
             **to_plain(extra),
         }
         path = self.path / "summary.json"
-        _atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
         return path
