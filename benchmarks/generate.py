@@ -50,6 +50,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamlift.errors import DreamliftError
+from dreamlift.io.run import atomic_write_text
 from dreamlift.methods.generate import build_config, generate, render_scale
 from dreamlift.priors import DiffusionPrior
 from dreamlift.world import caption, parse
@@ -521,7 +522,7 @@ class Benchmark:
             wall_s=time.time() - self.started,
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(self.result, indent=1))
+        atomic_write_text(args.out, json.dumps(self.result, indent=1))
 
 
 def main() -> None:
