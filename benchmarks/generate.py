@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/generate.py [--budget-s 120] [--captions all]
         [--guidances sds,ism,ge3d] [--fields gaussians,nerf] [--only equal fast]
-        [--prior toy-sd] [--threads 2] [--quick] [--resume]
+        [--prior toy-sd] [--threads 2] [--quick] [--resume] [--merge A.json B.json]
 
 Captions (``--captions`` all | single | composition | heldout, comma-separated, or
 ``--caption TEXT`` repeated): 6 single objects, 3 compositions (on top / next to) and 3
@@ -254,7 +254,14 @@ def compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
         quality = {
             g: {
                 k: _mean([r[k] for r in mine if r["guidance"] == g])
-                for k in ("silhouette_iou", "colour_error", "clip_similarity", "clip_r_precision")
+                for k in (
+                    "silhouette_iou",
+                    "colour_error",
+                    "clip_similarity",
+                    "clip_r_precision",
+                    "shape_correct",  # single objects only (None elsewhere): shape accuracy
+                    "colour_correct",
+                )
             }
             for g in guidances
         }
@@ -391,7 +398,8 @@ def print_summary(result: dict[str, Any]) -> None:
             console.print(
                 f"{field:9s} {g:5s} IoU {_num(q['silhouette_iou'])}  colour err "
                 f"{_num(q['colour_error'])}  clip {_num(q['clip_similarity'])}  R-prec "
-                f"{_num(q['clip_r_precision'])}  reaches SDS's final IoU on "
+                f"{_num(q['clip_r_precision'])}  shape acc. {_num(q['shape_correct'])}  "
+                f"colour acc. {_num(q['colour_correct'])}  reaches SDS's final IoU on "
                 f"{100 * reach.get('reached', 0):.0f}% (median {_num(reach.get('median_s'), 1)} s)"
             )
         for other in ("ism", "sds"):
@@ -525,6 +533,27 @@ class Benchmark:
         atomic_write_text(args.out, json.dumps(self.result, indent=1))
 
 
+def merge(args: argparse.Namespace) -> None:
+    """One results file from several partial ones (later files win on a repeated run)."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    captions: dict[str, str] = {}
+    wall = 0.0
+    for path in args.merge:
+        part = json.loads(path.read_text())
+        captions.update(part.get("captions", {}))
+        wall += part.get("wall_s", 0.0)
+        rows.update({_key(r): r for r in part.get("runs", []) if "error" not in r})
+    args.resume = False
+    bench = Benchmark(args, list(captions.items()))
+    bench.rows = list(rows.values())
+    bench.started = time.time() - wall  # the merged file's wall_s: the parts' total
+    bench.save()
+    print_rows("equal wall-clock budget", [r for r in bench.rows if r["set"] == "equal"])
+    print_rows("fast preset, GE3D on Gaussians", [r for r in bench.rows if r["set"] == "fast"])
+    print_summary(bench.result)
+    console.print(f"\n{len(bench.rows)} runs merged -> {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-s", type=float, default=120.0, help="Training s per run.")
@@ -540,8 +569,18 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="Keep the runs already in --out.")
     parser.add_argument("--runs", type=Path, default=None, help="Keep run folders here.")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="Combine the runs of these results files (e.g. one process per core) into --out.",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.merge:
+        merge(args)
+        return
     if args.quick:
         args.budget_s = min(args.budget_s, 6.0)
         args.fast_steps = args.fast_steps or 12

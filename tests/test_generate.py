@@ -130,9 +130,16 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_file(path / "checkpoint.safetensors").items()}
 
 
-@pytest.mark.parametrize("field", ["gaussians", "nerf"])
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, tiny_sd, monkeypatch, field):
-    settings = {**FAST, "checkpoint_every": 3, "steps": 6}
+AUGMENTED = {"flip_views": 0.5, "background_aug": 0.66, "tv_weight": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("field", "extra"), [("gaussians", {}), ("nerf", {}), ("gaussians", AUGMENTED)]
+)
+def test_interrupted_then_resumed_equals_uninterrupted(
+    tmp_path, tiny_sd, monkeypatch, field, extra
+):
+    settings = {**FAST, "checkpoint_every": 3, "steps": 6, **extra}
     cfg = build_config("fast", prompt="a red cube", prior=str(tiny_sd), field=field, **settings)
     cfg.gaussians.densify_from, cfg.gaussians.densify_every = 1, 2  # resume across densify
     generate(cfg, tmp_path / "full", quiet=True)
@@ -207,6 +214,52 @@ def test_paper_preset_runs_one_iteration_at_the_prior_resolution(tmp_path, tiny_
     summary = json.loads((tmp_path / "paper" / "summary.json").read_text())
     assert summary["config"]["ge3d"]["perpneg"]["enabled"]
     assert (tmp_path / "paper" / "gaussians.ply").is_file()
+
+
+def test_image_total_variation_of_known_images():
+    flat = torch.full((2, 3, 8, 8), 0.3)
+    assert gen.image_total_variation(flat) == 0
+    stripes = torch.zeros(1, 1, 4, 6)
+    stripes[..., 1::2] = 1.0  # every horizontal neighbour differs by 1, no vertical one
+    assert gen.image_total_variation(stripes) == pytest.approx(2.0)
+    assert gen.image_total_variation(stripes.transpose(-1, -2)) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_flip_and_background_augmentation_reach_the_prior(tiny_sd, augment):
+    """With the augmentations certain, the guidance sees the mirrored render on a coloured
+    background; without them, the plain render on white."""
+    extra = {"flip_views": 1.0, "background_aug": 1.0} if augment else {}
+    cfg = build_config("fast", prompt="a red cube", prior=str(tiny_sd), **extra)
+    prior = gen.DiffusionPrior.load(tiny_sd, device="cpu")
+    fld = gen.initial_field(cfg, torch.Generator().manual_seed(0))
+    prompt, template = gen.resolve_prompt(cfg, prior)
+    cams, noise = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    step = gen.TextTo3D(cfg, fld, prior, prompt, template, cams, noise)
+    seen, backgrounds = [], []
+    original_losses, original_render = step.guidance.losses, gen.render_views
+
+    def spy_losses(prior_, inp):
+        seen.append(inp.images.detach())
+        return original_losses(prior_, inp)
+
+    def spy_render(fld_, cams_, size, background):
+        backgrounds.append(background)
+        images, out = original_render(fld_, cams_, size, background)
+        backgrounds.append(images.detach())
+        return images, out
+
+    step.guidance.losses, gen.render_views = spy_losses, spy_render
+    try:
+        step(0)
+    finally:
+        gen.render_views = original_render
+    background, rendered = backgrounds
+    white = torch.ones(3)
+    assert torch.equal(background, white) != augment
+    expected = rendered.flip(-1) if augment else rendered
+    assert torch.equal(seen[0], expected)
+    assert not torch.equal(rendered.flip(-1), rendered)  # the flip is visible at all
 
 
 def test_init_from_ply_and_sphere(tmp_path, tiny_sd):

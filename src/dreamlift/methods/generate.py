@@ -73,6 +73,7 @@ __all__ = [
     "config_fields",
     "config_from_dict",
     "generate",
+    "image_total_variation",
     "initial_field",
     "iteration_split",
     "load_prior",
@@ -140,6 +141,14 @@ def render_views(
     return images.clamp(0, 1), out
 
 
+def image_total_variation(images: Tensor) -> Tensor:
+    """TV of (B, C, H, W) images: 2 × (mean squared vertical + horizontal neighbour
+    difference), the form GE3D's λ_tv multiplies (its code's LucidDreamer ``tv_loss``)."""
+    dy = (images[..., 1:, :] - images[..., :-1, :]).square().mean()
+    dx = (images[..., 1:] - images[..., :-1]).square().mean()
+    return 2.0 * (dy + dx)
+
+
 class TextTo3D:
     """One optimisation step of score distillation: the loop body of the algorithm box.
 
@@ -183,8 +192,10 @@ class TextTo3D:
                 cfg.views_per_step, res, orbit_range(cfg, step), self.cameras_gen
             )
             images, out = render_views(
-                self.field, cams.to(self.prior.device), self.size, self.background
+                self.field, cams.to(self.prior.device), self.size, self.step_background()
             )
+            if cfg.flip_views > 0 and self._draw() < cfg.flip_views:
+                images = images.flip(-1)
         inp = GuidanceInput(
             images=images,
             prompts=view_prompts(self.prompt, azimuth, elevation, self.template),
@@ -204,6 +215,11 @@ class TextTo3D:
         if regularizer is not None:
             field_loss = regularizer()
             logs["loss_reg"] = float(field_loss.detach())
+        if cfg.tv_weight > 0:
+            depth = out["depth"].permute(0, 3, 1, 2)
+            tv = image_total_variation(images) + image_total_variation(depth)
+            field_loss = cfg.tv_weight * tv + (0 if field_loss is None else field_loss)
+            logs["loss_tv"] = float(tv.detach())
         if cfg.scale_weight > 0 and isinstance(self.field, GaussianField):
             scale = torch.exp(self.field.log_scales).mean()
             field_loss = cfg.scale_weight * scale + (0 if field_loss is None else field_loss)
@@ -213,12 +229,25 @@ class TextTo3D:
         self._parts = (loss, guidance_loss, images, field_loss)
         return loss, logs, out
 
+    def _draw(self) -> float:
+        """One uniform draw from the camera generator (checkpointed with the run, so the
+        augmentations of a resumed run are the uninterrupted run's)."""
+        return float(torch.rand((), generator=self.cameras_gen))
+
+    def step_background(self) -> Tensor:
+        """White, or with probability ``background_aug`` a random colour for all views."""
+        if self.cfg.background_aug > 0 and self._draw() < self.cfg.background_aug:
+            colour = torch.rand(3, generator=self.cameras_gen)
+            return colour.to(self.background.device)
+        return self.background
+
     def backward(self, loss: Tensor) -> None:
         """``loss.backward()`` in two stages, timed apart: the guidance loss back to the render
         (``vae_backward``: the VAE encoder's backward, when the guidance differentiates it),
         then the render's gradient and the field regularisers back to the field
-        (``render_backward``). The gradient is the one-pass gradient; a loss other than the
-        last call's gets the one-pass backward."""
+        (``render_backward``). The gradient is the one-pass gradient (to rounding when a
+        regulariser such as TV also reads the render); a loss other than the last call's gets
+        the one-pass backward."""
         parts, self._parts = self._parts, None
         if parts is None or parts[0] is not loss:
             loss.backward()

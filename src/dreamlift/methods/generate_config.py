@@ -79,6 +79,14 @@ class GenerateConfig:
     """Weight of the guidance's loss(es)."""
     scale_weight: float = 0.0
     """GE3D's λ_scale · mean Gaussian scale (keeps splats small; Gaussians only)."""
+    tv_weight: float = 0.0
+    """GE3D's λ_tv · (TV(render) + TV(depth)): smooth colour and depth between pixels."""
+    flip_views: float = 0.0
+    """Probability of flipping a step's renders left-right before the prior sees them (GE3D
+    0.5): the prior's answer for a mirrored view teaches the same object."""
+    background_aug: float = 0.0
+    """Probability of a random solid background colour instead of white (GE3D's
+    bg_aug_ratio 0.66): half-transparent fog cannot hide against an unknown background."""
     init: str = "sphere"
     """Gaussians: ``sphere`` (shell), ``random`` (ball) or a 3DGS ``.ply`` path."""
     init_radius: float = 0.5
@@ -162,6 +170,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "elevation": (0.0, 45.0),
         "azimuth_start": 80.0,
         "scale_weight": 1.0,
+        "tv_weight": 1.0,
+        "flip_views": 0.5,
+        "background_aug": 0.66,
         "init": "random",
         "negative_prompt": GE3D_NEGATIVE_PROMPT,
         "guidance_scale": 7.5,
