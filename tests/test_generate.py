@@ -279,6 +279,8 @@ def test_init_from_ply_and_sphere(tmp_path, tiny_sd):
     saved = read_gaussians_ply(tmp_path / "a" / "gaussians.ply")
     assert torch.equal(fld.means.detach(), saved.means)
     sphere = gen.initial_field(cfg, torch.Generator().manual_seed(0))
+    # the position learning rate decays over this run's steps from either start
+    assert fld.config.lr_means_decay_steps == sphere.config.lr_means_decay_steps == 2
     radii = sphere.means.norm(dim=-1)
     assert torch.allclose(radii, torch.full_like(radii, cfg.init_radius), atol=1e-5)
     bad = build_config("fast", prompt="a red cube", init=str(tmp_path / "none.ply"))

@@ -101,20 +101,17 @@ SPLIT_PARTS = (
 # ---------------------------------------------------------------------- parts
 def initial_field(cfg: GenerateConfig, generator: torch.Generator) -> Field:
     """Gaussians on a sphere / in a ball / from a .ply; NeRF with a central density blob."""
-    if cfg.field == "gaussians" and cfg.init not in ("sphere", "random"):
+    if cfg.field == "gaussians":
+        # The position learning rate decays over the run, whatever the start.
+        fcfg = dataclasses.replace(cfg.gaussians, lr_means_decay_steps=cfg.steps)
+        if cfg.init in ("sphere", "random"):
+            mode = "sphere_surface" if cfg.init == "sphere" else "random"
+            fcfg = dataclasses.replace(fcfg, init_mode=mode, init_radius=cfg.init_radius)
+            return make_field("gaussians", fcfg, generator)
         path = Path(cfg.init)
         if not path.is_file():
             raise DataError(f"--init {cfg.init}: no such .ply file", "use sphere, random or PATH")
-        return GaussianField.from_ply(path, cfg.gaussians)
-    if cfg.field == "gaussians":
-        mode = "sphere_surface" if cfg.init == "sphere" else "random"
-        fcfg = dataclasses.replace(
-            cfg.gaussians,
-            init_mode=mode,
-            init_radius=cfg.init_radius,
-            lr_means_decay_steps=cfg.steps,
-        )
-        return make_field("gaussians", fcfg, generator)
+        return GaussianField.from_ply(path, fcfg)
     fld = make_field("nerf", dataclasses.replace(cfg.nerf, train_steps=cfg.steps), generator)
     assert isinstance(fld, NerfField)
     peak, r = cfg.nerf_blob_density, cfg.nerf_blob_radius
