@@ -213,6 +213,8 @@ def row_of(result: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "colour_winner",
         "clip_similarity",
         "clip_r_precision",
+        "neighbour_view_iou",
+        "neighbour_view_iou_truth",
     )
     return {
         **base,

@@ -12,6 +12,7 @@ from dreamlift.metrics.ground_truth import (
     GroundTruthSettings,
     asset_renderer,
     ground_truth_scores,
+    neighbour_view_iou,
     scoring_cameras,
     shape_ranking,
     silhouette_scores,
@@ -54,6 +55,23 @@ def test_the_true_asset_scores_one(caption):
     assert scores["silhouette_iou"] > 0.98
     assert scores["colour_error"] < 0.03
     assert scores["align_scale"] == pytest.approx(1.0, abs=0.03)
+    truth = scores["neighbour_view_iou_truth"]
+    assert scores["neighbour_view_iou"] == pytest.approx(truth, abs=0.02)
+
+
+def test_neighbour_view_iou_tells_a_cube_from_a_solid_of_revolution():
+    """Face-on and corner-on views of a cube differ; a cone looks the same from every azimuth,
+    and so does a result that repeats one silhouette in every view (a cube "spun" about z)."""
+    cams = scoring_cameras(GroundTruthSettings())
+
+    def masks(caption):
+        return asset_renderer(asset_from_caption(caption), 3)(cams)["opacity"][..., 0] > 0.5
+
+    cube, cone = masks("a red cube"), masks("a green cone")
+    assert neighbour_view_iou(cube) < 0.85
+    assert neighbour_view_iou(cone) > 0.97
+    spun = cube[1:2].expand_as(cube)  # the corner-on silhouette from every azimuth
+    assert neighbour_view_iou(spun) == 1.0
 
 
 @pytest.mark.parametrize(

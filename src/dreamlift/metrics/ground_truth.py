@@ -311,6 +311,20 @@ def silhouette_scores(
     return float(iou.mean()), float(diff[both].mean())
 
 
+def neighbour_view_iou(masks: Tensor) -> float:
+    """Mean silhouette IoU between each view and the next of an evenly spaced orbit ring.
+
+    1.0 for a solid of revolution seen from any elevation; the world's cube scores 0.79 on
+    the 8 scoring views (45° apart: face-on against corner-on). A result scoring near 1 where
+    its asset scores lower has averaged its shape over azimuth, which is what per-view
+    guidance does when the prior cannot tell the object's yaw from the view words.
+    """
+    nxt = masks.roll(-1, dims=0)
+    inter = (masks & nxt).flatten(1).sum(1).float()
+    union = (masks | nxt).flatten(1).sum(1).float()
+    return float(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean())
+
+
 def _score(
     render_fn: RenderFn,
     result: _Hull,
@@ -341,6 +355,8 @@ def _score(
     return {
         "silhouette_iou": iou,
         "colour_error": colour,
+        "neighbour_view_iou": neighbour_view_iou(pred["opacity"][..., 0].cpu() > 0.5),
+        "neighbour_view_iou_truth": neighbour_view_iou(truth_masks.cpu()),
         "hull_iou": alignment.hull_iou,
         "align_scale": alignment.scale,
         "align_azimuth_deg": alignment.azimuth_deg,
@@ -353,7 +369,9 @@ def ground_truth_scores(
 ) -> dict[str, float | None]:
     """Silhouette IoU and foreground colour error over the scoring views after alignment.
 
-    Also returns the alignment (``align_*``) and the hull IoU it reached.
+    Also returns the alignment (``align_*``), the hull IoU it reached, and how much the
+    result's and the asset's silhouettes change between neighbouring scoring views
+    (:func:`neighbour_view_iou`).
     """
     settings = settings or GroundTruthSettings()
     return _score(render_fn, _hull(render_fn, settings), asset, settings)
