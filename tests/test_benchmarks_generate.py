@@ -1,0 +1,116 @@
+"""benchmarks/generate.py: the summaries on rows whose answer is known, and a quick run on a
+tiny random prior (the plumbing: runs, the JSON, --merge of per-core files)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports its report module
+import generate_report as report  # noqa: E402
+
+
+def _row(guidance, caption="a red cube", iou=0.8, curve=(), **extra):
+    return {
+        "set": "equal",
+        "caption": caption,
+        "group": "single",
+        "objects": 1,
+        "guidance": guidance,
+        "field": "gaussians",
+        "budget_s": 60.0,
+        "silhouette_iou": iou,
+        "colour_error": 0.1,
+        "clip_similarity": 0.8,
+        "clip_r_precision": 1.0,
+        "shape_correct": True,
+        "colour_correct": True,
+        "eval_curve": [{"step": 10 * i, "time_s": t, "iou": v} for i, (t, v) in enumerate(curve)],
+        "split": {"fractions": {"unet": 0.5}, "prior_fraction": 0.6, "seconds_per_iteration": 0.2},
+        **extra,
+    }
+
+
+def test_time_to_reach_is_the_first_time_at_or_above_the_target():
+    curve = [{"time_s": 5.0, "iou": 0.5}, {"time_s": 9.0, "iou": 0.7}, {"time_s": 20.0, "iou": 0.9}]
+    assert report.time_to_reach(curve, 0.7) == 9.0
+    assert report.time_to_reach(curve, 0.95) is None
+
+
+def test_compare_says_which_guidance_wins_and_how_fast_it_reaches_sds():
+    rows = [
+        _row("sds", iou=0.7, curve=[(10, 0.5), (60, 0.7)]),
+        _row("ism", iou=0.6, curve=[(10, 0.4), (60, 0.6)]),
+        _row("ge3d", iou=0.9, curve=[(10, 0.6), (30, 0.75), (60, 0.9)], colour_error=0.2),
+    ]
+    out = report.compare(rows)["gaussians"]
+    assert out["quality"]["ge3d"]["silhouette_iou"] == pytest.approx(0.9)
+    assert out["ge3d_beats_sds"]["silhouette_iou"] and out["ge3d_beats_ism"]["silhouette_iou"]
+    assert not out["ge3d_beats_sds"]["colour_error"]  # lower is better for the error
+    reach = out["time_to_sds_final"]
+    assert reach["ge3d"]["median_s"] == 30 and reach["sds"]["median_s"] == 60
+    assert reach["ism"]["reached"] == 0
+
+
+def test_bars_pass_and_fail_on_their_thresholds():
+    fast = [
+        _row("ge3d", iou=0.85, set="fast", generation_s=200.0),
+        _row("ge3d", iou=0.75, set="fast", generation_s=320.0, shape_correct=False),
+    ]
+    out = report.bars(fast, {"ge3d/gaussians": {"prior_fraction": 0.8}})
+    assert out["single_iou"]["value"] == pytest.approx(0.8) and out["single_iou"]["pass"]
+    assert out["fast_generation_s"]["pass"] is False  # the slow run breaks the 300 s bar
+    assert out["shape_accuracy"]["value"] == 0.5 and out["shape_accuracy"]["pass"] is False
+    assert out["prior_fraction_gaussians"]["pass"] and out["prior_fraction_nerf"]["pass"] is None
+
+
+def test_quick_run_writes_results_and_merges_per_core_files(tmp_path):
+    script = str(ROOT / "benchmarks" / "generate.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    common = ["--quick", "--prior", "tiny", "--threads", "1", "--captions", "single"]
+    for guidance in ("sds", "ge3d"):
+        args = [*common, "--guidances", guidance, "--fields", "gaussians", "--only", "equal"]
+        out = tmp_path / f"{guidance}.json"
+        done = subprocess.run(
+            [sys.executable, script, *args, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs = json.loads(out.read_text())["runs"]
+        assert [(r["guidance"], r["set"]) for r in runs] == [(guidance, "equal")]
+        assert 0 <= runs[0]["silhouette_iou"] <= 1 and runs[0]["eval_curve"]
+    merged = tmp_path / "merged.json"
+    done = subprocess.run(
+        [sys.executable, script, "--merge", str(tmp_path / "sds.json"), str(tmp_path / "ge3d.json")]
+        + ["--out", str(merged)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(merged.read_text())
+    assert sorted(r["guidance"] for r in result["runs"]) == ["ge3d", "sds"]
+    assert "ge3d_beats_sds" in result["comparison"]["gaussians"]
+    assert "GE3D better than SDS" in done.stdout
+
+
+def test_benchmark_module_loads_beside_its_report():
+    spec = importlib.util.spec_from_file_location(
+        "bench_generate", ROOT / "benchmarks" / "generate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    assert len(module.select_captions("all", [], quick=False)) == 12
