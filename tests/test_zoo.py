@@ -183,6 +183,30 @@ def zoo(tmp_path_factory) -> Path:
     return root
 
 
+def test_export_without_evaluation_clears_stale_figures_and_keeps_training_time(zoo):
+    from dreamlift.zoo.recipes import run_stage
+    from dreamlift.zoo.recipes.common import read_zoo_json
+
+    folder, work = zoo / "toy-sd-depth", zoo.parent / "work" / "toy-sd-depth"
+    trained = read_zoo_json(folder)["stages"]["unet"]
+    assert trained["figures"]  # measured at the end of training
+    run_stage(
+        "toy-sd-depth",
+        "unet",
+        work,
+        size="tiny",
+        root=zoo,
+        export_only=True,
+        evaluate=False,
+        quiet=True,
+    )
+    exported = read_zoo_json(folder)
+    assert exported["stages"]["unet"]["figures"] == {}
+    assert not any(k.startswith("unet.") for k in exported["figures"])
+    assert exported["stages"]["unet"]["seconds_this_run"] == trained["seconds_this_run"]
+    assert exported["stages"]["unet"]["steps"] == 2
+
+
 def test_toy_sd_loads_with_stock_pipeline_and_prior(zoo):
     from diffusers import StableDiffusionPipeline
 

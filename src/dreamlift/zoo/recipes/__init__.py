@@ -124,7 +124,9 @@ def run_stage(
 ) -> StageReport:
     """Train (resuming) one stage, export its EMA weights, evaluate, record ``zoo.json``.
 
-    ``export_only`` exports the latest checkpoint without training.
+    ``export_only`` exports the latest checkpoint without training (the record keeps the
+    training run's time). Without ``evaluate`` the stage's figures are cleared: they were
+    measured on weights this export replaces.
     """
     with quiet_libraries():
         recipe = make_recipe(model, stage, Path(workdir) / stage, size, root, steps, quiet)
@@ -144,14 +146,15 @@ def run_stage(
         params = parameter_count(*modules.values())
         folder = recipe.export(modules)
         model_folder = folder.parent if stage == "vae" else folder
+        timing = {"seconds_this_run": round(seconds, 1), "threads": torch.get_num_threads()}
         record_stage(
             model_folder,
             model,
             stage,
             steps=trainer.step,
             trained_parameters=params,
-            seconds_this_run=round(seconds, 1),
-            threads=torch.get_num_threads(),
+            **({} if export_only else timing),
+            **({} if evaluate else {"figures": {}}),
         )
         figures: dict[str, float] = {}
         if evaluate:
