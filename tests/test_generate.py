@@ -83,6 +83,36 @@ def test_presets_and_config_round_trip():
         build_config("fast", field="voxels")
 
 
+def test_nested_overrides_merge_into_the_preset_and_set_reads_dotted_keys():
+    from dreamlift.methods.generate_config import PRESETS, parse_settings
+
+    cfg = build_config("fast", ge3d={"n": 4}, gaussians={"num_init": 100})
+    assert (
+        cfg.ge3d.n == 4
+        and cfg.ge3d.dbc_sigma_fraction == PRESETS["fast"]["ge3d"]["dbc_sigma_fraction"]
+    )
+    assert cfg.gaussians.num_init == 100 and cfg.gaussians.init_grey == 0.5  # the preset's
+    settings = parse_settings(
+        ["ge3d.max_step=[700, 400]", "flip_views=0.5", "gaussians.init_grey=null"]
+    )
+    assert settings == {
+        "ge3d": {"max_step": [700, 400]},
+        "flip_views": 0.5,
+        "gaussians": {"init_grey": None},
+    }
+    cfg = build_config("fast", **settings)
+    assert (
+        cfg.ge3d.max_step == (700, 400)
+        and cfg.flip_views == 0.5
+        and cfg.gaussians.init_grey is None
+    )
+    for bad, needle in (("flip_views", "KEY=VALUE"), ("=3", "KEY=VALUE"), ("x=[1,", "cannot read")):
+        with pytest.raises(DreamliftError, match=needle):
+            parse_settings([bad])
+    with pytest.raises(DreamliftError, match="bad setting"):
+        build_config("fast", **parse_settings(["ge3d.nodes=3"]))
+
+
 # ---------------------------------------------------------------------- every combination
 @pytest.mark.parametrize("field", ["gaussians", "nerf"])
 @pytest.mark.parametrize("guidance", ["ge3d", "sds", "ism"])
@@ -362,6 +392,8 @@ def test_prompt_errors_in_process(tiny_sd, tmp_path):
         (["a red cube", "--field", "voxels"], "unknown field"),
         (["a red cube", "--guidance", "vsd"], "unknown guidance"),
         (["a red cube", "--preset", "slow"], "unknown preset"),
+        (["a red cube", "--set", "flip_views"], "KEY=VALUE"),
+        (["a red cube", "--set", "ge3d.nodes=3"], "bad setting"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, args, needle):
@@ -401,7 +433,11 @@ def test_cli_batch_reports_bad_lines_and_continues(tmp_path, tiny_sd):
 def test_cli_resume_continues_and_refuses_to_overwrite(tmp_path, tiny_sd):
     out = tmp_path / "g"
     base = ["a red cube", "--prior", str(tiny_sd), "--no-score", "--out", str(out), "--quiet"]
-    assert _cli([*base, "--steps", "2"]).returncode == 0
+    settings = ["--set", "flip_views=0.25", "--set", "gaussians.num_init=300"]
+    assert _cli([*base, "--steps", "2", *settings]).returncode == 0
+    config = json.loads((out / "summary.json").read_text())["config"]
+    assert config["flip_views"] == 0.25 and config["gaussians"]["num_init"] == 300
+    assert config["gaussians"]["init_grey"] == 0.5  # the rest of the preset stays
     again = _cli([*base, "--steps", "2"])
     assert again.returncode == 2 and "already holds a run" in again.stderr
     proc = _cli(["--resume", "--steps", "4", "--out", str(out), "--quiet"])

@@ -45,6 +45,12 @@ def generate_command(
     profile: bool = typer.Option(
         False, help="Synchronise the GPU at each timing boundary (exact iteration split)."
     ),
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Any setting of config.yaml as KEY=VALUE, repeatable (e.g. --set ge3d.n=4 "
+        "--set flip_views=0.5 --set gaussians.num_init=4096).",
+    ),
     resume: bool = typer.Option(False, help="Continue the run in --out exactly."),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -54,7 +60,9 @@ def generate_command(
         import torch
 
         torch.set_num_threads(threads)
-    overrides: dict[str, Any] = {
+    from dreamlift.methods.generate_config import parse_settings
+
+    flags: dict[str, Any] = {
         "prior": prior,
         "field": field,
         "guidance": guidance,
@@ -70,6 +78,8 @@ def generate_command(
         "time_budget_s": time_budget,
         "profile": True if profile else None,
     }
+    # --set first, then the named flags that were given (they win over --set)
+    overrides = {**parse_settings(settings), **{k: v for k, v in flags.items() if v is not None}}
     if prompts is not None:
         if prompt is not None:
             raise DreamliftError("give a PROMPT or --prompts FILE, not both")

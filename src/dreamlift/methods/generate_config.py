@@ -198,10 +198,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
-    """Preset values, then the non-None ``overrides``; names are checked here, not later."""
+    """Preset values, then the non-None ``overrides``, merged key by key into nested settings
+    (``gaussians={"num_init": 500}`` keeps the preset's other Gaussian settings); names are
+    checked here, not later."""
     if preset not in PRESETS:
         raise DreamliftError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    values = _merge(PRESETS[preset], {k: v for k, v in overrides.items() if v is not None})
     values["preset"] = preset
     cfg = config_from_dict(values)
     check_field_name(cfg.field)
@@ -265,3 +267,27 @@ def resume_config(out_dir: Path, steps: int | None = None) -> GenerateConfig:
 
 def config_fields() -> list[str]:
     return [f.name for f in dataclasses.fields(GenerateConfig)]
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--set``) as nested overrides: dots reach into nested
+    settings (``ge3d.max_step=[700,400]``), values are read as YAML (numbers, lists, true)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise DreamliftError(f"--set {item!r} is not KEY=VALUE", "e.g. --set ge3d.n=4")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise DreamliftError(f"--set {item!r}: cannot read the value") from None
+        *parents, leaf = key.strip().split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise DreamliftError(f"--set {item!r}: {name} is set twice")
+        node[leaf] = value
+    return out
