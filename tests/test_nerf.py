@@ -235,3 +235,21 @@ def test_empty_field_export_raises_data_error(tmp_path):
         NerfField(NerfConfig(resolutions=((0, 16),), mesh_resolution=32)).export(tmp_path)
     with pytest.raises(DataError):
         extract_mesh(lambda p: torch.zeros(len(p)), lambda p: p, 1.0, 16, threshold=1.0)
+
+
+def test_sphere_radius_removes_density_outside_and_keeps_it_inside():
+    """A uniform fog bounded to a sphere renders as that sphere's disc."""
+    fog = NerfField(NerfConfig(resolutions=((0, 32),), sphere_radius=0.5))
+    fog.set_from_functions(
+        lambda p: torch.full((len(p),), 200.0), lambda p: COLOUR.expand(len(p), 3)
+    )
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.2, 0.1], [0.0, 0.0, 0.8], [0.9, 0.9, 0.0]])
+    sigma = fog.sigma(points)
+    assert (sigma[:2] > 100).all() and (sigma[2:] == 0).all()
+    cams = cameras(2, 48)
+    with torch.no_grad():
+        covered = fog.eval().render(cams)["opacity"][..., 0] > 0.5
+    f = float(focal_from_fov(FOV, 48))
+    disc = math.pi * (f * math.tan(math.asin(0.5 / DIST))) ** 2
+    areas = covered.flatten(1).sum(1).float()
+    assert torch.allclose(areas, torch.full_like(areas, disc), rtol=0.08), (areas, disc)

@@ -87,7 +87,9 @@ class NerfField(Field):
     def sigma(self, points: Tensor) -> Tensor:
         """Density (P,) per world unit at points (P, 3), ignoring the occupancy mask."""
         raw = sample_grid(self.density, points, self.config.bound)[:, 0]
-        return self.config.density_scale * F.softplus(raw + self.shift)
+        sigma = self.config.density_scale * F.softplus(raw + self.shift)
+        radius = self.config.sphere_radius
+        return sigma if radius is None else sigma * (points.norm(dim=-1) < radius)
 
     def rgb(self, points: Tensor, dirs: Tensor | None = None) -> Tensor:
         """Colour (P, 3) in [0, 1] at points (P, 3) seen along unit ``dirs`` (P, 3)."""

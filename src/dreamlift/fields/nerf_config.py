@@ -15,6 +15,9 @@ class NerfConfig:
 
     bound: float = 1.0
     """Half-size of the cube holding the scene; cameras orbit outside it."""
+    sphere_radius: float | None = None
+    """If set, no density outside this radius: text-to-3D's guidance otherwise paints
+    background "fog" into the grid's corners, which nothing photometric removes."""
     resolutions: tuple[tuple[int, int], ...] = ((0, 32), (300, 64), (700, 96))
     """(first step, grid points per side): coarse grids converge fast and cannot make
     high-frequency floaters; finer ones add detail once the shape is settled."""
