@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlift.cameras import Cameras, orbit_cameras
+from dreamlift.metrics.image import mask_iou
 from dreamlift.world import RenderSettings, layout, render
 from dreamlift.world.assets import Asset, Description, ObjectSpec
 from dreamlift.world.shapes import SHAPES
@@ -302,8 +303,7 @@ def silhouette_scores(
     """(mean silhouette IoU, mean |rgb error| over pixels covered in both; None if none)."""
     a = pred["opacity"][..., 0].cpu() > 0.5
     b = truth["opacity"][..., 0].cpu() > 0.5
-    inter, union = (a & b).flatten(1).sum(1).float(), (a | b).flatten(1).sum(1).float()
-    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    iou = mask_iou(a.float(), b.float())
     both = a & b
     if not bool(both.any()):
         return float(iou.mean()), None
@@ -319,10 +319,8 @@ def neighbour_view_iou(masks: Tensor) -> float:
     its asset scores lower has averaged its shape over azimuth, which is what per-view
     guidance does when the prior cannot tell the object's yaw from the view words.
     """
-    nxt = masks.roll(-1, dims=0)
-    inter = (masks & nxt).flatten(1).sum(1).float()
-    union = (masks | nxt).flatten(1).sum(1).float()
-    return float(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean())
+    views = masks.float()
+    return float(mask_iou(views, views.roll(-1, dims=0)).mean())
 
 
 def _score(
