@@ -3,18 +3,15 @@ tiny random prior (the plumbing: runs, the JSON, --merge of per-core files)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from benchmark_modules import BENCHMARKS, load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the script imports its report module
-import generate_report as report  # noqa: E402
+report = load_benchmark("generate_report")
 
 
 def _row(guidance, caption="a red cube", iou=0.8, curve=(), **extra):
@@ -72,7 +69,7 @@ def test_bars_pass_and_fail_on_their_thresholds():
 
 
 def test_quick_run_writes_results_and_merges_per_core_files(tmp_path):
-    script = str(ROOT / "benchmarks" / "generate.py")
+    script = str(BENCHMARKS / "generate.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     common = ["--quick", "--prior", "tiny", "--threads", "1", "--captions", "single"]
     for guidance in ("sds", "ge3d"):
@@ -106,11 +103,5 @@ def test_quick_run_writes_results_and_merges_per_core_files(tmp_path):
 
 
 def test_benchmark_module_loads_beside_its_report():
-    spec = importlib.util.spec_from_file_location(
-        "bench_generate", ROOT / "benchmarks" / "generate.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("generate")
     assert len(module.select_captions("all", [], quick=False)) == 12

@@ -6,31 +6,15 @@ method on every kind, the JSON it writes, and that each score lies in its range.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import torch
+from benchmark_modules import load_benchmark
 
 from dreamlift.methods.handles import Transform3D
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "bench_handles", ROOT / "benchmarks" / "handles.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _benchmark()
+bench = load_benchmark("handles")
 
 
 def test_cases_are_seeded_cycle_the_kinds_and_are_usable():

@@ -6,7 +6,6 @@ The command runs through :func:`dreamlift.cli.main` — the real error handling 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -19,12 +18,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
 
 import typer  # noqa: E402
+from benchmark_modules import load_benchmark  # noqa: E402
 
 from dreamlift import cli  # noqa: E402
 from dreamlift.cli_sample import sample_command  # noqa: E402
 from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 LATENT = 8  # 16 x 16 images through a 2-level VAE
 CONFIG = TinySDConfig(unet_channels=(16, 32, 32), unet_out_scale=0.1)
 
@@ -189,7 +188,7 @@ def test_unknown_words_list_the_vocabulary(folders, tmp_path, monkeypatch, capsy
 
 
 def test_prior_benchmark_runs_on_a_tiny_folder_and_writes_json(folders, tmp_path):
-    module = _load_benchmark("prior")
+    module = load_benchmark("prior")
     out = tmp_path / "prior.json"
     threads = torch.get_num_threads()
     try:
@@ -222,22 +221,11 @@ def test_prior_benchmark_runs_on_a_tiny_folder_and_writes_json(folders, tmp_path
     assert isinstance(stored["all_pass"], bool)
 
 
-def _load_benchmark(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"bench_{name}", ROOT / "benchmarks" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_zoo_benchmark_captions_hold_out_a_fifth_and_parse():
     from dreamlift.world import parse
     from dreamlift.zoo.heldout import mentions_heldout
 
-    zoo = _load_benchmark("zoo")
+    zoo = load_benchmark("zoo")
     pairs = zoo.sd_captions(200)
     assert len(pairs) == 200
     held = [text for text, group in pairs if group.startswith("heldout")]
@@ -254,7 +242,7 @@ def test_zoo_benchmark_foreground_rule_recovers_render_masks():
     from dreamlift.world.datasets import WorldDataset
     from dreamlift.zoo.heldout import eval_dataset
 
-    zoo = _load_benchmark("zoo")
+    zoo = load_benchmark("zoo")
     data = WorldDataset(eval_dataset(kinds={"single": 1.0}, resolution=48), 12)
     items = [data[i] for i in range(12)]
     images = torch.stack([x["image"] for x in items])
@@ -267,7 +255,7 @@ def test_zoo_benchmark_foreground_rule_recovers_render_masks():
 def test_zoo_benchmark_reports_missing_models_and_runs_on_tiny_folders(folders, tmp_path):
     from test_metrics_clip import save_tiny_clip
 
-    zoo = _load_benchmark("zoo")
+    zoo = load_benchmark("zoo")
     threads = torch.get_num_threads()
     common = ["--n", "4", "--steps", "2", "--threads", "1", "--grid", str(tmp_path / "g.png")]
     try:
