@@ -80,6 +80,39 @@ def test_two_stage_backward_is_the_one_pass_gradient(tiny_sd, field, guidance, e
             assert torch.equal(two[name], one[name]), name
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_flip_and_background_augmentation_reach_the_prior(tiny_sd, augment):
+    """With the augmentations certain, the guidance sees the mirrored render on a coloured
+    background; without them, the plain render on white."""
+    extra = {"flip_views": 1.0, "background_aug": 1.0} if augment else {}
+    cfg = gen.build_config("fast", prompt="a red cube", prior=str(tiny_sd), **extra)
+    _, step = _step(cfg, DiffusionPrior.load(tiny_sd, device="cpu"))
+    seen, backgrounds = [], []
+    original_losses, original_render = step.guidance.losses, gen.render_views
+
+    def spy_losses(prior_, inp):
+        seen.append(inp.images.detach())
+        return original_losses(prior_, inp)
+
+    def spy_render(fld_, cams_, size, background):
+        backgrounds.append(background)
+        images, out = original_render(fld_, cams_, size, background)
+        backgrounds.append(images.detach())
+        return images, out
+
+    step.guidance.losses, gen.render_views = spy_losses, spy_render
+    try:
+        step(0)
+    finally:
+        gen.render_views = original_render
+    background, rendered = backgrounds
+    white = torch.ones(3)
+    assert torch.equal(background, white) != augment
+    expected = rendered.flip(-1) if augment else rendered
+    assert torch.equal(seen[0], expected)
+    assert not torch.equal(rendered.flip(-1), rendered)  # the flip is visible at all
+
+
 def test_another_loss_gets_the_one_pass_backward(tiny_sd):
     cfg = gen.build_config("fast", prompt="a red cube", prior=str(tiny_sd), guidance="sds")
     fld, step = _step(cfg, DiffusionPrior.load(tiny_sd, device="cpu"))
