@@ -49,8 +49,7 @@ from generate_report import (  # benchmarks/ is on the path of a script run from
     bars,
     compare,
     console,
-    print_rows,
-    print_summary,
+    print_report,
     run_line,
     split_summary,
 )
@@ -347,7 +346,6 @@ class Benchmark:
             runs=rows,
             wall_s=time.time() - self.started,
         )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps(self.result, indent=1))
 
 
@@ -366,9 +364,7 @@ def merge(args: argparse.Namespace) -> None:
     bench.rows = list(rows.values())
     bench.started = time.time() - wall  # the merged file's wall_s: the parts' total
     bench.save()
-    print_rows("equal wall-clock budget", [r for r in bench.rows if r["set"] == "equal"])
-    print_rows("fast preset, GE3D on Gaussians", [r for r in bench.rows if r["set"] == "fast"])
-    print_summary(bench.result)
+    print_report(bench.result)
     console.print(f"\n{len(bench.rows)} runs merged -> {args.out}")
 
 
@@ -415,11 +411,8 @@ def main() -> None:
         if "fast" in args.only:
             bench.fast_preset(prior)
     bench.save()
-    rows = bench.rows
-    print_rows("equal wall-clock budget", [r for r in rows if r["set"] == "equal"])
-    print_rows("fast preset, GE3D on Gaussians", [r for r in rows if r["set"] == "fast"])
-    print_summary(bench.result)
-    console.print(f"\n{len(rows)} runs, {bench.result['wall_s'] / 60:.1f} min -> {args.out}")
+    print_report(bench.result)
+    console.print(f"\n{len(bench.rows)} runs, {bench.result['wall_s'] / 60:.1f} min -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -201,3 +201,11 @@ def print_summary(result: dict[str, Any]) -> None:
     for name, b in result["bars"].items():
         verdict = {True: "pass", False: "FAIL", None: "n/a"}[b["pass"]]
         console.print(f"bar {name:22s} {_num(b['value'])} (bar {b['bar']}) {verdict}")
+
+
+def print_report(result: dict[str, Any]) -> None:
+    """Both run tables, then the comparison, the split and the bars."""
+    runs = result["runs"]
+    print_rows("equal wall-clock budget", [r for r in runs if r["set"] == "equal"])
+    print_rows("fast preset, GE3D on Gaussians", [r for r in runs if r["set"] == "fast"])
+    print_summary(result)

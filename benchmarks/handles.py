@@ -423,7 +423,6 @@ def parse_methods(text: str) -> list[str]:
 
 def write_json(path: Path, result: dict) -> None:
     """Atomic write: a run killed mid-write leaves the previous file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=1) + "\n")
 
 

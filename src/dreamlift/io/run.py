@@ -35,7 +35,9 @@ def to_plain(obj: Any) -> Any:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a sibling ``.tmp`` and a rename: a crash leaves the old file or the new one."""
+    """Write via a sibling ``.tmp`` and a rename: a crash leaves the old file or the new one.
+    Missing parent folders are made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
