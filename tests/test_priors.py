@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -38,7 +39,11 @@ from dreamlift.priors import (  # noqa: E402
 from dreamlift.priors.loading import resolve_dtype  # noqa: E402
 from dreamlift.world.captions import parse  # noqa: E402
 from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
-from dreamlift.zoo.tokenizer import build_tokenizer, caption_words  # noqa: E402
+from dreamlift.zoo.tokenizer import (  # noqa: E402
+    build_tokenizer,
+    caption_words,
+    reuse_or_build_tokenizer,
+)
 
 LATENT = 8  # latent side: 16 x 16 images through a 2-level VAE
 PROMPT = "a red cube, front view"
@@ -100,6 +105,30 @@ def test_tokenizer_maps_every_caption_word_to_one_token(tmp_path):
     ).split()
     decoded = again.decode(enc, skip_special_tokens=True).strip()
     assert decoded.replace(" ,", ",").replace(" .", ".") == caption
+
+
+def test_tokenizer_files_are_the_same_in_every_process(tmp_path):
+    """The ``tokenizers`` trainer broke ties in per-process hash order, so word ids changed
+    between runs; two fresh interpreters must now write identical files."""
+    script = (
+        "import sys; from dreamlift.zoo.tokenizer import build_tokenizer, caption_words; "
+        "build_tokenizer(caption_words(), sys.argv[1], 20)"
+    )
+    for name in ("one", "two"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], check=True)
+    for file in ("vocab.json", "merges.txt"):
+        assert (tmp_path / "one" / file).read_bytes() == (tmp_path / "two" / file).read_bytes()
+
+
+def test_a_resumed_trainer_keeps_the_word_ids_of_its_folder(tmp_path):
+    words = ["red", "cube"]
+    older = build_tokenizer([*words, "cubes", "rest"], tmp_path / "run", max_length=8)
+    fresh = build_tokenizer(words, tmp_path / "fresh", max_length=8)
+    assert older("red").input_ids != fresh("red").input_ids  # the two builds disagree
+    kept = reuse_or_build_tokenizer(words, tmp_path / "run", max_length=8)
+    assert kept("red cube").input_ids == older("red cube").input_ids
+    grown = reuse_or_build_tokenizer([*words, "torus"], tmp_path / "run", max_length=8)
+    assert len(grown("torus").input_ids) == 3 and grown("torus").input_ids[1] != grown.unk_token_id
 
 
 # ---------------------------------------------------------------- loading and basics

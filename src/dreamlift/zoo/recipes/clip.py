@@ -35,7 +35,7 @@ from dreamlift.world.shapes import SHAPES
 from dreamlift.zoo.data import CacheSpec, RenderCache
 from dreamlift.zoo.heldout import HELDOUT_PAIRS, eval_dataset, training_dataset
 from dreamlift.zoo.recipes.common import batch_indices, export_folder, renders, training_subset
-from dreamlift.zoo.tokenizer import build_tokenizer, caption_words
+from dreamlift.zoo.tokenizer import caption_words, reuse_or_build_tokenizer
 from dreamlift.zoo.trainer import TrainerConfig
 
 ZERO_SHOT_VIEWS = ("front", "side", "back")
@@ -196,7 +196,7 @@ class CLIPRecipe:
         self.folder = Path(folder)
         self.data_root = Path(data_root)
         self.quiet = quiet
-        self.tokenizer = build_tokenizer(
+        self.tokenizer = reuse_or_build_tokenizer(
             caption_words(), self.data_root / f"tokenizer-{config.max_length}", config.max_length
         )
         self.clip = build_clip(config, len(self.tokenizer))
