@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/generate.py [--budget-s 120] [--captions all]
         [--guidances sds,ism,ge3d] [--fields gaussians,nerf] [--only equal fast]
-        [--prior toy-sd] [--threads 2] [--quick] [--resume] [--merge A.json B.json]
+        [--prior toy-sd-camera] [--threads 2] [--quick] [--resume] [--merge A.json B.json]
 
 Captions (``--captions`` all | single | composition | heldout, comma-separated, or
 ``--caption TEXT`` repeated): 6 single objects, 3 compositions (on top / next to) and 3
@@ -26,7 +26,7 @@ caption; single-object captions: mean IoU ≥ 0.8, mean R-precision ≥ 0.9, des
 ranked first and mean colour nearest the described colour for ≥ 90 %; compositions: mean
 IoU ≥ 0.7; the prior's share (UNet + VAE) of a GE3D iteration ≥ 50 % for both fields.
 
-``--prior``: a zoo name or diffusers folder (default toy-sd); ``tiny`` builds a tiny random
+``--prior``: a zoo name or diffusers folder (default toy-sd-camera); ``tiny`` builds a tiny random
 pipeline (smoke runs), ``toy-random`` toy-sd's architecture with random weights (true
 iteration costs, meaningless scores). ``--quick`` is a smoke run: two captions, a 6 s budget,
 a 12-step fast set, light scoring. Results are written to benchmarks/results/generate.json
@@ -376,7 +376,9 @@ def main() -> None:
     parser.add_argument("--guidances", default="sds,ism,ge3d")
     parser.add_argument("--fields", default="gaussians,nerf")
     parser.add_argument("--only", nargs="+", default=["equal", "fast"], choices=["equal", "fast"])
-    parser.add_argument("--prior", default="toy-sd", help="Zoo name, folder, tiny or toy-random.")
+    parser.add_argument(
+        "--prior", default="toy-sd-camera", help="Zoo name, folder, tiny or toy-random."
+    )
     parser.add_argument("--fast-steps", type=int, default=None, help="Fast set steps [600].")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="Smoke run.")

@@ -87,12 +87,18 @@ def test_flip_and_background_augmentation_reach_the_prior(tiny_sd, augment):
     extra = {"flip_views": 1.0, "background_aug": 1.0} if augment else {}
     cfg = gen.build_config("fast", prompt="a red cube", prior=str(tiny_sd), **extra)
     _, step = _step(cfg, DiffusionPrior.load(tiny_sd, device="cpu"))
-    seen, backgrounds = [], []
+    seen, backgrounds, cameras, told = [], [], [], []
     original_losses, original_render = step.guidance.losses, gen.render_views
+    original_orbit = gen.sample_orbit
 
     def spy_losses(prior_, inp):
         seen.append(inp.images.detach())
+        told.append((inp.azimuths, inp.elevations))
         return original_losses(prior_, inp)
+
+    def spy_orbit(*args, **kwargs):
+        cameras.append(original_orbit(*args, **kwargs))
+        return cameras[-1]
 
     def spy_render(fld_, cams_, size, background):
         backgrounds.append(background)
@@ -100,17 +106,21 @@ def test_flip_and_background_augmentation_reach_the_prior(tiny_sd, augment):
         backgrounds.append(images.detach())
         return images, out
 
-    step.guidance.losses, gen.render_views = spy_losses, spy_render
+    step.guidance.losses, gen.render_views, gen.sample_orbit = spy_losses, spy_render, spy_orbit
     try:
         step(0)
     finally:
-        gen.render_views = original_render
+        gen.render_views, gen.sample_orbit = original_render, original_orbit
     background, rendered = backgrounds
     white = torch.ones(3)
     assert torch.equal(background, white) != augment
     expected = rendered.flip(-1) if augment else rendered
     assert torch.equal(seen[0], expected)
     assert not torch.equal(rendered.flip(-1), rendered)  # the flip is visible at all
+    # A camera-conditioned prior is told the mirrored camera of a mirrored view.
+    (_, azimuth, elevation), (told_azimuth, told_elevation) = cameras[0], told[0]
+    assert torch.equal(told_azimuth, -azimuth if augment else azimuth)
+    assert torch.equal(told_elevation, elevation)
 
 
 def test_another_loss_gets_the_one_pass_backward(tiny_sd):

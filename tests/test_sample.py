@@ -151,15 +151,17 @@ def test_caption_depth_sees_the_asset_from_the_captions_view():
         ("a red cube", "missing-folder", "model folder not found"),
         ("a red cube", "toy-sd", "dreamlift zoo train toy-sd"),
         ("a red cube", "depth-flag", "needs a depth-conditioned prior"),
+        ("a red cube", "azimuth-flag", "--azimuth needs a camera-conditioned prior"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(
     folders, tmp_path, monkeypatch, capsys, prompt, prior, needle
 ):
     extra: list[str] = []
-    if prior in ("sd", "depth-flag"):
+    flags = {"depth-flag": ["--depth-from-caption"], "azimuth-flag": ["--azimuth", "45"]}
+    if prior in ("sd", *flags):
         path = str(folders["sd"])
-        extra = ["--depth-from-caption"] if prior == "depth-flag" else []
+        extra = flags.get(prior, [])
     elif prior == "missing-folder":
         path = str(tmp_path / "no-such-model")
     else:

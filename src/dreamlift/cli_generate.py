@@ -26,7 +26,7 @@ def generate_command(
     prompt: str | None = typer.Argument(None, help="e.g. 'a red cube with a blue sphere on top'"),
     prompts: Path | None = typer.Option(None, help="A file of prompts, one a line (batch)."),
     out: Path = typer.Option(Path("out/generate"), help="Run folder (batch: parent folder)."),
-    prior: str | None = typer.Option(None, help="Zoo name or diffusers folder [toy-sd]."),
+    prior: str | None = typer.Option(None, help="Zoo name or diffusers folder [toy-sd-camera]."),
     field: str | None = typer.Option(None, help="gaussians or nerf [gaussians]."),
     guidance: str | None = typer.Option(None, help="ge3d, sds or ism [ge3d]."),
     preset: str = typer.Option("fast", help="fast (CPU minutes) or paper (GE3D's settings)."),

@@ -28,6 +28,11 @@ def sample_command(
         "--depth-from-caption",
         help="Depth priors: condition on the depth of the caption's world asset.",
     ),
+    azimuth: float | None = typer.Option(
+        None,
+        help="Camera azimuth in degrees (0 = front) for a camera prior (toy-sd-camera).",
+    ),
+    elevation: float = typer.Option(15.0, help="Camera elevation in degrees, with --azimuth."),
     judge: str = typer.Option(
         "toy-clip", help="CLIP folder or zoo name judging world captions; 'none' to skip."
     ),
@@ -52,6 +57,8 @@ def sample_command(
         seed=seed,
         negative=negative,
         depth_from_caption=depth_from_caption,
+        azimuth=azimuth,
+        elevation=elevation,
         judge=None if judge.lower() == "none" else judge,
         batch=batch,
         device=device,

@@ -40,8 +40,9 @@ class GuidanceInput:
     Give ``images`` (renders, differentiable) or ``latents`` (already encoded), and
     ``prompts`` (one view-dependent prompt per view) or ``text`` (ready embeddings, whose
     uncond branch is then used as given). ``prompt`` and ``azimuths`` are what Perp-Neg needs
-    to build its front/side/back prompts (METHODS 0.6). ``step``/``total_steps`` drive every
-    schedule; ``generator`` makes t, noise and node draws reproducible.
+    to build its front/side/back prompts (METHODS 0.6); ``azimuths`` and ``elevations`` also
+    tell a camera-conditioned prior (toy-sd-camera) the cameras. ``step``/``total_steps``
+    drive every schedule; ``generator`` makes t, noise and node draws reproducible.
     """
 
     images: Tensor | None = None
@@ -55,7 +56,9 @@ class GuidanceInput:
     prompt: str | None = None
     """The view-free prompt; only Perp-Neg needs it."""
     azimuths: Tensor | None = None
-    """(B,) camera azimuths in degrees, 0 = front; only Perp-Neg needs them."""
+    """(B,) camera azimuths in degrees, 0 = front (Perp-Neg, camera-conditioned priors)."""
+    elevations: Tensor | None = None
+    """(B,) camera elevations in degrees (camera-conditioned priors; default 0)."""
     depth: Tensor | None = None
     """(B, 1, H, W) depth for depth-conditioned priors."""
     step: int = 0
@@ -193,15 +196,25 @@ class Guidance(Generic[ConfigT]):
     def text(
         self, prior: DiffusionPrior, inp: GuidanceInput, negative_prompt: str
     ) -> TextEmbeddings:
-        """Both CFG branches; the uncond branch is ``negative_prompt`` ("" = empty prompt)."""
+        """Both CFG branches; the uncond branch is ``negative_prompt`` ("" = empty prompt).
+
+        With ``inp.azimuths`` and a camera-conditioned prior, both are told the cameras.
+        """
         if inp.text is not None:
-            return inp.text
-        if not inp.prompts:
+            text = inp.text
+        elif not inp.prompts:
             raise GuidanceError(
                 f"{self.name} guidance got no prompts",
                 hint="set GuidanceInput.prompts (one per view) or .text",
             )
-        return prior.embed_text(list(inp.prompts), negative=negative_prompt)
+        else:
+            text = prior.embed_text(list(inp.prompts), negative=negative_prompt)
+        if inp.azimuths is None or not prior.camera_conditioned:
+            return text
+        elevations = inp.elevations
+        if elevations is None:
+            elevations = torch.zeros_like(inp.azimuths, dtype=torch.float32)
+        return prior.with_camera(text, inp.azimuths, elevations)
 
     def guided_text(
         self,

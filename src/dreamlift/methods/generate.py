@@ -192,12 +192,14 @@ class TextTo3D:
                 self.field, cams.to(self.prior.device), self.size, self.step_background()
             )
             if cfg.flip_views > 0 and self._draw() < cfg.flip_views:
-                images = images.flip(-1)
+                # A mirrored view is what a camera mirrored about the front plane sees.
+                images, azimuth = images.flip(-1), -azimuth
         inp = GuidanceInput(
             images=images,
             prompts=view_prompts(self.prompt, azimuth, elevation, self.template),
             prompt=self.prompt,
             azimuths=azimuth,
+            elevations=elevation,
             step=step,
             total_steps=cfg.steps,
             generator=self.guidance_gen,

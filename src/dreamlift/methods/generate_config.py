@@ -48,7 +48,7 @@ class GenerateConfig:
     """Settings of ``dreamlift generate``; presets are in :data:`PRESETS`."""
 
     prompt: str = ""
-    prior: str = "toy-sd"
+    prior: str = "toy-sd-camera"
     """Zoo name or diffusers folder (SD 1.x / 2.x layout)."""
     field: str = "gaussians"
     guidance: str = "ge3d"
@@ -157,7 +157,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "negative_prompt": "",
         "guidance_scale": 7.5,
         "gaussians": FAST_GAUSSIANS,
-        "nerf": {"resolutions": ((0, 32), (300, 48)), "sparsity": 0.005},
+        # No density beyond radius 0.9 (the world's objects reach 0.6-0.75 from the centre):
+        # the guidance otherwise paints background fog into the grid's corners.
+        "nerf": {"resolutions": ((0, 32), (300, 48)), "sparsity": 0.005, "sphere_radius": 0.9},
         "ge3d": {"dbc_sigma_fraction": 1 / 3},
     },
     # GE3D's released settings (METHODS 2.4).

@@ -16,7 +16,8 @@ from dreamlift.world import caption, parse
 from dreamlift.world.assets import Description
 from dreamlift.zoo.tokenizer import uses_world_vocabulary
 
-TOY_PRIORS = ("toy-sd",)  # zoo priors that only know the world's caption grammar
+# Zoo priors that only know the world's caption grammar.
+TOY_PRIORS = ("toy-sd", "toy-sd-camera")
 
 
 def check_prompt(prompt: str) -> None:

@@ -35,7 +35,8 @@ VIEW_AZIMUTH = {"front": 0.0, "side": 90.0, "back": 180.0, "overhead": 0.0}
 VIEW_ELEVATION = {"front": 20.0, "side": 20.0, "back": 20.0, "overhead": 75.0}
 DEPTH_RADIUS = 2.7
 DEPTH_FOV = 40.0
-TOY_PRIORS = ("toy-sd", "toy-sd-depth")  # zoo priors that only know the caption grammar
+# Zoo priors that only know the caption grammar.
+TOY_PRIORS = ("toy-sd", "toy-sd-depth", "toy-sd-camera")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class SampleConfig:
     seed: int = 0  # the initial noise of all n samples comes from this one seed
     negative: str = ""  # the unconditional branch's prompt ("" as the models were trained)
     depth_from_caption: bool = False  # condition a depth prior on the caption's world asset
+    azimuth: float | None = None  # camera-conditioned priors (toy-sd-camera): camera azimuth
+    elevation: float = 15.0  # ... and elevation, degrees; used only with ``azimuth``
     judge: str | None = "toy-clip"  # CLIP judging world captions; None skips judging
     batch: int = 8  # samples per UNet call (memory, not results: noise is drawn up front)
     device: str = "auto"
@@ -107,6 +110,8 @@ def draw(
     gen = torch.Generator().manual_seed(cfg.seed)
     noise = prior.initial_latents(cfg.n, gen)
     text = prior.embed_text(cfg.prompt, cfg.negative)
+    if cfg.azimuth is not None:
+        text = prior.with_camera(text, torch.tensor([cfg.azimuth]), torch.tensor([cfg.elevation]))
     images = []
     with Progress(disable=quiet, transient=True) as progress:
         task = progress.add_task("sampling", total=cfg.n * cfg.steps)
@@ -150,6 +155,11 @@ def _load_prior(cfg: SampleConfig) -> DiffusionPrior:
         raise ModelError(
             f"--depth-from-caption needs a depth-conditioned prior; {prior.folder} is not one",
             "use --prior toy-sd-depth",
+        )
+    if cfg.azimuth is not None and not prior.camera_conditioned:
+        raise ModelError(
+            f"--azimuth needs a camera-conditioned prior; {prior.folder} has no camera/ embedding",
+            "use --prior toy-sd-camera, or leave out --azimuth",
         )
     if prior.depth_conditioned and not cfg.depth_from_caption:
         raise ModelError(
@@ -198,6 +208,11 @@ def sample(cfg: SampleConfig, out: Path, quiet: bool = False) -> dict[str, Any]:
         f"dreamlift sample {cfg.prompt!r} --prior {cfg.prior} --n {cfg.n} --steps {cfg.steps} "
         f"--cfg {cfg.guidance_scale} --seed {cfg.seed}"
         + (" --depth-from-caption" if cfg.depth_from_caption else "")
+        + (
+            f" --azimuth {cfg.azimuth} --elevation {cfg.elevation}"
+            if cfg.azimuth is not None
+            else ""
+        )
     )
     run.write_summary(command, cfg, metrics, timings, outputs, notes=notes)
     return {"metrics": metrics, "notes": notes, "timings": timings, "outputs": outputs}

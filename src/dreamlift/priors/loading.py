@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from dreamlift.errors import ModelError
+from dreamlift.priors.camera import CAMERA_FOLDER, CameraEmbedding, has_camera
 
 # Read by huggingface_hub when it is first imported: nothing here may reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,6 +44,8 @@ class PriorComponents:
     scheduler_config: dict[str, Any]
     device: torch.device
     dtype: torch.dtype
+    camera: CameraEmbedding | None = None
+    """The camera embedding of a camera-conditioned folder (``camera/``), else ``None``."""
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
@@ -220,7 +223,11 @@ def load_components(
         scheduler_config = json.loads(config_file.read_text())
     except (OSError, ValueError):
         raise ModelError(f"missing or unreadable scheduler config: {config_file}") from None
+    camera = None
+    if has_camera(folder):
+        camera = CameraEmbedding.load(folder / CAMERA_FOLDER).to(dev, dt)
     return PriorComponents(
+        camera=camera,
         folder=folder,
         unet=loaded["unet"],
         vae=loaded["vae"],

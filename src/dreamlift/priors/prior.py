@@ -49,6 +49,7 @@ class DiffusionPrior:
         self.vae = parts.vae
         self.text_encoder = parts.text_encoder
         self.tokenizer = parts.tokenizer
+        self.camera = parts.camera
         self.device = parts.device
         self.dtype = parts.dtype
         self.schedule = NoiseSchedule.from_scheduler_config(parts.scheduler_config, parts.device)
@@ -140,6 +141,21 @@ class DiffusionPrior:
         if len(negative) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(negative)} negative prompts")
         return TextEmbeddings(self.embed_prompts(prompts), self.embed_prompts(list(negative)))
+
+    @property
+    def camera_conditioned(self) -> bool:
+        """Whether the folder carries a camera embedding (``priors.camera``), as toy-sd-camera."""
+        return self.camera is not None
+
+    def with_camera(
+        self, text: TextEmbeddings, azimuth_deg: Tensor, elevation_deg: Tensor
+    ) -> TextEmbeddings:
+        """``text`` told the cameras it is seen from; unchanged for a prior without cameras."""
+        if self.camera is None:
+            return text
+        with torch.no_grad():
+            offset = self.camera(azimuth_deg.to(self.device), elevation_deg.to(self.device))
+        return text.with_camera(offset.to(self.dtype))
 
     @staticmethod
     def view_prompts(

@@ -43,6 +43,12 @@ class TextEmbeddings:
         """The same prompt with another unconditional branch (e.g. a null-text embedding)."""
         return TextEmbeddings(self.cond, uncond.to(self.cond.dtype))
 
+    def with_camera(self, offset: Tensor) -> TextEmbeddings:
+        """Both branches shifted by a camera offset (B or 1, 1, D) (see ``priors.camera``)."""
+        full = self.expand(max(len(self), offset.shape[0]))
+        offset = offset.to(full.cond)
+        return TextEmbeddings(full.cond + offset, full.uncond + offset)
+
     def expand(self, batch: int) -> TextEmbeddings:
         """Broadcast a batch-1 side to ``batch`` rows; other sizes must already match."""
 

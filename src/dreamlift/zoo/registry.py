@@ -55,6 +55,14 @@ ZOO: dict[str, ZooEntry] = {
             "dreamlift.zoo.recipes.sd",
         ),
         ZooEntry(
+            "toy-sd-camera",
+            "toy-sd told each view's camera (camera embedding on the text states; shares "
+            "toy-sd's VAE and text)",
+            ("unet",),
+            (*_SD_FILES, "camera/model.safetensors"),
+            "dreamlift.zoo.recipes.camera",
+        ),
+        ZooEntry(
             "toy-clip",
             "contrastive image–text model of world renders (metrics, sample judging)",
             ("clip",),

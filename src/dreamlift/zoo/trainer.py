@@ -50,6 +50,8 @@ class TrainerConfig:
     checkpoint_every: int = 200  # steps; ~a few minutes of CPU time at the fast sizes
     log_every: int = 10
     seed: int = 0
+    lr_scale: tuple[tuple[str, float], ...] = ()
+    """(module name, factor) pairs: a new module beside a trained one may learn faster."""
 
 
 class Task(Protocol):
@@ -120,6 +122,25 @@ def _trainable(modules: dict[str, nn.Module]) -> list[nn.Parameter]:
     return [p for mod in modules.values() for p in mod.parameters() if p.requires_grad]
 
 
+def _param_groups(modules: dict[str, nn.Module], config: TrainerConfig) -> list[dict]:
+    """One optimiser group per module, each with its ``lr_scale`` factor (default 1).
+
+    Without factors it is one group, as checkpoints written before ``lr_scale`` hold.
+    """
+    scales = dict(config.lr_scale)
+    if not scales:
+        return [{"params": _trainable(modules), "lr_scale": 1.0}]
+    unknown = set(scales) - set(modules)
+    if unknown:
+        raise ValueError(f"lr_scale names unknown module(s): {', '.join(sorted(unknown))}")
+    groups = []
+    for name, mod in modules.items():
+        params = [p for p in mod.parameters() if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr_scale": scales.get(name, 1.0)})
+    return groups
+
+
 class Trainer:
     """Runs a :class:`Task` in ``workdir`` (created), resuming from its checkpoint if any."""
 
@@ -131,7 +152,10 @@ class Trainer:
         self.modules = task.modules()
         self.params = _trainable(self.modules)
         self.optimizer = torch.optim.AdamW(
-            self.params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+            _param_groups(self.modules, config),
+            lr=config.lr,
+            betas=config.betas,
+            weight_decay=config.weight_decay,
         )
         self.ema = EMA(self.modules, config.ema_decay)
         self.gen = torch.Generator().manual_seed(config.seed)
@@ -231,7 +255,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 lr = self._lr(self.step)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_scale"]
                 loss, logs = self.task.loss(self.step, self.gen)
                 value = float(loss.detach())
                 if not math.isfinite(value):

@@ -6,6 +6,7 @@ model          stage     recipe
 toy-sd         vae       :class:`~dreamlift.zoo.recipes.vae.VAERecipe` → ``toy-sd/vae``
 toy-sd         unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` → ``toy-sd``
 toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) → ``toy-sd-depth``
+toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` → ``toy-sd-camera``
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
 =============  ========  ==============================================================
 
@@ -15,7 +16,8 @@ tokenizer caches live next to the model's work dir (``<workdir>/..``, by default
 serves the VAE, toy-sd and toy-clip. Run trainings one after another: two processes on two
 cores thrash (TOY-PRIOR-NOTES.md), and they would build a shared cache at the same time. The
 package folder is the hand-off between stages: toy-sd's UNet stage loads the exported VAE,
-toy-sd-depth loads toy-sd's VAE and text encoder, toy-sd's evaluation uses toy-clip.
+toy-sd-depth and toy-sd-camera load toy-sd's VAE and text encoder, toy-sd's evaluation uses
+toy-clip.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def make_recipe(
 
     ``workdir`` is the stage's work dir (``<model workdir>/<stage>``).
     """
+    from dreamlift.zoo.recipes.camera import CameraRecipe
     from dreamlift.zoo.recipes.clip import CLIPConfig, CLIPRecipe
     from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe
     from dreamlift.zoo.recipes.vae import VAEConfig, VAERecipe
@@ -85,6 +88,11 @@ def make_recipe(
     if (model, stage) == ("toy-sd", "vae"):
         vcfg = with_steps(VAEConfig.tiny() if tiny else VAEConfig())
         return VAERecipe(vcfg, folder, data_root, quiet)
+    if model == "toy-sd-camera":
+        camera_cfg = with_steps(SDConfig.tiny() if tiny else SDConfig.camera())
+        return CameraRecipe(
+            camera_cfg, folder, data_root, root / "toy-sd", root / "toy-clip", quiet
+        )
     if stage == "unet":
         depth = model == "toy-sd-depth"
         scfg = with_steps(SDConfig.tiny(depth) if tiny else SDConfig.fast(depth))
