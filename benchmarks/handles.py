@@ -62,17 +62,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
-import random
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from handles_cases import CaseSpec, build_cases
+from handles_report import (  # benchmarks/ is on the path of a script run from it
+    fmt,
+    paper_ordering,
+    show_ordering,
+    show_table,
+    show_timing,
+    summarise,
+)
 from torch import Tensor
 
 from dreamlift.errors import DreamliftError
@@ -90,120 +97,12 @@ from dreamlift.methods.handles.baselines import undo_warp_paste_2d
 from dreamlift.methods.handles.edit import invert_image, load_prior
 from dreamlift.metrics.clip import ClipScorer
 from dreamlift.priors import DiffusionPrior
-from dreamlift.world.assets import COLOURS
-from dreamlift.world.shapes import SHAPES
-from dreamlift.zoo.heldout import HELDOUT_COMPOSITIONS, HELDOUT_PAIRS
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("translate", "rotate", "scale")
-GROUPS = ("translate", "rotate", "rotate_30", "rotate_45", "scale", "all")
-"""Rows of the summary: the kinds, rotations by angle (unseen surfaces grow with it), all."""
 SHARE_INVERSION = ("handles", "depth_only")
-METRICS = (
-    "object_iou",
-    "geometry_iou",
-    "background_psnr",
-    "object_l1",
-    "cycle_l1_x10",
-    "cycle_feature",
-    "edit_s",
-)
 PSNR_CAP = 60.0
-PALETTE = tuple(c for c in COLOURS if c not in ("white", "grey"))
-MIN_COLOUR_DISTANCE = 0.5  # RGB distance between the two objects of a scene
-MIN_OBJECT_FRACTION = 0.02  # of the image, for the input object
-MIN_VISIBLE = 0.5  # of the expected area (input area × scale²), for the true edited object
 QUICK = {"n": 3, "steps": 4, "inner_steps": 1}
 TIMING_CASE = ("a red cube next to a blue sphere", 1, Transform3D(translate=(0.3, 0.0, 0.0)))
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    """One edit of the benchmark: a world caption, the object to move, the transform."""
-
-    scene: str
-    object_index: int
-    kind: str
-    label: str
-    transform: Transform3D
-
-
-# ---------------------------------------------------------------------- cases
-def _object(rng: random.Random, colours: list[str]) -> tuple[str, str]:
-    while True:
-        colour, shape = rng.choice(colours), rng.choice(sorted(SHAPES))
-        if (colour, shape) not in HELDOUT_PAIRS:
-            return colour, shape
-
-
-def _article(colour: str, shape: str) -> str:
-    return f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {shape}"
-
-
-def draw_scene(rng: random.Random) -> str:
-    """A single object, or two side by side in clearly different colours."""
-    first = _object(rng, list(PALETTE))
-    if rng.random() < 0.5:
-        return _article(*first)
-    far = [c for c in PALETTE if math.dist(COLOURS[c], COLOURS[first[0]]) >= MIN_COLOUR_DISTANCE]
-    while True:
-        text = f"{_article(*first)} next to {_article(*_object(rng, far))}"
-        if text not in HELDOUT_COMPOSITIONS:
-            return text
-
-
-def draw_transform(
-    rng: random.Random, kind: str, object_index: int, pair: bool
-) -> tuple[str, Transform3D]:
-    """(label, transform) of ``kind`` in the scene's handle frame (y up, z to the camera)."""
-    if kind == "translate":
-        if rng.random() < 0.5:
-            sign = (-1.0 if object_index == 0 else 1.0) if pair else rng.choice((-1.0, 1.0))
-            x = sign * rng.choice((0.25, 0.3, 0.35))
-            return f"translate x {x:+.2f}", Transform3D(translate=(x, 0.0, 0.0))
-        z = rng.choice((0.3, -0.3, -0.45))
-        return f"translate z {z:+.2f}", Transform3D(translate=(0.0, 0.0, z))
-    if kind == "rotate":
-        angle = rng.choice((-45.0, -30.0, 30.0, 45.0))
-        return f"rotate y {angle:+.0f}", Transform3D(angle_deg=angle)
-    scale = rng.choice((0.8, 1.25))
-    return f"scale {scale:g}", Transform3D(scale=scale)
-
-
-def usable(case: SceneCase, scale: float) -> bool:
-    """The object is big enough, and its true edit is inside the frame and mostly visible."""
-    h, w = case.mask.shape
-    target = case.target_mask
-    border = bool(target[0].any() or target[-1].any() or target[:, 0].any() or target[:, -1].any())
-    expected = float(case.mask.sum()) * scale**2
-    return (
-        float(case.mask.sum()) >= MIN_OBJECT_FRACTION * h * w
-        and not border
-        and float(target.sum()) >= MIN_VISIBLE * expected
-    )
-
-
-def build_cases(n: int, resolution: int, seed: int = 0) -> list[tuple[CaseSpec, SceneCase]]:
-    """``n`` cases cycling through the kinds; unusable draws are redrawn (deterministic)."""
-    rng = random.Random(seed)
-    cases = []
-    for i in range(n):
-        kind = KINDS[i % len(KINDS)]
-        for _ in range(100):
-            scene = draw_scene(rng)
-            pair = " next to " in scene
-            index = rng.randrange(2) if pair else 0
-            spec = CaseSpec(scene, index, kind, *draw_transform(rng, kind, index, pair))
-            try:
-                case = scene_case(scene, index, spec.transform, resolution)
-            except DreamliftError:
-                continue
-            if usable(case, spec.transform.scale):
-                cases.append((spec, case))
-                break
-        else:
-            raise RuntimeError(f"no usable {kind} case in 100 draws")
-    return cases
 
 
 # ---------------------------------------------------------------------- scoring
@@ -281,54 +180,11 @@ def run_case(
     return row
 
 
-def mean(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return sum(kept) / len(kept) if kept else None
-
-
 def groups(spec: CaseSpec) -> list[str]:
     """The summary rows a case counts in (besides ``all``)."""
     if spec.kind == "rotate":
         return [spec.kind, f"rotate_{abs(spec.transform.angle_deg):.0f}"]
     return [spec.kind]
-
-
-def summarise(rows: list[dict], methods: list[str]) -> dict[str, dict[str, dict]]:
-    """Mean of every metric per method and group (:data:`GROUPS`; None for no cases)."""
-    out: dict[str, dict[str, dict]] = {}
-    for method in methods:
-        out[method] = {}
-        for group in GROUPS:
-            chosen = [r["methods"][method] for r in rows if group in ("all", *r["groups"])]
-            out[method][group] = {m: mean([s.get(m) for s in chosen]) for m in METRICS}
-            out[method][group]["cases"] = len(chosen)
-    return out
-
-
-def _compare(a: float | None, b: float | None, lower_is_better: bool) -> bool | None:
-    if a is None or b is None:
-        return None
-    return a < b if lower_is_better else a > b
-
-
-def paper_ordering(summary: dict) -> dict[str, Any]:
-    """Does feature guidance beat depth-only on identity, and 3D beat 2D on rotations?"""
-    out: dict[str, Any] = {}
-    if "handles" in summary and "depth_only" in summary:
-        h, d = summary["handles"]["all"], summary["depth_only"]["all"]
-        checks = {
-            m: _compare(h[m], d[m], True) for m in ("object_l1", "cycle_l1_x10", "cycle_feature")
-        }
-        known = [v for v in checks.values() if v is not None]
-        out["identity_vs_depth_only"] = {"checks": checks, "holds": bool(known) and all(known)}
-    if "handles" in summary and "warp_paste_2d" in summary:
-        h, w = summary["handles"]["rotate"], summary["warp_paste_2d"]["rotate"]
-        out["rotation_vs_warp_paste_2d"] = {
-            "handles_object_iou": h["object_iou"],
-            "warp_paste_2d_object_iou": w["object_iou"],
-            "holds": _compare(h["object_iou"], w["object_iou"], False),
-        }
-    return out
 
 
 # ---------------------------------------------------------------------- timing
@@ -355,61 +211,6 @@ def time_one_edit(prior: DiffusionPrior, config: HandlesConfig) -> dict[str, Any
         "threads": torch.get_num_threads(),
         **result.timings,
     }
-
-
-# ---------------------------------------------------------------------- printing
-def _fmt(v: float | None, spec: str) -> str:
-    return "   –  " if v is None else format(v, spec)
-
-
-def show_table(summary: dict) -> None:
-    head = (
-        "method         kind        n   obj IoU  geo IoU  bg PSNR  obj L1  "
-        "cyc L1×10  cyc feat  s/edit"
-    )
-    print("\n" + head + "\n" + "-" * len(head))
-    for method, kinds in summary.items():
-        for kind, s in kinds.items():
-            if not s["cases"]:
-                continue
-            print(
-                f"{method:14s} {kind:9s} {s['cases']:3d}   {_fmt(s['object_iou'], '6.3f')}   "
-                f"{_fmt(s['geometry_iou'], '6.3f')}   {_fmt(s['background_psnr'], '6.2f')}  "
-                f"{_fmt(s['object_l1'], '6.3f')}  {_fmt(s['cycle_l1_x10'], '8.3f')}   "
-                f"{_fmt(s['cycle_feature'], '7.4f')}  {_fmt(s['edit_s'], '6.1f')}"
-            )
-
-
-def show_ordering(ordering: dict) -> None:
-    if "identity_vs_depth_only" in ordering:
-        o = ordering["identity_vs_depth_only"]
-        parts = ", ".join(
-            f"{k} {'yes' if v else 'no' if v is not None else '–'}" for k, v in o["checks"].items()
-        )
-        print(
-            f"paper ordering holds? identity, handles better than depth_only: "
-            f"{'yes' if o['holds'] else 'no'} ({parts})"
-        )
-    if "rotation_vs_warp_paste_2d" in ordering:
-        o = ordering["rotation_vs_warp_paste_2d"]
-        print(
-            "paper ordering holds? rotations, handles object IoU above warp_paste_2d: "
-            f"{'yes' if o['holds'] else 'no'} ({_fmt(o['handles_object_iou'], '.3f')} vs "
-            f"{_fmt(o['warp_paste_2d_object_iou'], '.3f')})"
-        )
-
-
-def show_timing(t: dict) -> None:
-    total = t["total_s"]
-    split = ", ".join(
-        f"{k[:-2]} {t[k]:.1f} s ({100 * t[k] / max(total, 1e-9):.0f} %)"
-        for k in ("geometry_s", "inversion_s", "recording_s", "guided_s")
-        if k in t
-    )
-    print(
-        f"one edit, {t['resolution']}×{t['resolution']}, {t['steps']} steps, "
-        f"{t['threads']} thread(s): {total:.1f} s = {split}"
-    )
 
 
 # ---------------------------------------------------------------------- main
@@ -498,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
         write_json(args.out, {**settings, "complete": False, "cases": rows, "notes": notes})
         per_method = "  ".join(
             f"{m} IoU {s['object_iou']:.2f} L1 {s['object_l1']:.3f} "
-            f"cyc {_fmt(s['cycle_l1_x10'], '.2f')}"
+            f"cyc {fmt(s['cycle_l1_x10'], '.2f')}"
             for m, s in row["methods"].items()
         )
         print(

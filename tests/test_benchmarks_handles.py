@@ -1,4 +1,5 @@
-"""benchmarks/handles.py: its cases, the inverse edit, and a quick run on a tiny random prior.
+"""benchmarks/handles.py with handles_cases.py and handles_report.py: its cases, the inverse
+edit, and a quick run on a tiny random prior.
 
 A random prior makes no good edit; the quick run checks the benchmark's plumbing — every
 method on every kind, the JSON it writes, and that each score lies in its range.
@@ -15,16 +16,18 @@ from benchmark_modules import load_benchmark
 from dreamlift.methods.handles import Transform3D
 
 bench = load_benchmark("handles")
+report = load_benchmark("handles_report")
+cases = load_benchmark("handles_cases")
 
 
 def test_cases_are_seeded_cycle_the_kinds_and_are_usable():
-    first = bench.build_cases(6, 32, seed=3)
-    again = bench.build_cases(6, 32, seed=3)
+    first = cases.build_cases(6, 32, seed=3)
+    again = cases.build_cases(6, 32, seed=3)
     assert [s for s, _ in first] == [s for s, _ in again]
-    assert [s.kind for s, _ in first] == list(bench.KINDS) * 2
+    assert [s.kind for s, _ in first] == list(cases.KINDS) * 2
     for spec, case in first:
         assert case.image.shape == (32, 32, 3) and case.target_mask.any()
-        assert bench.usable(case, spec.transform.scale)
+        assert cases.usable(case, spec.transform.scale)
         assert "white" not in spec.scene and "grey" not in spec.scene
         if " next to " in spec.scene and spec.label.startswith("translate x"):
             outwards = -1 if spec.object_index == 0 else 1
@@ -71,7 +74,7 @@ def test_quick_run_writes_the_table_with_scores_in_range(tiny_depth_sd, tmp_path
     assert stored["methods"] == ["handles", "depth_only", "warp_paste_2d"]
     assert stored["config"] == {"steps": 2, "inversion_inner_steps": 1}
     assert len(stored["cases"]) == 3 and stored["resolution"] == 32
-    assert sorted(c["kind"] for c in stored["cases"]) == sorted(bench.KINDS)
+    assert sorted(c["kind"] for c in stored["cases"]) == sorted(cases.KINDS)
     for case in stored["cases"]:
         assert case["shared_inversion_s"] > 0
         for method in stored["methods"]:
@@ -85,13 +88,13 @@ def test_quick_run_writes_the_table_with_scores_in_range(tiny_depth_sd, tmp_path
         m = case["methods"]
         assert m["handles"]["geometry_iou"] == m["depth_only"]["geometry_iou"]
     for method, kinds in stored["summary"].items():
-        assert set(kinds) == set(bench.GROUPS) and kinds["all"]["cases"] == 3
+        assert set(kinds) == set(report.GROUPS) and kinds["all"]["cases"] == 3
         assert (
             kinds["rotate"]["cases"]
             == 1
             == kinds["rotate_30"]["cases"] + kinds["rotate_45"]["cases"]
         )
-        for metric in bench.METRICS:
+        for metric in report.METRICS:
             assert isinstance(kinds["all"][metric], float), (method, metric)
         mean_iou = sum(c["methods"][method]["object_iou"] for c in stored["cases"]) / 3
         assert math.isclose(kinds["all"]["object_iou"], mean_iou)
