@@ -49,6 +49,7 @@ def _step(cfg, prior):
         ("nerf", "sds", {}),
         ("gaussians", "ism", {}),
         ("nerf", "ge3d", {"tv_weight": 1.0, "flip_views": 1.0, "background_aug": 1.0}),
+        ("nerf", "sds", {"opacity_weight": 0.0}),
     ],
 )
 def test_two_stage_backward_is_the_one_pass_gradient(tiny_sd, field, guidance, extra):
@@ -73,11 +74,38 @@ def test_two_stage_backward_is_the_one_pass_gradient(tiny_sd, field, guidance, e
     moved = "features_dc" if field == "gaussians" else "color"
     assert one[moved].abs().sum() > 0  # the guidance's gradient reaches the field
     for name in one:
-        if "tv_weight" in extra:  # TV also reads the render: the two sums add in another order
+        # TV and the opacity penalty also read the render: the two sums add in another order.
+        if "tv_weight" in extra or cfg.resolved_opacity_weight() > 0:
             scale = float(one[name].abs().max())
             torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-5 * scale)
         else:
             assert torch.equal(two[name], one[name]), name
+
+
+@pytest.mark.parametrize("field", ["gaussians", "nerf"])
+def test_opacity_penalty_alone_clears_what_the_views_see(tiny_sd, field):
+    """With the guidance switched off, the opacity penalty empties the views, and it is
+    logged; switched off, nothing is logged."""
+    prior = DiffusionPrior.load(tiny_sd, device="cpu")
+    base = {"prompt": "a red cube", "prior": str(tiny_sd), "field": field, "guidance": "sds"}
+    cfg = gen.build_config("fast", guidance_weight=0.0, opacity_weight=0.05, **base)
+    fld, step = _step(cfg, prior)
+    optimizer = fld.make_optimizer()
+    seen = []
+    for i in range(15):
+        loss, logs, out = step(i)
+        seen.append(float(out["opacity"].detach().mean()))
+        optimizer.zero_grad()
+        step.backward(loss)
+        optimizer.step()
+    # Views differ step to step; nothing but the penalty moves the field.
+    assert seen[0] > 0.05 and sum(seen[-3:]) < 0.95 * sum(seen[:3]), seen
+    assert logs["loss_opacity"] > 0
+    _, plain = _step(gen.build_config("fast", opacity_weight=0.0, **base), prior)
+    assert "loss_opacity" not in plain(0)[1]
+    # Left unset, the field's default applies: on for the grid, off for Gaussians.
+    _, default = _step(gen.build_config("fast", **base), prior)
+    assert ("loss_opacity" in default(0)[1]) == (field == "nerf")
 
 
 @pytest.mark.parametrize("augment", [False, True])

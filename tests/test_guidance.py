@@ -34,6 +34,7 @@ from dreamlift.guidance import (  # noqa: E402
     noising_trajectory,
     surrogate_loss,
 )
+from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT, node_weights  # noqa: E402
 from dreamlift.guidance.ism import inversion_nodes  # noqa: E402
 from dreamlift.guidance.perpneg import (  # noqa: E402
     guided_eps,
@@ -422,6 +423,43 @@ def test_ge3d_empty_inversion_prompt_and_no_room_for_nodes(prior):
     loss = guidance(prior, GuidanceInput(latents=z, prompts=PROMPTS))["loss_ge3d"]
     assert guidance.last_info["k"] == 0 and float(loss.detach()) == 0.0
     assert float(_grad_of(loss, z).abs().sum()) == 0.0
+
+
+def test_ge3d_image_clean_target_pulls_the_render_toward_the_decoded_edit(prior):
+    """clean_target="image": the w_0 term leaves the latent and becomes λ_g w_0 (x - D(x^den_0))."""
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    images.requires_grad_(True)
+    step, total = 100, 1000
+    grads, nodes = {}, {}
+    for weight in (0.0, 2.0):
+        cfg = GE3DConfig(clean_target="image", image_weight=weight, dbc_sigma=300.0)
+        guidance = make_guidance("ge3d", cfg)
+        inp = GuidanceInput(
+            images=images,
+            prompts=PROMPTS,
+            step=step,
+            total_steps=total,
+            generator=torch.Generator().manual_seed(5),
+        )
+        grads[weight] = _grad_of(guidance(prior, inp)["loss_ge3d"], images)
+        nodes[weight] = guidance.last_nodes
+    assert nodes[0.0] == nodes[2.0] and len(nodes[0.0]) >= 2
+
+    g = torch.Generator().manual_seed(5)
+    sample_nodes(step / total, g)
+    with torch.no_grad():
+        z = prior.encode(images)
+        noise = torch.randn(z.shape, generator=g) + 0.1 * torch.randn((1, 4, 1, 1), generator=g)
+        text = prior.embed_text(PROMPTS, negative=GE3D_NEGATIVE_PROMPT)
+        x_t0 = prior.add_noise(z, noise, torch.full((2,), nodes[0.0][0]))
+        inv = noising_trajectory(prior, x_t0, nodes[0.0], text.uncond)
+        den = denoising_trajectory(prior, inv.latents[-1], nodes[0.0], text, 7.5)
+        w0 = float(node_weights(cfg, step, total, len(nodes[0.0]) - 1)[0])
+        want = 0.1 * 2.0 * w0 * (images - prior.decode(den.latents[0])) / 2
+    assert w0 > 0.0
+    assert torch.allclose(grads[2.0] - grads[0.0], want, atol=1e-5, rtol=1e-4)
+    with pytest.raises(DreamliftError, match="needs images"):
+        make_guidance("ge3d", cfg)(prior, GuidanceInput(latents=_z(), prompts=PROMPTS))
 
 
 # ---------------------------------------------------------------- end to end

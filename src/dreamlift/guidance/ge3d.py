@@ -31,6 +31,7 @@ from torch import Tensor
 
 from dreamlift.guidance.base import (
     Guidance,
+    GuidanceError,
     GuidanceInput,
     ddim_move,
     inject_gradient,
@@ -79,6 +80,15 @@ class GE3DConfig:
     """Node 0 as the clean latent (ᾱ = 1) instead of add_noise(z, eps, 0) (code)."""
     perpneg: PerpNegConfig = field(default_factory=PerpNegConfig)
     """Perp-Neg on the denoising trajectory (on in the code; see :meth:`paper`)."""
+    clean_target: Literal["latent", "image"] = "latent"
+    """Where the finest node's term w_0 (z - x^den_0) is taken. "latent" (paper, code): in
+    the VAE's latent space, reaching the render through the encoder's Jacobian. "image":
+    decode x^den_0 and pull the render itself towards it, w_0 image_weight (x - D(x^den_0)),
+    as SDS's "x0" form does; the other nodes stay latent. With toy-sd-camera's small VAE the
+    latent form distilled the yellow torus orange to toy-clip at every CFG tried (3-7.5);
+    the image form at weight 4 made it yellow (docs/benchmarks.md)."""
+    image_weight: float = 1.0
+    """Scale of the image-space w_0 term relative to λ_g (``clean_target="image"``)."""
 
     @classmethod
     def paper(cls) -> GE3DConfig:
@@ -144,17 +154,23 @@ def denoising_trajectory(
 
 
 def ge3d_gradient(
-    z: Tensor, inv: Trajectory, den: Trajectory, weights: Tensor, lambda_g: float
+    z: Tensor,
+    inv: Trajectory,
+    den: Trajectory,
+    weights: Tensor,
+    lambda_g: float,
+    clean_term: bool = True,
 ) -> Tensor:
     """λ_g [Σ_{j=1..k-1} w_j (x^inv_j - x^den_j) + w_0 (z - x^den_0)] (METHODS 2.3 step 5).
 
     The gradient of Eq. 8's Σ_j w_j ||x^inv_j - x^den_j||^2 with the trajectories taken as
     identity maps of z. The finest term uses the clean z, the shared deepest node adds 0.
-    ``weights`` are the k rows w_0 … w_{k-1}.
+    ``weights`` are the k rows w_0 … w_{k-1}. ``clean_term=False`` leaves the w_0 term out
+    (it is then taken in image space, ``GE3DConfig.clean_target``).
     """
     k = len(inv.nodes) - 1
     w = weights.to(z.device, torch.float32)
-    grad = w[0] * (z.detach().float() - den.latents[0])
+    grad = w[0] * (z.detach().float() - den.latents[0]) if clean_term else torch.zeros_like(z)
     for j in range(1, k):
         grad = grad + w[j] * (inv.latents[j] - den.latents[j])
     return lambda_g * grad
@@ -181,6 +197,16 @@ class GE3DGuidance(Guidance[GE3DConfig]):
 
     def losses(self, prior: DiffusionPrior, inp: GuidanceInput) -> dict[str, Tensor]:
         cfg = self.config
+        image_target = cfg.clean_target == "image"
+        if cfg.clean_target not in ("latent", "image"):
+            raise GuidanceError(
+                f"unknown GE3D clean_target {cfg.clean_target!r}", hint="latent or image"
+            )
+        if image_target and inp.images is None:
+            raise GuidanceError(
+                "GE3D clean_target 'image' compares the decoded edit with renders: it needs images",
+                hint="set GuidanceInput.images, or use clean_target 'latent'",
+            )
         text = self.guided_text(prior, inp, cfg.negative_prompt, cfg.perpneg)
         z = self.latents(prior, inp)
         nodes = sample_nodes(
@@ -210,7 +236,11 @@ class GE3DGuidance(Guidance[GE3DConfig]):
                 depth=inp.depth,
             )
             weights = node_weights(cfg, inp.step, inp.total_steps, k)
-            grad = ge3d_gradient(z, inv, den, weights, cfg.lambda_g)
+            grad = ge3d_gradient(z, inv, den, weights, cfg.lambda_g, clean_term=not image_target)
+            if image_target:
+                edited = prior.decode(den.latents[0])
+                scale = cfg.lambda_g * cfg.image_weight * float(weights[0])
+                image_grad = scale * (inp.images.detach().float() - edited)
 
         self.last_info.update(
             {
@@ -219,4 +249,8 @@ class GE3DGuidance(Guidance[GE3DConfig]):
                 "grad_norm": float(grad.flatten(1).norm(dim=1).mean()),
             }
         )
-        return {"loss_ge3d": inject_gradient(z, grad)}
+        loss = inject_gradient(z, grad)
+        if image_target:
+            self.last_info["image_grad_norm"] = float(image_grad.flatten(1).norm(dim=1).mean())
+            loss = loss + inject_gradient(inp.images, image_grad)
+        return {"loss_ge3d": loss}

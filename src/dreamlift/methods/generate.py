@@ -219,6 +219,12 @@ class TextTo3D:
             tv = image_total_variation(images) + image_total_variation(depth)
             field_loss = cfg.tv_weight * tv + (0 if field_loss is None else field_loss)
             logs["loss_tv"] = float(tv.detach())
+        opacity_weight = cfg.resolved_opacity_weight()
+        if opacity_weight > 0:
+            # Per view, summed over the prior's pixels (the render may be smaller in warm-up).
+            sparsity = (out["opacity"].square() + 0.01).sqrt().mean() * self.size**2
+            field_loss = opacity_weight * sparsity + (0 if field_loss is None else field_loss)
+            logs["loss_opacity"] = float(sparsity.detach())
         if cfg.scale_weight > 0 and isinstance(self.field, GaussianField):
             scale = torch.exp(self.field.log_scales).mean()
             field_loss = cfg.scale_weight * scale + (0 if field_loss is None else field_loss)
