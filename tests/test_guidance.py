@@ -89,6 +89,17 @@ def _ddim(x, eps, a: float, a_next: float) -> torch.Tensor:
     return math.sqrt(a_next) * x0 + math.sqrt(1 - a_next) * eps
 
 
+def _input_at(step: int, total: int, seed: int, **data: torch.Tensor) -> GuidanceInput:
+    """PROMPTS at training step ``step`` of ``total``, with ``latents=`` or ``images=``."""
+    return GuidanceInput(
+        prompts=PROMPTS,
+        step=step,
+        total_steps=total,
+        generator=torch.Generator().manual_seed(seed),
+        **data,
+    )
+
+
 def _grad_of(loss: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     (g,) = torch.autograd.grad(loss, z)
     return g
@@ -320,13 +331,7 @@ def test_ge3d_gradient_aligns_the_two_trajectories_with_dbc(prior):
     cfg = GE3DConfig(guidance_scale=5.0, negative_prompt="a blue cone", dbc_sigma=300.0)
     z = _z(6)
     step, total = 700, 1000
-    inp = GuidanceInput(
-        latents=z,
-        prompts=PROMPTS,
-        step=step,
-        total_steps=total,
-        generator=torch.Generator().manual_seed(11),
-    )
+    inp = _input_at(step, total, seed=11, latents=z)
     guidance = make_guidance("ge3d", cfg)
     got = _grad_of(guidance(prior, inp)["loss_ge3d"], z)
 
@@ -434,13 +439,7 @@ def test_ge3d_image_clean_target_pulls_the_render_toward_the_decoded_edit(prior)
     for weight in (0.0, 2.0):
         cfg = GE3DConfig(clean_target="image", image_weight=weight, dbc_sigma=300.0)
         guidance = make_guidance("ge3d", cfg)
-        inp = GuidanceInput(
-            images=images,
-            prompts=PROMPTS,
-            step=step,
-            total_steps=total,
-            generator=torch.Generator().manual_seed(5),
-        )
+        inp = _input_at(step, total, seed=5, images=images)
         grads[weight] = _grad_of(guidance(prior, inp)["loss_ge3d"], images)
         nodes[weight] = guidance.last_nodes
     assert nodes[0.0] == nodes[2.0] and len(nodes[0.0]) >= 2

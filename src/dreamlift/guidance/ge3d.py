@@ -170,7 +170,11 @@ def ge3d_gradient(
     """
     k = len(inv.nodes) - 1
     w = weights.to(z.device, torch.float32)
-    grad = w[0] * (z.detach().float() - den.latents[0]) if clean_term else torch.zeros_like(z)
+    grad = (
+        w[0] * (z.detach().float() - den.latents[0])
+        if clean_term
+        else z.new_zeros(z.shape, dtype=torch.float32)
+    )
     for j in range(1, k):
         grad = grad + w[j] * (inv.latents[j] - den.latents[j])
     return lambda_g * grad

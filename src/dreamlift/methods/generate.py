@@ -209,30 +209,38 @@ class TextTo3D:
         guidance_loss = cfg.guidance_weight * sum(losses.values())
         logs = {k: float(v.detach()) for k, v in losses.items()}
         logs.update({f"info_{k}": v for k, v in self.guidance.last_info.items()})
-        field_loss = None
-        regularizer = getattr(self.field, "regularizer", None)
-        if regularizer is not None:
-            field_loss = regularizer()
-            logs["loss_reg"] = float(field_loss.detach())
-        if cfg.tv_weight > 0:
-            depth = out["depth"].permute(0, 3, 1, 2)
-            tv = image_total_variation(images) + image_total_variation(depth)
-            field_loss = cfg.tv_weight * tv + (0 if field_loss is None else field_loss)
-            logs["loss_tv"] = float(tv.detach())
-        opacity_weight = cfg.resolved_opacity_weight()
-        if opacity_weight > 0:
-            # Per view, summed over the prior's pixels (the render may be smaller in warm-up).
-            sparsity = (out["opacity"].square() + 0.01).sqrt().mean() * self.size**2
-            field_loss = opacity_weight * sparsity + (0 if field_loss is None else field_loss)
-            logs["loss_opacity"] = float(sparsity.detach())
-        if cfg.scale_weight > 0 and isinstance(self.field, GaussianField):
-            scale = torch.exp(self.field.log_scales).mean()
-            field_loss = cfg.scale_weight * scale + (0 if field_loss is None else field_loss)
-            logs["loss_scale"] = float(scale.detach())
+        field_loss, field_logs = self.field_losses(images, out)
+        logs.update(field_logs)
         logs["resolution"] = float(res)
         loss = guidance_loss if field_loss is None else guidance_loss + field_loss
         self._parts = (loss, guidance_loss, images, field_loss)
         return loss, logs, out
+
+    def field_losses(
+        self, images: Tensor, out: dict[str, Tensor]
+    ) -> tuple[Tensor | None, dict[str, float]]:
+        """The field's regulariser and the weighted priors on the render (TV, opacity, splat
+        scale), summed; None when none is on. Logs each term unweighted."""
+        cfg = self.cfg
+        terms: list[tuple[str, float, Tensor]] = []
+        regularizer = getattr(self.field, "regularizer", None)
+        if regularizer is not None:
+            terms.append(("loss_reg", 1.0, regularizer()))
+        if cfg.tv_weight > 0:
+            depth = out["depth"].permute(0, 3, 1, 2)
+            tv = image_total_variation(images) + image_total_variation(depth)
+            terms.append(("loss_tv", cfg.tv_weight, tv))
+        opacity_weight = cfg.resolved_opacity_weight()
+        if opacity_weight > 0:
+            # Per view, summed over the prior's pixels (the render may be smaller in warm-up).
+            sparsity = (out["opacity"].square() + 0.01).sqrt().mean() * self.size**2
+            terms.append(("loss_opacity", opacity_weight, sparsity))
+        if cfg.scale_weight > 0 and isinstance(self.field, GaussianField):
+            terms.append(("loss_scale", cfg.scale_weight, torch.exp(self.field.log_scales).mean()))
+        total = None
+        for _, weight, value in terms:
+            total = weight * value if total is None else weight * value + total
+        return total, {name: float(value.detach()) for name, _, value in terms}
 
     def _draw(self) -> float:
         """One uniform draw from the camera generator (checkpointed with the run, so the
