@@ -190,6 +190,8 @@ def test_cli_list_and_export_without_checkpoint(tmp_path, monkeypatch):
         zoo_app, ["train", "toy-clip", "--export-only", "--workdir", str(tmp_path / "w")]
     )
     assert isinstance(result.exception, TrainingError) and "no checkpoint" in str(result.exception)
+    result = CliRunner().invoke(zoo_app, ["train", "toy-sd", "--eval-only", "--no-eval"])
+    assert "--eval-only measures only" in str(result.exception)
 
 
 # ---------------------------------------------------------------- recipes end to end
@@ -320,6 +322,82 @@ def test_zoo_json_and_listing(zoo, monkeypatch):
     assert "unet.shape_colour_agreement" in rows["toy-sd"].figures
     assert 0.0 <= rows["toy-sd-camera"].figures["unet.yaw_agreement"] <= 1.0
     assert resolve("toy-clip") == zoo / "toy-clip"
+
+
+def _vae_weights(folder: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "vae" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_decoder_fine_tune_keeps_the_encoder_and_reaches_the_siblings(zoo, tmp_path):
+    """The decoder stage changes only the decoder, so every latent (and every UNet trained on
+    them) stays valid; the models carrying toy-sd's VAE get the new one, a model with another
+    encoder keeps its own."""
+    import shutil
+
+    from dreamlift.zoo.recipes import run_stage
+    from dreamlift.zoo.recipes.common import read_zoo_json
+
+    root = tmp_path / "models"
+    shutil.copytree(zoo, root)
+    stranger = _vae_weights(root / "toy-sd-depth")
+    stranger["encoder.conv_in.bias"] += 1.0  # pretend toy-sd-depth was trained on another VAE
+    from safetensors.torch import save_file
+
+    save_file(stranger, str(root / "toy-sd-depth" / "vae" / "diffusion_pytorch_model.safetensors"))
+    before = _vae_weights(root / "toy-sd")
+
+    report = run_stage("toy-sd", "decoder", tmp_path / "work", size="tiny", root=root, quiet=True)
+
+    after = _vae_weights(root / "toy-sd")
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    trained = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and trained
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+    camera = _vae_weights(root / "toy-sd-camera")
+    assert all(torch.equal(camera[k], after[k]) for k in after)
+    depth = _vae_weights(root / "toy-sd-depth")
+    assert all(torch.equal(depth[k], stranger[k]) for k in stranger)
+    record = read_zoo_json(root / "toy-sd")
+    assert record["training_steps"]["decoder"] == report.steps == 2
+    assert "decoder.colour_shift_worst" in record["figures"]
+
+    # The camera model's figures were measured through the old decoder: re-measure as it is.
+    stale = read_zoo_json(root / "toy-sd-camera")["stages"]["unet"]
+    stale_figures = {**stale["figures"], "yaw_agreement": -1.0}
+    from dreamlift.zoo.recipes.common import record_stage
+
+    record_stage(root / "toy-sd-camera", "toy-sd-camera", "unet", figures=stale_figures)
+    again = run_stage(
+        "toy-sd-camera", "unet", tmp_path / "cam", size="tiny", root=root, evaluate_only=True,
+        quiet=True,
+    )  # fmt: skip
+    fresh = read_zoo_json(root / "toy-sd-camera")["stages"]["unet"]
+    assert again.steps == fresh["steps"] == stale["steps"] == 2  # no training happened
+    assert 0.0 <= fresh["figures"]["yaw_agreement"] <= 1.0 and fresh["updated"]
+    assert not (tmp_path / "cam").exists()  # no checkpoint was needed or written
+
+
+def test_colour_shift_by_colour_names_the_hue_that_drifted():
+    from dreamlift.zoo.recipes.vae import colour_shift_by_colour
+
+    captions = [
+        "a purple cube",
+        "a green sphere",
+        "a purple cone",
+        "a red cube next to a cyan cube",
+    ]
+    target = torch.zeros(4, 3, 8, 8)
+    mask = torch.zeros(4, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1.0
+    recon = target.clone()
+    recon[0, 1] += 0.2  # the purple objects come back greener, nothing else moves
+    recon[2, 1] += 0.1
+    recon[3] += 0.5  # a composition does not count toward any colour
+    shifts = colour_shift_by_colour(recon, target, mask, captions)
+    assert shifts == pytest.approx({"purple": 0.15, "green": 0.0})
 
 
 # ------------------------------------------------------------- the shipped models

@@ -53,7 +53,7 @@ def zoo_train(
         None, min=1, help="Total steps of each stage run (default: the recipe's fast setting)."
     ),
     stage: str | None = typer.Option(
-        None, help="Run only this stage (toy-sd: vae, unet, camera); default: every stage in order."
+        None, help="Run only this stage (toy-sd: vae, decoder, unet); default: all, in order."
     ),
     workdir: Path | None = typer.Option(
         None,
@@ -64,15 +64,21 @@ def zoo_train(
         False, "--export-only", help="Export the latest checkpoint into the package; no training."
     ),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip the quality measurement."),
+    eval_only: bool = typer.Option(
+        False, "--eval-only", help="Re-measure the exported model as it is; no training."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines."),
 ) -> None:
     """Train NAME (resumes from its checkpoint; Ctrl-C / SIGTERM checkpoint and stop)."""
     import torch
 
+    from dreamlift.errors import DreamliftError
     from dreamlift.zoo.recipes import run_stage
     from dreamlift.zoo.registry import entry
     from dreamlift.zoo.trainer import default_workdir
 
+    if eval_only and (export_only or no_eval):
+        raise DreamliftError("--eval-only measures only; it takes no --export-only or --no-eval")
     if threads:
         torch.set_num_threads(threads)
     e = entry(name)
@@ -80,10 +86,17 @@ def zoo_train(
     work = workdir if workdir is not None else default_workdir(name)
     for s in stages:
         report = run_stage(
-            name, s, work, steps=steps, export_only=export_only, evaluate=not no_eval, quiet=quiet
+            name,
+            s,
+            work,
+            steps=steps,
+            export_only=export_only,
+            evaluate=not no_eval,
+            evaluate_only=eval_only,
+            quiet=quiet,
         )
         figures = ", ".join(f"{k} {v:g}" for k, v in report.figures.items()) or "not measured"
+        done = "measured in" if eval_only else "exported to"
         console.print(
-            f"{name}/{s}: step {report.steps}, exported to {report.folder}; {figures}",
-            highlight=False,
+            f"{name}/{s}: step {report.steps}, {done} {report.folder}; {figures}", highlight=False
         )

@@ -4,6 +4,7 @@
 model          stage     recipe
 =============  ========  ==============================================================
 toy-sd         vae       :class:`~dreamlift.zoo.recipes.vae.VAERecipe` → ``toy-sd/vae``
+toy-sd         decoder   :class:`~dreamlift.zoo.recipes.decoder.DecoderRecipe` → ``*/vae``
 toy-sd         unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` → ``toy-sd``
 toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) → ``toy-sd-depth``
 toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` → ``toy-sd-camera``
@@ -31,8 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from dreamlift.errors import TrainingError
-from dreamlift.zoo.recipes.common import parameter_count, quiet_libraries, record_stage
-from dreamlift.zoo.registry import entry, models_root
+from dreamlift.zoo.recipes.common import (
+    parameter_count,
+    quiet_libraries,
+    read_zoo_json,
+    record_stage,
+)
+from dreamlift.zoo.registry import ZOO, entry, models_root
 from dreamlift.zoo.trainer import Trainer, TrainerConfig
 
 Size = Literal["fast", "tiny"]
@@ -72,6 +78,7 @@ def make_recipe(
     """
     from dreamlift.zoo.recipes.camera import CameraRecipe
     from dreamlift.zoo.recipes.clip import CLIPConfig, CLIPRecipe
+    from dreamlift.zoo.recipes.decoder import DecoderConfig, DecoderRecipe
     from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe
     from dreamlift.zoo.recipes.vae import VAEConfig, VAERecipe
 
@@ -88,6 +95,9 @@ def make_recipe(
     if (model, stage) == ("toy-sd", "vae"):
         vcfg = with_steps(VAEConfig.tiny() if tiny else VAEConfig())
         return VAERecipe(vcfg, folder, data_root, quiet)
+    if (model, stage) == ("toy-sd", "decoder"):
+        dcfg = with_steps(DecoderConfig.tiny() if tiny else DecoderConfig())
+        return DecoderRecipe(dcfg, folder, data_root, vae_siblings(root), quiet)
     if model == "toy-sd-camera":
         camera_cfg = with_steps(SDConfig.tiny() if tiny else SDConfig.camera())
         return CameraRecipe(
@@ -106,6 +116,14 @@ def make_recipe(
         )
     ccfg = with_steps(CLIPConfig.tiny() if tiny else CLIPConfig())
     return CLIPRecipe(ccfg, folder, data_root, quiet)
+
+
+def vae_siblings(root: Path) -> tuple[Path, ...]:
+    """Folders of the zoo models other than toy-sd that carry a copy of a VAE."""
+    vae_file = "vae/diffusion_pytorch_model.safetensors"
+    return tuple(
+        root / e.name for e in ZOO.values() if e.name != "toy-sd" and vae_file in e.required
+    )
 
 
 @dataclass
@@ -128,16 +146,27 @@ def run_stage(
     steps: int | None = None,
     export_only: bool = False,
     evaluate: bool = True,
+    evaluate_only: bool = False,
     quiet: bool = False,
 ) -> StageReport:
     """Train (resuming) one stage, export its EMA weights, evaluate, record ``zoo.json``.
 
     ``export_only`` exports the latest checkpoint without training (the record keeps the
     training run's time). Without ``evaluate`` the stage's figures are cleared: they were
-    measured on weights this export replaces.
+    measured on weights this export replaces. ``evaluate_only`` re-measures the exported
+    model as it is (after a part it shares changed: the decoder stage rewrites the VAE of
+    toy-sd-depth and toy-sd-camera), with no checkpoint needed.
     """
     with quiet_libraries():
         recipe = make_recipe(model, stage, Path(workdir) / stage, size, root, steps, quiet)
+        if evaluate_only:
+            model_folder = (Path(root) if root is not None else models_root()) / model
+            t0 = time.perf_counter()
+            figures = recipe.evaluate()
+            record_stage(model_folder, model, stage, figures=figures)
+            recorded = read_zoo_json(model_folder).get("training_steps", {}).get(stage) or 0
+            seconds = time.perf_counter() - t0
+            return StageReport(model, stage, int(recorded), seconds, model_folder, figures)
         trainer = Trainer(recipe, recipe.train, Path(workdir) / stage, quiet=quiet)
         t0 = time.perf_counter()
         if export_only:
@@ -153,7 +182,7 @@ def run_stage(
         modules = trainer.ema_modules()
         params = parameter_count(*modules.values())
         folder = recipe.export(modules)
-        model_folder = folder.parent if stage == "vae" else folder
+        model_folder = folder.parent if stage in ("vae", "decoder") else folder
         timing = {"seconds_this_run": round(seconds, 1), "threads": torch.get_num_threads()}
         record_stage(
             model_folder,

@@ -1,0 +1,169 @@
+"""Recipe ``toy-sd/decoder``: fine-tune toy-sd's VAE decoder with its encoder frozen.
+
+Why: the first VAE (``toy-sd/vae``, 1,500 steps) reconstructs the world at 30.8 dB but drifts
+saturated hues toward grey: purple objects came back lavender (+0.11 green), green ones lost
+0.15–0.19 green. Every prior decodes through it, so a 3D object distilled toward a decoded
+target inherits the drift (GE3D's image-space term turned a purple pyramid nearer grey than
+purple). The decoder is the part at fault — the same latents decode to the right colour
+after this fine-tune — and keeping the encoder frozen keeps every latent identical, so the
+UNets trained on them (toy-sd, toy-sd-depth, toy-sd-camera) stay valid without retraining.
+
+Loss: L1 + L2 on the reconstruction, plus the L1 error of each image's mean object colour
+(the figure that drifted; pixels alone left it to the end of a long tail). Export writes
+``toy-sd/vae`` and the same VAE into every sibling model whose encoder is toy-sd's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from dreamlift.errors import ModelError
+from dreamlift.world.datasets import DatasetConfig
+from dreamlift.zoo.data import CacheSpec, RenderCache
+from dreamlift.zoo.heldout import eval_dataset, training_dataset
+from dreamlift.zoo.recipes.common import (
+    batch_indices,
+    export_folder,
+    images_to_model,
+    renders,
+    training_subset,
+)
+from dreamlift.zoo.recipes.vae import VAEConfig, colour_error, evaluate_autoencoder
+from dreamlift.zoo.trainer import TrainerConfig
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+FROZEN_PREFIXES = ("encoder.", "quant_conv.")
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Data and loss of the decoder fine-tune; the data is the VAE's (one shared cache)."""
+
+    colour_weight: float = 1.0
+    l2_weight: float = 1.0
+    batch: int = 32
+    renders: int = VAEConfig().renders
+    eval_renders: int = VAEConfig().eval_renders
+    dataset: DatasetConfig = field(default_factory=training_dataset)
+    # A fine-tune: a tenth of the first training's rate, a short warm-up.
+    train: TrainerConfig = TrainerConfig(steps=1500, lr=3e-4, warmup=50, checkpoint_every=100)
+
+    @classmethod
+    def tiny(cls, steps: int = 2) -> DecoderConfig:
+        """Test sizes: seconds, not minutes."""
+        return cls(
+            batch=4,
+            renders=16,
+            eval_renders=8,
+            dataset=training_dataset(supersample=1),
+            train=TrainerConfig(steps=steps, warmup=1, checkpoint_every=1, log_every=1),
+        )
+
+
+def encoder_state(folder: Path) -> dict[str, Tensor]:
+    """The frozen part (encoder and quant conv) of a saved VAE folder's weights."""
+    path = Path(folder) / WEIGHTS
+    if not path.exists():
+        raise ModelError(
+            f"no VAE weights in {folder}", "train it first: dreamlift zoo train toy-sd"
+        )
+    return {k: v for k, v in load_file(str(path)).items() if k.startswith(FROZEN_PREFIXES)}
+
+
+def same_encoder(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class DecoderRecipe:
+    """Stage ``decoder`` of toy-sd: ``folder`` is toy-sd's package folder, ``siblings`` the
+    folders of the models that were given toy-sd's VAE (updated when their encoder matches)."""
+
+    model = "toy-sd"
+    stage = "decoder"
+    kind = "zoo/toy-sd/decoder"
+
+    def __init__(
+        self,
+        config: DecoderConfig,
+        folder: Path,
+        data_root: Path,
+        siblings: tuple[Path, ...] = (),
+        quiet: bool = False,
+    ) -> None:
+        from diffusers import AutoencoderKL
+
+        self.config = config
+        self.train = config.train
+        self.folder = Path(folder)
+        self.data_root = Path(data_root)
+        self.siblings = tuple(Path(s) for s in siblings)
+        self.quiet = quiet
+        vae_dir = self.folder / "vae"
+        self.base_encoder = encoder_state(vae_dir)
+        self.vae = AutoencoderKL.from_pretrained(vae_dir, local_files_only=True)
+        for name, param in self.vae.named_parameters():
+            param.requires_grad_(not name.startswith(FROZEN_PREFIXES))
+        self.cache: RenderCache | None = None
+        self.pool: Tensor | None = None
+
+    def prepare(self) -> None:
+        spec = CacheSpec(self.config.dataset, self.config.renders)
+        self.cache = renders(spec, self.data_root, self.quiet)
+        self.pool = training_subset(self.cache)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"vae": self.vae}
+
+    def loss(self, step: int, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        assert self.cache is not None and self.pool is not None, "call prepare() first"
+        cfg = self.config
+        idx = batch_indices(self.pool, cfg.batch, gen)
+        x = images_to_model(self.cache.image[idx])
+        mask = self.cache.mask[idx].float() / 255.0
+        with torch.no_grad():
+            z = self.vae.encode(x).latent_dist.sample(generator=gen)
+        y = self.vae.decode(z).sample
+        l1 = (y - x).abs().mean()
+        l2 = ((y - x) ** 2).mean()
+        colour = colour_error((y + 1) / 2, (x + 1) / 2, mask).mean()
+        loss = l1 + cfg.l2_weight * l2 + cfg.colour_weight * colour
+        return loss, {
+            "l1": float(l1.detach()),
+            "l2": float(l2.detach()),
+            "colour": float(colour.detach()),
+        }
+
+    def _eval_cache(self) -> RenderCache:
+        spec = CacheSpec(eval_dataset(self.config.dataset), self.config.eval_renders)
+        return renders(spec, self.data_root, self.quiet)
+
+    @torch.no_grad()
+    def export(self, modules: dict[str, nn.Module]) -> Path:
+        """Write the EMA autoencoder to ``toy-sd/vae`` and to every sibling sharing its encoder.
+
+        The scaling factor is kept: the encoder, and so the latents' spread, did not change.
+        The encoder's weights are written back bit for bit (the EMA's blend of a frozen
+        weight with itself may round), so "same encoder" stays an exact test. A sibling whose
+        encoder differs (trained on another VAE) is left alone.
+        """
+        vae = modules["vae"].eval()
+        vae.load_state_dict(self.base_encoder, strict=False)
+        targets = [self.folder / "vae"]
+        targets += [s / "vae" for s in self.siblings if self._shares_encoder(s / "vae")]
+        for dest in targets:
+            export_folder(dest, lambda tmp: vae.save_pretrained(tmp, safe_serialization=True))
+        return self.folder / "vae"
+
+    def _shares_encoder(self, vae_dir: Path) -> bool:
+        if not (vae_dir / WEIGHTS).exists():
+            return False
+        return same_encoder(encoder_state(vae_dir), self.base_encoder)
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out PSNR and colour errors, as the VAE stage reports them (same eval set)."""
+        return evaluate_autoencoder(self.folder / "vae", self._eval_cache())
