@@ -9,7 +9,7 @@ after this fine-tune — and keeping the encoder frozen keeps every latent ident
 UNets trained on them (toy-sd, toy-sd-depth, toy-sd-camera) stay valid without retraining.
 
 Loss: L1 + L2 on the reconstruction, plus the L1 error of each image's mean object colour
-(the figure that drifted; pixels alone left it to the end of a long tail). Export writes
+(the figure that drifted, optimised directly; its share was not ablated). Export writes
 ``toy-sd/vae`` and the same VAE into every sibling model whose encoder is toy-sd's.
 """
 
@@ -50,7 +50,7 @@ class DecoderConfig:
     renders: int = VAEConfig().renders
     eval_renders: int = VAEConfig().eval_renders
     dataset: DatasetConfig = field(default_factory=training_dataset)
-    # A fine-tune: a tenth of the first training's rate, a short warm-up.
+    # A fine-tune: about a third of the first training's rate, a short warm-up.
     train: TrainerConfig = TrainerConfig(steps=1500, lr=3e-4, warmup=50, checkpoint_every=100)
 
     @classmethod
