@@ -24,16 +24,9 @@ from torch import Tensor, nn
 
 from dreamlift.errors import ModelError
 from dreamlift.world.datasets import DatasetConfig
-from dreamlift.zoo.data import CacheSpec, RenderCache
-from dreamlift.zoo.heldout import eval_dataset, training_dataset
-from dreamlift.zoo.recipes.common import (
-    batch_indices,
-    export_folder,
-    images_to_model,
-    renders,
-    training_subset,
-)
-from dreamlift.zoo.recipes.vae import VAEConfig, colour_error, evaluate_autoencoder
+from dreamlift.zoo.heldout import training_dataset
+from dreamlift.zoo.recipes.common import export_folder, images_to_model
+from dreamlift.zoo.recipes.vae import AutoencoderStage, VAEConfig, colour_error
 from dreamlift.zoo.trainer import TrainerConfig
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -79,11 +72,10 @@ def same_encoder(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-class DecoderRecipe:
+class DecoderRecipe(AutoencoderStage):
     """Stage ``decoder`` of toy-sd: ``folder`` is toy-sd's package folder, ``siblings`` the
     folders of the models that were given toy-sd's VAE (updated when their encoder matches)."""
 
-    model = "toy-sd"
     stage = "decoder"
     kind = "zoo/toy-sd/decoder"
 
@@ -97,50 +89,26 @@ class DecoderRecipe:
     ) -> None:
         from diffusers import AutoencoderKL
 
-        self.config = config
-        self.train = config.train
-        self.folder = Path(folder)
-        self.data_root = Path(data_root)
+        super().__init__(config, folder, data_root, quiet)
         self.siblings = tuple(Path(s) for s in siblings)
-        self.quiet = quiet
         vae_dir = self.folder / "vae"
         self.base_encoder = encoder_state(vae_dir)
         self.vae = AutoencoderKL.from_pretrained(vae_dir, local_files_only=True)
         for name, param in self.vae.named_parameters():
             param.requires_grad_(not name.startswith(FROZEN_PREFIXES))
-        self.cache: RenderCache | None = None
-        self.pool: Tensor | None = None
-
-    def prepare(self) -> None:
-        spec = CacheSpec(self.config.dataset, self.config.renders)
-        self.cache = renders(spec, self.data_root, self.quiet)
-        self.pool = training_subset(self.cache)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"vae": self.vae}
 
     def loss(self, step: int, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        assert self.cache is not None and self.pool is not None, "call prepare() first"
-        cfg = self.config
-        idx = batch_indices(self.pool, cfg.batch, gen)
+        assert self.cache is not None
+        idx = self.batch(gen)
         x = images_to_model(self.cache.image[idx])
         mask = self.cache.mask[idx].float() / 255.0
         with torch.no_grad():
             z = self.vae.encode(x).latent_dist.sample(generator=gen)
         y = self.vae.decode(z).sample
-        l1 = (y - x).abs().mean()
-        l2 = ((y - x) ** 2).mean()
+        recon, logs = self.reconstruction(y, x)
         colour = colour_error((y + 1) / 2, (x + 1) / 2, mask).mean()
-        loss = l1 + cfg.l2_weight * l2 + cfg.colour_weight * colour
-        return loss, {
-            "l1": float(l1.detach()),
-            "l2": float(l2.detach()),
-            "colour": float(colour.detach()),
-        }
-
-    def _eval_cache(self) -> RenderCache:
-        spec = CacheSpec(eval_dataset(self.config.dataset), self.config.eval_renders)
-        return renders(spec, self.data_root, self.quiet)
+        loss = recon + self.config.colour_weight * colour
+        return loss, {**logs, "colour": float(colour.detach())}
 
     @torch.no_grad()
     def export(self, modules: dict[str, nn.Module]) -> Path:
@@ -163,7 +131,3 @@ class DecoderRecipe:
         if not (vae_dir / WEIGHTS).exists():
             return False
         return same_encoder(encoder_state(vae_dir), self.base_encoder)
-
-    def evaluate(self) -> dict[str, float]:
-        """Held-out PSNR and colour errors, as the VAE stage reports them (same eval set)."""
-        return evaluate_autoencoder(self.folder / "vae", self._eval_cache())

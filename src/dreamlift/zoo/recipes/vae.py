@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +36,9 @@ from dreamlift.zoo.recipes.common import (
 )
 from dreamlift.zoo.tiny import TinySDConfig, tiny_vae
 from dreamlift.zoo.trainer import TrainerConfig
+
+if TYPE_CHECKING:
+    from dreamlift.zoo.recipes.decoder import DecoderConfig
 
 
 @dataclass(frozen=True)
@@ -119,14 +123,18 @@ def colour_shift_by_colour(
     return {c: sum(v) / len(v) for c in COLOURS if (v := by_colour.get(c))}
 
 
-class VAERecipe:
-    """Stage ``vae`` of toy-sd: trains the autoencoder, exports ``<folder>/vae``."""
+class AutoencoderStage:
+    """What toy-sd's two autoencoder stages share: the VAE's render cache (one for training,
+    one held out), the autoencoder as the one trained module, the reconstruction terms and
+    the evaluation of the exported ``<folder>/vae``. A stage sets ``self.vae`` and its loss.
+    """
 
     model = "toy-sd"
-    stage = "vae"
-    kind = "zoo/toy-sd/vae"
+    vae: nn.Module
 
-    def __init__(self, config: VAEConfig, folder: Path, data_root: Path, quiet: bool = False):
+    def __init__(
+        self, config: VAEConfig | DecoderConfig, folder: Path, data_root: Path, quiet: bool
+    ) -> None:
         self.config = config
         self.train = config.train
         self.folder = Path(folder)
@@ -134,7 +142,6 @@ class VAERecipe:
         self.quiet = quiet
         self.cache: RenderCache | None = None
         self.pool: Tensor | None = None
-        self.vae = tiny_vae(config.sd_config())
 
     def prepare(self) -> None:
         """Render (or load) the training cache."""
@@ -145,23 +152,45 @@ class VAERecipe:
     def modules(self) -> dict[str, nn.Module]:
         return {"vae": self.vae}
 
-    def loss(self, step: int, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def batch(self, gen: torch.Generator) -> Tensor:
+        """Indices of one training batch (``gen`` decides)."""
         assert self.cache is not None and self.pool is not None, "call prepare() first"
-        cfg = self.config
-        idx = batch_indices(self.pool, cfg.batch, gen)
-        x = images_to_model(self.cache.image[idx])
-        post = self.vae.encode(x).latent_dist
-        y = self.vae.decode(post.sample(generator=gen)).sample
+        return batch_indices(self.pool, self.config.batch, gen)
+
+    def reconstruction(self, y: Tensor, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """L1 + l2_weight · L2 of a reconstruction, with both terms for the log."""
         l1 = (y - x).abs().mean()
         l2 = ((y - x) ** 2).mean()
-        kl = post.kl().mean()
-        loss = l1 + cfg.l2_weight * l2 + cfg.kl_weight * kl
-        return loss, {"l1": float(l1.detach()), "l2": float(l2.detach()), "kl": float(kl.detach())}
+        logs = {"l1": float(l1.detach()), "l2": float(l2.detach())}
+        return l1 + self.config.l2_weight * l2, logs
 
-    # ------------------------------------------------------------------ export / evaluate
     def _eval_cache(self) -> RenderCache:
         spec = CacheSpec(eval_dataset(self.config.dataset), self.config.eval_renders)
         return renders(spec, self.data_root, self.quiet)
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out PSNR (bar: ≥ 30 dB) and colour errors of the exported autoencoder."""
+        return evaluate_autoencoder(self.folder / "vae", self._eval_cache())
+
+
+class VAERecipe(AutoencoderStage):
+    """Stage ``vae`` of toy-sd: trains the autoencoder, exports ``<folder>/vae``."""
+
+    stage = "vae"
+    kind = "zoo/toy-sd/vae"
+
+    def __init__(self, config: VAEConfig, folder: Path, data_root: Path, quiet: bool = False):
+        super().__init__(config, folder, data_root, quiet)
+        self.vae = tiny_vae(config.sd_config())
+
+    def loss(self, step: int, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        assert self.cache is not None
+        x = images_to_model(self.cache.image[self.batch(gen)])
+        post = self.vae.encode(x).latent_dist
+        y = self.vae.decode(post.sample(generator=gen)).sample
+        recon, logs = self.reconstruction(y, x)
+        kl = post.kl().mean()
+        return recon + self.config.kl_weight * kl, {**logs, "kl": float(kl.detach())}
 
     @torch.no_grad()
     def export(self, modules: dict[str, nn.Module]) -> Path:
@@ -178,10 +207,6 @@ class VAERecipe:
         return export_folder(
             self.folder / "vae", lambda tmp: vae.save_pretrained(tmp, safe_serialization=True)
         )
-
-    def evaluate(self) -> dict[str, float]:
-        """Held-out PSNR (bar: ≥ 30 dB) and colour errors of the exported autoencoder."""
-        return evaluate_autoencoder(self.folder / "vae", self._eval_cache())
 
 
 @torch.no_grad()
