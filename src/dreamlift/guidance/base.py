@@ -104,6 +104,15 @@ def surrogate_loss(latents: Tensor, grad: Tensor) -> Tensor:
     return 0.5 * (latents - target).square().sum() / max(latents.shape[0], 1)
 
 
+def decoded_target_gradient(
+    prior: DiffusionPrior, images: Tensor, target: Tensor, weight: Tensor | float
+) -> Tensor:
+    """``weight · (x − D(target))``: the gradient of ``0.5 · weight · ||x − sg(D(target))||²``
+    on the renders x, for a target taken in image space (SDS's x0 form, GE3D's image-space
+    clean term); inject it into the renders with :func:`inject_gradient`."""
+    return weight * (images.detach().float() - prior.decode(target))
+
+
 # ---------------------------------------------------------------------- clean-end convention
 def start_latent(
     prior: DiffusionPrior, z: Tensor, noise: Tensor, t: int, exact_clean_end: bool
@@ -192,6 +201,16 @@ class Guidance(Generic[ConfigT]):
             )
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             return prior.encode(inp.images)
+
+    def require_images(self, inp: GuidanceInput, setting: str, alternative: str) -> Tensor:
+        """The renders, for a term compared with decoded images; ``setting`` names the option
+        that needs them, ``alternative`` the one that works on latents alone."""
+        if inp.images is None:
+            raise GuidanceError(
+                f"{setting} compares decoded images with renders: it needs images",
+                hint=f"set GuidanceInput.images, or use {alternative}",
+            )
+        return inp.images
 
     def text(
         self, prior: DiffusionPrior, inp: GuidanceInput, negative_prompt: str

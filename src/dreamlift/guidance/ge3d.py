@@ -34,6 +34,7 @@ from dreamlift.guidance.base import (
     GuidanceError,
     GuidanceInput,
     ddim_move,
+    decoded_target_gradient,
     inject_gradient,
     latent_noise,
     register_guidance,
@@ -206,11 +207,8 @@ class GE3DGuidance(Guidance[GE3DConfig]):
             raise GuidanceError(
                 f"unknown GE3D clean_target {cfg.clean_target!r}", hint="latent or image"
             )
-        if image_target and inp.images is None:
-            raise GuidanceError(
-                "GE3D clean_target 'image' compares the decoded edit with renders: it needs images",
-                hint="set GuidanceInput.images, or use clean_target 'latent'",
-            )
+        if image_target:
+            self.require_images(inp, "GE3D clean_target 'image'", "clean_target 'latent'")
         text = self.guided_text(prior, inp, cfg.negative_prompt, cfg.perpneg)
         z = self.latents(prior, inp)
         nodes = sample_nodes(
@@ -242,9 +240,8 @@ class GE3DGuidance(Guidance[GE3DConfig]):
             weights = node_weights(cfg, inp.step, inp.total_steps, k)
             grad = ge3d_gradient(z, inv, den, weights, cfg.lambda_g, clean_term=not image_target)
             if image_target:
-                edited = prior.decode(den.latents[0])
                 scale = cfg.lambda_g * cfg.image_weight * float(weights[0])
-                image_grad = scale * (inp.images.detach().float() - edited)
+                image_grad = decoded_target_gradient(prior, inp.images, den.latents[0], scale)
 
         self.last_info.update(
             {

@@ -26,6 +26,7 @@ from dreamlift.guidance.base import (
     Guidance,
     GuidanceError,
     GuidanceInput,
+    decoded_target_gradient,
     inject_gradient,
     latent_noise,
     randint,
@@ -106,11 +107,8 @@ class SDSGuidance(Guidance[SDSConfig]):
     def losses(self, prior: DiffusionPrior, inp: GuidanceInput) -> dict[str, Tensor]:
         cfg = self.config
         image_form = cfg.form == "x0"
-        if image_form and inp.images is None:
-            raise GuidanceError(
-                "SDS form 'x0' compares decoded images with renders: it needs images",
-                hint="set GuidanceInput.images, or use form 'latent_x0'",
-            )
+        if image_form:
+            self.require_images(inp, "SDS form 'x0'", "form 'latent_x0'")
         if cfg.form not in ("eps", "x0", "latent_x0"):
             raise GuidanceError(f"unknown SDS form {cfg.form!r}", hint="eps, x0 or latent_x0")
         text = self.guided_text(prior, inp, cfg.negative_prompt, cfg.perpneg)
@@ -139,7 +137,7 @@ class SDSGuidance(Guidance[SDSConfig]):
                     cfg.std_group,
                 )
                 if image_form:
-                    grad = w * (inp.images.detach().float() - prior.decode(x0))
+                    grad = decoded_target_gradient(prior, inp.images, x0, w)
                 else:
                     grad = w * (z.detach() - x0)
 
