@@ -407,3 +407,18 @@ def test_cli_resume_continues_and_refuses_to_overwrite(tmp_path, tiny_sd):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from"] == 2 and summary["config"]["steps"] == 4
+
+
+def test_gpu_runs_without_gsplat_are_warned_before_training(monkeypatch, caplog):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.setattr(gen, "gsplat_available", lambda: False)
+    with caplog.at_level("WARNING"):
+        said = gen.backend_warnings(build_config("fast"), cuda)
+    assert len(said) == 1 and "dreamlift[cuda]" in said[0] and "gsplat" in caplog.text
+    # Not on a CPU, not for NeRF, not when the torch backend was asked for by name.
+    assert gen.backend_warnings(build_config("fast"), cpu) == []
+    assert gen.backend_warnings(build_config("fast", field="nerf"), cuda) == []
+    explicit = build_config("fast", gaussians={"backend": "torch"})
+    assert gen.backend_warnings(explicit, cuda) == []
+    monkeypatch.setattr(gen, "gsplat_available", lambda: True)
+    assert gen.backend_warnings(build_config("fast"), cuda) == []

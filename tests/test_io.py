@@ -1,10 +1,12 @@
 import json
 
+import imageio.v2 as imageio
 import pytest
 import torch
 
 from dreamlift.cameras import orbit_cameras
 from dreamlift.errors import CheckpointError, DataError, OutputError
+from dreamlift.io import media
 from dreamlift.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from dreamlift.io.run import RunDir
 from dreamlift.io.transforms import PosedImages, normalize_scene, read_transforms, write_transforms
@@ -136,3 +138,17 @@ def test_image_metrics_against_known_values():
     n = torch.zeros(1, 4, 4)
     n[0, 1:3] = 1
     assert float(mask_iou(m, n)) == pytest.approx(4 / 12)
+
+
+@pytest.mark.parametrize("has_ffmpeg", [True, False])
+def test_turntable_keeps_the_gif_without_ffmpeg(tmp_path, monkeypatch, caplog, has_ffmpeg):
+    monkeypatch.setattr(media, "mp4_writer_available", lambda: has_ffmpeg)
+    frames = torch.zeros(5, 16, 16, 3)
+    frames[:, :, :8, 0] = 1.0  # left half red: a content the GIF must keep
+    frames[:, 0, 0, 1] = torch.arange(5) / 4  # distinct frames (the GIF writer merges twins)
+    with caplog.at_level("WARNING"):
+        outputs = media.save_turntable(tmp_path, frames)
+    gif = imageio.mimread(outputs["turntable_gif"])
+    assert len(gif) == 5 and gif[0][4, 2, 0] > 240 and gif[0][4, 12, 0] < 15
+    assert ("turntable_mp4" in outputs) == has_ffmpeg == (tmp_path / "turntable.mp4").exists()
+    assert ("imageio-ffmpeg" in caplog.text) != has_ffmpeg

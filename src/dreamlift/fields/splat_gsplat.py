@@ -3,6 +3,8 @@ imported lazily): the same contract through ``gsplat.rasterization``."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -11,12 +13,16 @@ from dreamlift.fields.splat_composite import assemble_output
 from dreamlift.fields.splat_projection import EPS_2D, NEAR_PLANE, Projected
 
 
+@functools.cache
 def gsplat_available() -> bool:
+    """Whether gsplat's CUDA kernels load. Importing gsplat is not enough: its extension is
+    built (minutes, once) or loaded at first use, and without a CUDA toolkit it is ``None``,
+    so ``auto`` would pick a backend that fails at the first render."""
     try:
-        import gsplat  # noqa: F401
+        from gsplat.cuda._backend import _C
     except Exception:
         return False
-    return True
+    return _C is not None
 
 
 def rasterize_gsplat(

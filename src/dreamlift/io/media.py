@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import warnings
 from pathlib import Path
 
@@ -9,6 +11,8 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
@@ -33,14 +37,29 @@ def image_grid(images: Tensor, columns: int | None = None) -> Tensor:
     return full.permute(0, 2, 1, 3, 4).reshape(rows * h, columns * w, c)
 
 
+def mp4_writer_available() -> bool:
+    """imageio writes MP4 through imageio-ffmpeg's bundled binary; without it only GIF."""
+    return importlib.util.find_spec("imageio_ffmpeg") is not None
+
+
 def save_turntable(
     out_dir: Path, frames: Tensor, fps: int = 12, stem: str = "turntable"
 ) -> dict[str, Path]:
-    """Write frames (N, H, W, 3) as ``<stem>.mp4`` and ``<stem>.gif``; returns their paths."""
+    """Write frames (N, H, W, 3) as ``<stem>.mp4`` and ``<stem>.gif``; returns their paths.
+
+    Where imageio-ffmpeg is missing (a machine without its binary wheel) the GIF is still
+    written and the MP4 left out with a warning: a finished run must not fail at its last
+    step over a video codec."""
     array = to_uint8(frames)
     mp4, gif = out_dir / f"{stem}.mp4", out_dir / f"{stem}.gif"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # imageio-ffmpeg warns about macro-block resizing
-        imageio.mimwrite(mp4, list(array), fps=fps, quality=8, macro_block_size=1)
+    outputs = {}
+    if mp4_writer_available():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # imageio-ffmpeg warns about macro-block resizing
+            imageio.mimwrite(mp4, list(array), fps=fps, quality=8, macro_block_size=1)
+        outputs["turntable_mp4"] = mp4
+    else:
+        log.warning("imageio-ffmpeg is not installed: wrote %s only (no MP4)", gif.name)
     imageio.mimwrite(gif, list(array), duration=1000 / fps, loop=0)
-    return {"turntable_mp4": mp4, "turntable_gif": gif}
+    outputs["turntable_gif"] = gif
+    return outputs

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The GPU checks of `dreamlift generate` in one run, sized for a short lease on one GPU
+# (about 8 minutes on an H200):
+#
+#   bash benchmarks/gpu_checks.sh OUT_DIR        (dreamlift and gsplat importable; CUDA)
+#
+# 1. gsplat's CUDA extension is built in the background (CPU) while the GPU measures.
+# 2. Iteration split of the paper preset with SD 2.1-base's full-size architecture (random
+#    weights), fp16, 512², both fields, GE3D and SDS, through the torch rasteriser.
+# 3. The real-weights path end to end: the same model saved as a diffusers folder, then
+#    `dreamlift generate "a hamburger" --prior FOLDER --device cuda --preset paper`, and
+#    `--resume` of that run to more steps.
+# 4. Once gsplat is built: the backend parity tests, benchmarks/rasterize_cuda.py (parity and
+#    speed at the paper preset's sizes), and the split again through gsplat.
+# Each step has its own time limit, and every result is a file in OUT_DIR as soon as it exists.
+set -u
+OUT=${1:?usage: bash benchmarks/gpu_checks.sh OUT_DIR}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+SCRATCH=${SCRATCH:-/tmp/dreamlift-gpu}
+rm -rf "$SCRATCH" && mkdir -p "$SCRATCH"
+step() { echo "== [+${SECONDS}s] $*"; }
+
+step "gsplat build in the background"
+(
+    TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-12} timeout 480 \
+        "$PY" -c "from gsplat.cuda._backend import _C; assert _C is not None, 'no CUDA toolkit'" \
+        >"$SCRATCH/gsplat_build.log" 2>&1
+    echo $? >"$SCRATCH/gsplat_build.rc"
+) &
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+
+step "split: paper preset, SD 2.1-base size, fp16, torch rasteriser"
+timeout 150 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 --preset paper \
+    --backend torch --fields gaussians nerf --guidances ge3d sds --steps 4 --warmup 2 \
+    --out "$OUT/cost_paper_fp16_torch.json"
+
+step "the random-weight model as a diffusers folder"
+timeout 45 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 \
+    --save-folder "$SCRATCH/sd21"
+
+step "dreamlift generate --prior FOLDER --device cuda --preset paper, then --resume"
+run=(-m dreamlift generate "a hamburger" --prior "$SCRATCH/sd21" --device cuda --preset paper
+    --out "$SCRATCH/hamburger" --profile --quiet --set checkpoint_every=6
+    --set turntable_frames=24 --set gaussians.backend=torch)
+timeout 100 "$PY" "${run[@]}" --steps 12
+timeout 45 "$PY" "${run[@]}" --steps 16 --resume
+for f in summary.json metrics.jsonl turntable.gif; do
+    cp "$SCRATCH/hamburger/$f" "$OUT/hamburger_$f" 2>/dev/null
+done
+ls -la "$SCRATCH/hamburger" 2>/dev/null
+
+step "waiting for the gsplat build"
+while [ ! -f "$SCRATCH/gsplat_build.rc" ]; do sleep 2; done
+tail -5 "$SCRATCH/gsplat_build.log"
+if [ "$(cat "$SCRATCH/gsplat_build.rc")" = 0 ]; then
+    step "gsplat parity tests"
+    timeout 40 "$PY" -m pytest -q -p no:cacheprovider tests/test_gaussians.py -k gsplat
+    step "rasteriser parity and speed"
+    timeout 50 "$PY" benchmarks/rasterize_cuda.py --out "$OUT/rasterize_cuda.json"
+    step "split: paper preset through gsplat"
+    timeout 70 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 --preset paper \
+        --backend gsplat --fields gaussians --guidances ge3d sds --steps 4 --warmup 2 \
+        --out "$OUT/cost_paper_fp16_gsplat.json"
+else
+    step "gsplat did not build (rc $(cat "$SCRATCH/gsplat_build.rc")):"
+    tail -30 "$SCRATCH/gsplat_build.log"
+fi
+step "done"
