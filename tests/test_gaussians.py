@@ -13,9 +13,11 @@ from dreamlift.cameras import orbit_cameras
 from dreamlift.errors import DataError
 from dreamlift.fields.gaussians import SH_C0, GaussianField, GaussiansConfig, eval_sh
 from dreamlift.fields.rasterize import (
+    ALPHA_MIN,
     rasterize_gaussians,
     rasterize_gaussians_reference,
 )
+from dreamlift.fields.splat_tiles import bin_to_tiles, reach_radii
 from dreamlift.io.ply import GaussianPly, read_gaussians_ply, write_gaussians_ply
 
 
@@ -90,6 +92,35 @@ def test_tiled_matches_dense_reference(tile_size: int) -> None:
     assert torch.equal(tiled["radii"], ref["radii"])
     for a, b in zip(g_tiled, g_ref, strict=True):
         assert torch.allclose(a, b, atol=1e-5 * float(b.abs().max()), rtol=1e-3)
+
+
+def test_opacity_reach_binning_drops_only_invisible_pairs() -> None:
+    """Faint Gaussians are binned by where their alpha can pass 1/255, not by 3σ boxes: fewer
+    (tile, Gaussian) pairs, and the same images and gradients as the dense 3σ reference."""
+    params = [t.requires_grad_() for t in _random_gaussians(300, seed=4)]
+    with torch.no_grad():  # opacities log-uniform in [1e-3, 1]: a third at or below 1/255
+        params[3].copy_(10 ** (-3 * torch.rand(300, generator=torch.Generator().manual_seed(9))))
+    cams = orbit_cameras(torch.tensor([30.0]), torch.tensor([15.0]), 2.7, 40.0, 48)
+    bg = torch.tensor([0.2, 0.3, 0.4])
+    weight = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(1))
+    results = []
+    for fn in (rasterize_gaussians, rasterize_gaussians_reference):
+        out = fn(*params, cams, bg, tile_size=8)
+        loss = (out["rgb"] * weight).sum() + out["opacity"].sum() + 0.1 * out["depth"].sum()
+        results.append((out, torch.autograd.grad(loss, params)))
+    (tiled, g_tiled), (ref, g_ref) = results
+    for key in ("rgb", "opacity", "depth"):
+        assert torch.allclose(tiled[key], ref[key], atol=2e-5), key
+    for a, b in zip(g_tiled, g_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-5 * float(b.abs().max()), rtol=1e-3)
+    radii = tiled["radii"].detach()
+    reach = reach_radii(radii, params[3].detach(), ALPHA_MIN)
+    assert (reach <= radii).all() and (reach[0][params[3].detach() <= ALPHA_MIN] == 0).all()
+    pairs = [
+        int(bin_to_tiles(tiled["means2d"][0].detach(), r[0], radii[0], 48, 48, 8).counts.sum())
+        for r in (radii, reach)
+    ]
+    assert pairs[1] < 0.8 * pairs[0]
 
 
 def test_means2d_gradient_is_retained() -> None:

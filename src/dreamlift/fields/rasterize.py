@@ -5,7 +5,8 @@ The torch backend follows the 3DGS recipe (Kerbl et al. 2023):
 * project each Gaussian with the EWA Jacobian, ``Σ' = J W Σ Wᵀ Jᵀ + 0.3 I`` (the 0.3 px²
   low-pass dilation), conic = ``Σ'⁻¹``, radius = ``ceil(3 sqrt(λ_max))``;
 * cull Gaussians in front of the near plane (z < 0.01) or whose 3σ box misses the image;
-* bin Gaussians to ``tile_size``² tiles by their 3σ boxes, sort each tile's list by depth;
+* bin Gaussians to ``tile_size``² tiles by their 3σ boxes, shrunk to where the alpha can
+  still exceed 1/255 (``splat_tiles.reach_radii``: exact, fewer pairs), sort by depth;
 * alpha = ``min(0.99, o exp(-½ dᵀ conic d))``, dropped below 1/255, composited front to back
   with transmittance = exclusive cumprod of ``1 - alpha``.
 
@@ -40,7 +41,7 @@ from dreamlift.fields.splat_projection import (
     project_gaussians,
     quat_to_rotmat,
 )
-from dreamlift.fields.splat_tiles import bin_to_tiles
+from dreamlift.fields.splat_tiles import bin_to_tiles, reach_radii
 
 __all__ = [
     "ALPHA_MAX",
@@ -115,11 +116,13 @@ def rasterize_gaussians(
     budget = int(memory_budget_mb * 2**20)
     saved = [0]
     images, alphas = [], []
+    with torch.no_grad():
+        bin_radii = reach_radii(projected.radii, opacities, ALPHA_MIN)
     for i in range(len(cameras)):
         with torch.no_grad():
             bins = bin_to_tiles(
                 projected.means2d[i],
-                projected.radii[i],
+                bin_radii[i],
                 projected.depths[i],
                 cameras.width,
                 cameras.height,
