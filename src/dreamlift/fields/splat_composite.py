@@ -64,8 +64,8 @@ def _segment(coef: Tensor, pixfeat: Tensor, t0: Tensor) -> tuple[Tensor, Tensor,
     # zeroes exactly those entries' weights (and the transmittance carried on).
     torch.nn.functional.threshold_(trans, T_MIN, 0.0)
     t_end = trans[..., -1].clone()
-    weights = trans.div_(one_minus).mul_(alpha)  # exclusive T (1 - alpha >= 0.01) times alpha
-    return weights, alpha.div_(one_minus), t_end
+    odds = alpha.div_(one_minus)  # 1 - alpha >= 0.01
+    return trans.mul_(odds), odds, t_end  # inclusive T * odds = exclusive T * alpha
 
 
 class _CompositeTiles(torch.autograd.Function):
@@ -134,8 +134,8 @@ class _CompositeTiles(torch.autograd.Function):
             gw = torch.bmm(g_out, feats[active, k0:k1].transpose(1, 2)).mul_(weights)
             tail = torch.cumsum(gw, dim=-1)
             seg_total = tail[..., -1].clone()
-            tail.neg_().add_((seg_total + tail_after[active])[..., None])
-            d_log = gw.sub_(tail.mul_(odds))
+            torch.sub((seg_total + tail_after[active])[..., None], tail, out=tail)
+            d_log = gw.addcmul_(tail, odds, value=-1.0)
             if ctx.clamped:  # no gradient through the clamp (odds of 0.99 are 99)
                 d_log.masked_fill_(odds >= _ODDS_MAX, 0.0)
             d_coef[active, k0:k1] = torch.matmul(pixfeat.t(), d_log).transpose(1, 2)
