@@ -176,8 +176,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "guidance_scale": 7.5,
         "gaussians": FAST_GAUSSIANS,
         # No density beyond radius 0.9 (the world's objects reach 0.6-0.75 from the centre):
-        # the guidance otherwise paints background fog into the grid's corners.
-        "nerf": {"resolutions": ((0, 32), (300, 48)), "sparsity": 0.005, "sphere_radius": 0.9},
+        # the guidance otherwise paints background fog into the grid's corners. 32 samples a
+        # ray (about one per cell of the 48³ grid) instead of 64: with SDS on four single
+        # objects the same shapes and colours (mean IoU 0.900 against 0.903, colour error
+        # 0.090 against 0.120), 1.35x faster steps, and the toy prior's share of a step 56 %
+        # instead of 42 % (docs/benchmarks.md).
+        "nerf": {
+            "resolutions": ((0, 32), (300, 48)),
+            "sparsity": 0.005,
+            "sphere_radius": 0.9,
+            "samples_per_ray": 32,
+        },
         # The finest node's term in image space (GE3DConfig.clean_target): with the latent
         # term the yellow torus came out orange (toy-clip R-precision 0); in image space at
         # weight 4, yellow (1.0); fast set R-precision 0.875 -> 1.0 (docs/benchmarks.md).
