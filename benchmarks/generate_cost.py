@@ -8,7 +8,8 @@
 The UNet, VAE and text encoder are built from SD 2.1-base's published configs (below) with
 random weights — nothing is downloaded — and driven through the same ``generate`` /
 ``TextTo3D`` code as any run: 512² renders (64² latents), the fast preset, one view per step.
-Only the time matters, so the tokenizer is the world's (the 1024-wide OpenCLIP-H text tower
+Only the time matters, so the tokenizer is a word-level one over the world's words padded past any
+toy prior's size (prompts take the real-prior path; the 1024-wide OpenCLIP-H text tower
 reads its ids like any others). ``--warmup`` steps run first (text encoding, allocator) and are
 left out of the split. Bar (issue): the prior's own work (UNet calls, VAE encode, its backward
 and decode) is at least 80 % of an iteration for both fields.

@@ -105,3 +105,30 @@ def test_quick_run_writes_results_and_merges_per_core_files(tmp_path):
 def test_benchmark_module_loads_beside_its_report():
     module = load_benchmark("generate")
     assert len(module.select_captions("all", [], quick=False)) == 12
+
+
+def test_cost_benchmark_folder_loads_as_a_real_prior_and_measures_a_split(tmp_path, monkeypatch):
+    """generate_cost.py's model, shrunk (same code, small widths): its saved folder loads
+    through ``--prior PATH`` as a real prior (any prompt, e.g. the issue's hamburger), and
+    ``measure`` returns a split of the measured steps alone."""
+    cost = load_benchmark("generate_cost")
+    monkeypatch.setitem(cost.SD21_UNET, "block_out_channels", (32, 32, 64, 64))
+    monkeypatch.setitem(cost.SD21_UNET, "attention_head_dim", (2, 2, 2, 2))
+    monkeypatch.setitem(cost.SD21_UNET, "cross_attention_dim", 32)
+    monkeypatch.setitem(cost.SD21_VAE, "block_out_channels", (32, 32, 32, 32))
+    for key, value in (("hidden_size", 32), ("intermediate_size", 64), ("num_hidden_layers", 1)):
+        monkeypatch.setitem(cost.SD21_TEXT, key, value)
+    monkeypatch.setitem(cost.SD21_TEXT, "num_attention_heads", 2)
+    import torch
+
+    from dreamlift.methods.generate_prompts import resolve_prompt
+    from dreamlift.priors import DiffusionPrior
+
+    folder = cost.save_sd21_folder(tmp_path / "sd21", torch.device("cpu"), torch.float32)
+    prior = DiffusionPrior.load(str(folder), device="cpu")
+    cfg = cost.build_config("paper", prompt="a hamburger")
+    assert resolve_prompt(cfg, prior)[0] == "a hamburger"  # no world-grammar check
+    row = cost.measure(prior, "gaussians", "sds", steps=2, warmup=1, resolution=32)
+    assert row["iterations"] == 2 and row["views_per_step"] == 1
+    assert abs(sum(row["fractions"].values()) - 1.0) < 1e-6
+    assert row["pass"] == (row["prior_fraction"] >= cost.BAR)
