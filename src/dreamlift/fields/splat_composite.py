@@ -157,8 +157,8 @@ def _pair_coefficients(
     lists, plus a last padding row whose alpha is exactly zero.
 
     Computed once per image over the flat lists, so each chunk of tiles needs one gather per
-    tensor; per chunk, these dozen elementwise ops (and their backward nodes) made a fifth of
-    a 64² render's time.
+    tensor instead of a dozen elementwise ops and their backward nodes (a 64² render with
+    a dozen chunks: 1.07x faster, bit-identical).
     """
     dt = means2d.dtype
     ids = bins.ids
