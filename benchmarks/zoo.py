@@ -43,7 +43,7 @@ from dreamlift.world.captions import caption, parse
 from dreamlift.world.datasets import WorldDataset
 from dreamlift.world.shapes import SHAPES
 from dreamlift.zoo.heldout import HELDOUT_COMPOSITIONS, HELDOUT_PAIRS, eval_dataset
-from dreamlift.zoo.recipes.vae import colour_shift_by_colour
+from dreamlift.zoo.recipes.vae import colour_shift_by_colour, round_trip
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("clip", "vae", "sd", "depth")
@@ -214,13 +214,7 @@ def vae_part(models: Models, n: int, **_: object) -> dict:
     size = int(vae.config.sample_size)  # type: ignore[union-attr]
     data = renders(n, {"single": 0.6, "on_top": 0.15, "next_to": 0.15, "scene": 0.1}, size)
     images = data["images"]
-    out = []
-    with torch.no_grad():
-        for i in range(0, n, 64):
-            x = images[i : i + 64] * 2 - 1  # type: ignore[index]
-            z = vae.encode(x).latent_dist.mean  # type: ignore[union-attr]
-            out.append((vae.decode(z).sample / 2 + 0.5).clamp(0, 1))  # type: ignore[union-attr]
-    recon = torch.cat(out)
+    recon = round_trip(vae, images)  # type: ignore[arg-type]
     per_image = psnr(recon, images)  # type: ignore[arg-type]
     shifts = colour_shift_by_colour(recon, images, data["masks"], data["captions"])  # type: ignore[arg-type]
     worst = max(shifts, key=shifts.__getitem__)

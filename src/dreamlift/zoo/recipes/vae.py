@@ -210,23 +210,26 @@ class VAERecipe(AutoencoderStage):
 
 
 @torch.no_grad()
+def round_trip(vae: nn.Module, images: Tensor, batch: int = 64) -> Tensor:
+    """Images (N, 3, H, W) in [0, 1] encoded to the latent mean and decoded back, clamped to
+    [0, 1]; ``batch`` images at a time."""
+    out = []
+    for i in range(0, len(images), batch):
+        z = vae.encode(images[i : i + batch] * 2 - 1).latent_dist.mean
+        out.append((vae.decode(z).sample / 2 + 0.5).clamp(0, 1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def evaluate_autoencoder(vae_folder: Path, held: RenderCache) -> dict[str, float]:
     """PSNR, mean colour error and the worst colour's shift of a saved autoencoder on ``held``."""
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(vae_folder, local_files_only=True).eval()
-    scores, colours, recons = [], [], []
-    for i in range(0, len(held), 64):
-        target = held.image[i : i + 64].float() / 255.0
-        x = target * 2 - 1
-        recon = (vae.decode(vae.encode(x).latent_dist.mean).sample / 2 + 0.5).clamp(0, 1)
-        scores.append(psnr(recon, target))
-        colours.append(colour_error(recon, target, held.mask[i : i + 64].float() / 255.0))
-        recons.append(recon)
-    p, c = torch.cat(scores), torch.cat(colours)
-    shifts = colour_shift_by_colour(
-        torch.cat(recons), held.image.float() / 255.0, held.mask.float() / 255.0, held.captions
-    )
+    target, mask = held.image.float() / 255.0, held.mask.float() / 255.0
+    recon = round_trip(vae, target)
+    p, c = psnr(recon, target), colour_error(recon, target, mask)
+    shifts = colour_shift_by_colour(recon, target, mask, held.captions)
     return {
         "psnr_db": round(float(p.mean()), 2),
         "psnr_db_p10": round(float(p.quantile(0.1)), 2),
