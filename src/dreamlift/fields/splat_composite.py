@@ -209,7 +209,7 @@ def composite_image(
 ) -> tuple[Tensor, Tensor]:
     """Composite one image; returns features (H', W', C) and opacity (H', W') on the tile grid."""
     dev, dt = means2d.device, means2d.dtype
-    n, c = feats.shape
+    c = feats.shape[1]
     pixels = tile_size * tile_size
     n_tiles = bins.tiles_x * bins.tiles_y
     pixfeat = _pixel_features(tile_size, dev, dt)
