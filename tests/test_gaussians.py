@@ -17,7 +17,8 @@ from dreamlift.fields.rasterize import (
     rasterize_gaussians,
     rasterize_gaussians_reference,
 )
-from dreamlift.fields.splat_tiles import bin_to_tiles, reach_radii
+from dreamlift.fields.splat_projection import project_gaussians
+from dreamlift.fields.splat_tiles import bin_to_tiles, footprint_reaches_tile, reach_radii
 from dreamlift.io.ply import GaussianPly, read_gaussians_ply, write_gaussians_ply
 
 
@@ -121,6 +122,65 @@ def test_opacity_reach_binning_drops_only_invisible_pairs() -> None:
         for r in (radii, reach)
     ]
     assert pairs[1] < 0.8 * pairs[0]
+
+
+def test_footprint_test_keeps_every_tile_a_gaussian_reaches() -> None:
+    """Against brute force over each tile's 64 pixel centres: no (tile, Gaussian) pair whose
+    alpha passes 1/255 at some pixel is dropped, and nearly every pair kept does reach one."""
+    g = torch.Generator().manual_seed(3)
+    n, ts = 4000, 8
+    offset = (torch.rand(n, 2, generator=g) * 2 - 1) * 30.0  # first pixel centre - mean
+    sx, sy = torch.rand(n, generator=g) * 12 + 0.6, torch.rand(n, generator=g) * 2 + 0.6
+    theta = torch.rand(n, generator=g) * math.pi
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # conic = R diag(1/sx², 1/sy²) Rᵀ: elongated ellipses at every angle
+    a = cos**2 / sx**2 + sin**2 / sy**2
+    b = cos * sin * (1 / sx**2 - 1 / sy**2)
+    c = sin**2 / sx**2 + cos**2 / sy**2
+    log_op = torch.log(10 ** (-2.5 * torch.rand(n, generator=g)))
+    keep = footprint_reaches_tile(offset, torch.stack([a, b, c], -1), log_op, ts, ALPHA_MIN)
+    r = torch.arange(ts, dtype=torch.float32)
+    py, px = torch.meshgrid(r, r, indexing="ij")
+    dx = offset[:, 0, None] + px.reshape(-1)  # (n, 64)
+    dy = offset[:, 1, None] + py.reshape(-1)
+    q = a[:, None] * dx**2 + 2 * b[:, None] * dx * dy + c[:, None] * dy**2
+    reaches = (log_op[:, None] - 0.5 * q).max(-1).values > math.log(ALPHA_MIN)
+    assert 200 < int(reaches.sum()) < n - 200  # both kinds are well represented
+    assert not (reaches & ~keep).any()
+    assert int((keep & ~reaches).sum()) <= 0.05 * int(keep.sum())
+
+
+def test_ellipse_binning_drops_only_invisible_pairs() -> None:
+    """Long thin Gaussians overlap many tiles of their 3σ boxes without touching them; binning
+    by the footprint drops those pairs, and images and gradients match the dense reference."""
+    params = [t.requires_grad_() for t in _random_gaussians(80, seed=6, opacity_max=0.7)]
+    with torch.no_grad():  # needles: one axis 10-20x the others
+        params[2][:, 0] += math.log(12.0)
+    cams = orbit_cameras(torch.tensor([40.0]), torch.tensor([20.0]), 2.7, 40.0, 48)
+    bg = torch.tensor([0.1, 0.2, 0.3])
+    weight = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(2))
+    results = []
+    for fn in (rasterize_gaussians, rasterize_gaussians_reference):
+        out = fn(*params, cams, bg, tile_size=8)
+        loss = (out["rgb"] * weight).sum() + out["opacity"].sum() + 0.1 * out["depth"].sum()
+        results.append((out, torch.autograd.grad(loss, params)))
+    (tiled, g_tiled), (ref, g_ref) = results
+    for key in ("rgb", "opacity", "depth"):
+        assert torch.allclose(tiled[key], ref[key], atol=2e-5), key
+    for a, b in zip(g_tiled, g_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-5 * float(b.abs().max()), rtol=1e-3)
+    with torch.no_grad():
+        projected = project_gaussians(*[p.detach() for p in params[:3]], cams)
+    footprint = (projected.conics[0], torch.log(params[3].detach()), ALPHA_MIN)
+    pairs = [
+        int(
+            bin_to_tiles(
+                projected.means2d[0], projected.radii[0], projected.depths[0], 48, 48, 8, f
+            ).counts.sum()
+        )
+        for f in (None, footprint)
+    ]
+    assert pairs[1] < 0.7 * pairs[0]
 
 
 def test_means2d_gradient_is_retained() -> None:

@@ -66,7 +66,11 @@ class NerfConfig:
     costs nothing photometrically; this prior is what removes it, so empty space really is
     empty (masks) and the occupancy mask can skip it (speed)."""
     chunk: int = 8192
-    """Rays per chunk when :meth:`NerfField.render` draws whole images."""
+    """Rays per chunk when :meth:`NerfField.render` draws whole images on the CPU."""
+    chunk_accelerator: int = 1 << 18
+    """Rays per chunk on a GPU: the paper preset's 4 views of 512² are 4 launches of each
+    kernel instead of 128. A training render keeps every chunk's graph for the backward pass
+    anyway, so chunks only bound the memory of no-grad renders."""
     mesh_resolution: int = 192
     """Grid points per side for marching cubes in :meth:`NerfField.export`."""
     mesh_threshold: float = 10.0

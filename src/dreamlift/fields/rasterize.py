@@ -127,6 +127,7 @@ def rasterize_gaussians(
                 cameras.width,
                 cameras.height,
                 tile_size,
+                footprint=(projected.conics[i], log_opacity, ALPHA_MIN),
             )
         img, alpha = composite_image(
             projected.means2d[i],
