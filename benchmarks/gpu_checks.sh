@@ -7,7 +7,8 @@
 # 1. gsplat's CUDA extension is built in the background (CPU) while the GPU measures.
 # 2. Iteration split of the paper preset with SD 2.1-base's full-size architecture (random
 #    weights), fp16, 512², both fields, GE3D and SDS, through the torch rasteriser; NeRF again
-#    after its first occupancy-mask update (step 16), when empty space is skipped.
+#    after its first occupancy-mask update (step 16), when empty space is skipped, at 512²
+#    and at 128² renders resized to 512² for the prior.
 # 3. The real-weights path end to end: the same model saved as a diffusers folder, then
 #    `dreamlift generate "a hamburger" --prior FOLDER --device cuda --preset paper`, and
 #    `--resume` of that run to more steps.
@@ -43,6 +44,10 @@ step "split: NeRF after its first occupancy update (steps 17-20), torch"
 timeout 120 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 --preset paper \
     --fields nerf --guidances ge3d sds --steps 4 --warmup 16 \
     --out "$OUT/cost_paper_fp16_nerf_steady.json"
+step "split: NeRF rendered at 128² and resized to the prior's 512² (as threestudio renders NeRFs)"
+timeout 60 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 --preset paper \
+    --fields nerf --guidances ge3d sds --steps 4 --warmup 16 --resolution 128 \
+    --out "$OUT/cost_paper_fp16_nerf_128.json"
 
 step "the random-weight model as a diffusers folder"
 timeout 45 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 \

@@ -6,7 +6,9 @@ The torch backend follows the 3DGS recipe (Kerbl et al. 2023):
   low-pass dilation), conic = ``Σ'⁻¹``, radius = ``ceil(3 sqrt(λ_max))``;
 * cull Gaussians in front of the near plane (z < 0.01) or whose 3σ box misses the image;
 * bin Gaussians to ``tile_size``² tiles by their 3σ boxes, shrunk to where the alpha can
-  still exceed 1/255 (``splat_tiles.reach_radii``: exact, fewer pairs), sort by depth;
+  still exceed 1/255 (``splat_tiles.reach_radii``), keeping only the tiles where the ellipse
+  itself passes 1/255 at a pixel (``splat_tiles.footprint_reaches_tile``): both drop only
+  pairs that composite to nothing; sort by depth;
 * alpha = ``min(0.99, o exp(-½ dᵀ conic d))``, dropped below 1/255, composited front to back
   with transmittance = exclusive cumprod of ``1 - alpha``.
 
