@@ -95,15 +95,14 @@ def test_tiled_matches_dense_reference(tile_size: int) -> None:
         assert torch.allclose(a, b, atol=1e-5 * float(b.abs().max()), rtol=1e-3)
 
 
-def test_opacity_reach_binning_drops_only_invisible_pairs() -> None:
-    """Faint Gaussians are binned by where their alpha can pass 1/255, not by 3σ boxes: fewer
-    (tile, Gaussian) pairs, and the same images and gradients as the dense 3σ reference."""
-    params = [t.requires_grad_() for t in _random_gaussians(300, seed=4)]
-    with torch.no_grad():  # opacities log-uniform in [1e-3, 1]: a third at or below 1/255
-        params[3].copy_(10 ** (-3 * torch.rand(300, generator=torch.Generator().manual_seed(9))))
-    cams = orbit_cameras(torch.tensor([30.0]), torch.tensor([15.0]), 2.7, 40.0, 48)
-    bg = torch.tensor([0.2, 0.3, 0.4])
-    weight = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(1))
+def _assert_tiled_matches_reference(
+    params: list[torch.Tensor], cams, bg: torch.Tensor, seed: int
+) -> dict[str, torch.Tensor]:
+    """Tiled renderer against the dense reference at 8 px tiles: images and the gradients of
+    a random weighting of colour, opacity and depth. Returns the tiled output."""
+    weight = torch.rand(
+        1, cams.height, cams.width, 3, generator=torch.Generator().manual_seed(seed)
+    )
     results = []
     for fn in (rasterize_gaussians, rasterize_gaussians_reference):
         out = fn(*params, cams, bg, tile_size=8)
@@ -114,6 +113,17 @@ def test_opacity_reach_binning_drops_only_invisible_pairs() -> None:
         assert torch.allclose(tiled[key], ref[key], atol=2e-5), key
     for a, b in zip(g_tiled, g_ref, strict=True):
         assert torch.allclose(a, b, atol=1e-5 * float(b.abs().max()), rtol=1e-3)
+    return tiled
+
+
+def test_opacity_reach_binning_drops_only_invisible_pairs() -> None:
+    """Faint Gaussians are binned by where their alpha can pass 1/255, not by 3σ boxes: fewer
+    (tile, Gaussian) pairs, and the same images and gradients as the dense 3σ reference."""
+    params = [t.requires_grad_() for t in _random_gaussians(300, seed=4)]
+    with torch.no_grad():  # opacities log-uniform in [1e-3, 1]: a third at or below 1/255
+        params[3].copy_(10 ** (-3 * torch.rand(300, generator=torch.Generator().manual_seed(9))))
+    cams = orbit_cameras(torch.tensor([30.0]), torch.tensor([15.0]), 2.7, 40.0, 48)
+    tiled = _assert_tiled_matches_reference(params, cams, torch.tensor([0.2, 0.3, 0.4]), seed=1)
     radii = tiled["radii"].detach()
     reach = reach_radii(radii, params[3].detach(), ALPHA_MIN)
     assert (reach <= radii).all() and (reach[0][params[3].detach() <= ALPHA_MIN] == 0).all()
@@ -157,18 +167,7 @@ def test_ellipse_binning_drops_only_invisible_pairs() -> None:
     with torch.no_grad():  # needles: one axis 10-20x the others
         params[2][:, 0] += math.log(12.0)
     cams = orbit_cameras(torch.tensor([40.0]), torch.tensor([20.0]), 2.7, 40.0, 48)
-    bg = torch.tensor([0.1, 0.2, 0.3])
-    weight = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(2))
-    results = []
-    for fn in (rasterize_gaussians, rasterize_gaussians_reference):
-        out = fn(*params, cams, bg, tile_size=8)
-        loss = (out["rgb"] * weight).sum() + out["opacity"].sum() + 0.1 * out["depth"].sum()
-        results.append((out, torch.autograd.grad(loss, params)))
-    (tiled, g_tiled), (ref, g_ref) = results
-    for key in ("rgb", "opacity", "depth"):
-        assert torch.allclose(tiled[key], ref[key], atol=2e-5), key
-    for a, b in zip(g_tiled, g_ref, strict=True):
-        assert torch.allclose(a, b, atol=1e-5 * float(b.abs().max()), rtol=1e-3)
+    _assert_tiled_matches_reference(params, cams, torch.tensor([0.1, 0.2, 0.3]), seed=2)
     with torch.no_grad():
         projected = project_gaussians(*[p.detach() for p in params[:3]], cams)
     footprint = (projected.conics[0], torch.log(params[3].detach()), ALPHA_MIN)
