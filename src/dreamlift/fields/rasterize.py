@@ -91,6 +91,7 @@ def rasterize_gaussians(
     extra: Tensor | None = None,
     backend: str = "auto",
     memory_budget_mb: float = 512.0,
+    footprint_binning: bool = True,
 ) -> dict[str, Tensor]:
     """Render N Gaussians into B cameras.
 
@@ -102,6 +103,10 @@ def rasterize_gaussians(
         without normalisation by opacity.
         backend: ``"torch"``, ``"gsplat"`` (CUDA) or ``"auto"`` (gsplat when the tensors are
         on CUDA and it imports, else torch).
+        footprint_binning: torch backend: keep a (tile, Gaussian) pair only where the ellipse
+        passes 1/255 at one of the tile's pixels; False bins by the opacity-aware boxes
+        alone. The images are the same either way (the ablation of
+        ``benchmarks/rasterize_cpu.py``).
 
     Returns ``rgb`` (B, H, W, 3), ``opacity`` (B, H, W, 1), ``depth`` (B, H, W, 1) z-depth
     (0 where empty), ``means2d`` (B, N, 2) with ``retain_grad()`` called when it requires
@@ -129,7 +134,9 @@ def rasterize_gaussians(
                 cameras.width,
                 cameras.height,
                 tile_size,
-                footprint=(projected.conics[i], log_opacity, ALPHA_MIN),
+                footprint=(projected.conics[i], log_opacity, ALPHA_MIN)
+                if footprint_binning
+                else None,
             )
         img, alpha = composite_image(
             projected.means2d[i],
