@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from rasterize_cuda import random_gaussians
+from rasterize_cuda import PARAMETERS, random_gaussians
 
 from dreamlift.cameras import Cameras, orbit_cameras
 from dreamlift.fields.gaussians import SH_C0
@@ -35,7 +35,6 @@ from dreamlift.fields.rasterize import ALPHA_MIN, project_gaussians, rasterize_g
 from dreamlift.fields.splat_tiles import bin_to_tiles, reach_radii
 from dreamlift.io.ply import read_gaussians_ply
 
-PARAMETERS = ("means", "quats", "log_scales", "opacities", "colors")
 MODES = {"box": False, "ellipse": True}
 TILE_SIZE = 8  # the CPU default at 64² (GaussiansConfig.tile_size)
 
