@@ -6,9 +6,11 @@
 #
 # 1. gsplat's CUDA extension is built in the background (CPU) while the GPU measures.
 # 2. Iteration split of the paper preset with SD 2.1-base's full-size architecture (random
-#    weights), fp16, 512², both fields, GE3D and SDS, through the torch rasteriser; NeRF again
+#    weights), fp16, 512², NeRF with GE3D and SDS: steps 3-6 (as in session 7's run), then
 #    after its first occupancy-mask update (step 16), when empty space is skipped, at 512²
-#    and at 128² renders resized to 512² for the prior.
+#    and at 128² renders resized to 512² for the prior. (The torch rasteriser's split on a
+#    GPU, 21.6 % / 5.3 % prior, is in results/gpu_h200/cost_paper_fp16_torch.json; Gaussians
+#    on a GPU go through gsplat, step 4.)
 # 3. The real-weights path end to end: the same model saved as a diffusers folder, then
 #    `dreamlift generate "a hamburger" --prior FOLDER --device cuda --preset paper`, and
 #    `--resume` of that run to more steps.
@@ -35,10 +37,10 @@ step "gsplat build in the background"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
-step "split: paper preset, SD 2.1-base size, fp16, torch rasteriser"
-timeout 150 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 --preset paper \
-    --backend torch --fields gaussians nerf --guidances ge3d sds --steps 4 --warmup 2 \
-    --out "$OUT/cost_paper_fp16_torch.json"
+step "split: paper preset, SD 2.1-base size, fp16, NeRF, steps 3-6"
+timeout 90 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 --preset paper \
+    --fields nerf --guidances ge3d sds --steps 4 --warmup 2 \
+    --out "$OUT/cost_paper_fp16_nerf.json"
 
 step "split: NeRF after its first occupancy update (steps 17-20), torch"
 timeout 120 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 --preset paper \
