@@ -105,6 +105,7 @@ def compare(name: str, params: dict, views: int, resolution: int, repeats: int) 
     ]
     weight = torch.rand(resolution, resolution, 3, generator=torch.Generator().manual_seed(0))
     seconds = {mode: [] for mode in MODES}
+    render_all(params, cameras[:1], weight, ellipse=True)  # warm-up: neither mode runs cold
     results = {}
     for _ in range(repeats):
         for mode, ellipse in MODES.items():

@@ -140,6 +140,7 @@ def test_footprint_test_keeps_every_tile_a_gaussian_reaches() -> None:
     g = torch.Generator().manual_seed(3)
     n, ts = 4000, 8
     offset = (torch.rand(n, 2, generator=g) * 2 - 1) * 30.0  # first pixel centre - mean
+    offset[: n // 4] = -torch.rand(n // 4, 2, generator=g) * (ts - 1)  # means inside the tile
     sx, sy = torch.rand(n, generator=g) * 12 + 0.6, torch.rand(n, generator=g) * 2 + 0.6
     theta = torch.rand(n, generator=g) * math.pi
     cos, sin = torch.cos(theta), torch.sin(theta)
@@ -158,6 +159,52 @@ def test_footprint_test_keeps_every_tile_a_gaussian_reaches() -> None:
     assert 200 < int(reaches.sum()) < n - 200  # both kinds are well represented
     assert not (reaches & ~keep).any()
     assert int((keep & ~reaches).sum()) <= 0.05 * int(keep.sum())
+
+
+def test_footprint_test_margin_covers_float_error_of_far_needles() -> None:
+    """A needle centred ~400 px from a tile reaches it by 0.0099 in log-alpha (float64 brute
+    force): the float32 test must keep the pair, and compositing with and without the test
+    must agree (a margin of a flat 0.01 dropped it: 0.004 of opacity lost)."""
+    mean = torch.tensor([[-141.1806182861328, -390.69805908203125]])
+    conic = torch.tensor([[1.813865065574646, -1.6601486206054688, 1.519479513168335]])
+    log_op = torch.tensor([-2.020232915878296])
+    first_pixel = torch.tensor([[384.5, 192.5]])  # tile (24, 12) of 16 px
+    r = torch.arange(16, dtype=torch.float64)
+    py, px = torch.meshgrid(r + 192.5, r + 384.5, indexing="ij")
+    dx, dy = px - mean[0, 0].double(), py - mean[0, 1].double()
+    a, b, c = conic[0].double()
+    q = (a * dx * dx + 2 * b * dx * dy + c * dy * dy).min()
+    assert 0 < float(log_op.double() - 0.5 * q) - math.log(ALPHA_MIN) < 0.01
+    assert footprint_reaches_tile(first_pixel - mean, conic, log_op, 16, ALPHA_MIN).all()
+
+
+def test_far_needles_render_the_same_with_and_without_footprint_binning() -> None:
+    g = torch.Generator().manual_seed(4)
+    n = 1500  # 0.8-long needles, faint to opaque, many centred far outside the 512² view
+    means = (torch.rand(n, 3, generator=g) * 2 - 1) * 1.5
+    quats = torch.randn(n, 4, generator=g)
+    log_scales = torch.log(torch.rand(n, 3, generator=g) * 0.002 + 1e-4)
+    log_scales[:, 0] = math.log(0.8)
+    opacities = 10 ** (-2.5 * torch.rand(n, generator=g))
+    colors = torch.rand(n, 3, generator=g)
+    cams = orbit_cameras(torch.tensor([34.0]), torch.tensor([15.0]), 2.7, 40.0, 512)
+    outs = [
+        rasterize_gaussians(
+            means,
+            quats,
+            log_scales,
+            opacities,
+            colors,
+            cams,
+            torch.zeros(3),
+            tile_size=16,
+            backend="torch",
+            footprint_binning=footprint,
+        )
+        for footprint in (False, True)
+    ]
+    for key in ("rgb", "opacity"):
+        assert (outs[0][key] - outs[1][key]).abs().max() < 1e-4, key
 
 
 def test_ellipse_binning_drops_only_invisible_pairs() -> None:
