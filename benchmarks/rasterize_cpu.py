@@ -31,8 +31,7 @@ from rasterize_cuda import PARAMETERS, random_gaussians
 
 from dreamlift.cameras import Cameras, orbit_cameras
 from dreamlift.fields.gaussians import SH_C0
-from dreamlift.fields.rasterize import ALPHA_MIN, project_gaussians, rasterize_gaussians
-from dreamlift.fields.splat_tiles import bin_to_tiles, reach_radii
+from dreamlift.fields.rasterize import bin_views, project_gaussians, rasterize_gaussians
 from dreamlift.io.ply import read_gaussians_ply
 
 MODES = {"box": False, "ellipse": True}
@@ -63,18 +62,23 @@ def sds_end_state(caption: str, steps: int, folder: Path) -> Path:
 
 
 def pair_counts(params: dict[str, torch.Tensor], cameras: list[Cameras]) -> dict[str, int]:
+    """(tile, Gaussian) pairs over all views, binned exactly as the renderer bins them."""
     counts = dict.fromkeys(MODES, 0)
-    with torch.no_grad():
-        log_opacity = torch.log(params["opacities"].clamp(min=1e-10))
-        for cam in cameras:
+    log_opacity = torch.log(params["opacities"].detach().clamp(min=1e-10))
+    for cam in cameras:
+        with torch.no_grad():
             p = project_gaussians(params["means"], params["quats"], params["log_scales"], cam)
-            radii = reach_radii(p.radii, params["opacities"], ALPHA_MIN)[0]
-            for mode, ellipse in MODES.items():
-                footprint = (p.conics[0], log_opacity, ALPHA_MIN) if ellipse else None
-                bins = bin_to_tiles(
-                    p.means2d[0], radii, p.depths[0], cam.width, cam.height, TILE_SIZE, footprint
-                )
-                counts[mode] += int(bins.counts.sum())
+        for mode, ellipse in MODES.items():
+            views = bin_views(
+                p,
+                params["opacities"].detach(),
+                log_opacity,
+                cam.width,
+                cam.height,
+                TILE_SIZE,
+                ellipse,
+            )
+            counts[mode] += sum(int(bins.counts.sum()) for bins in views)
     return counts
 
 

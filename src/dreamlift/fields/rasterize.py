@@ -43,7 +43,7 @@ from dreamlift.fields.splat_projection import (
     project_gaussians,
     quat_to_rotmat,
 )
-from dreamlift.fields.splat_tiles import bin_to_tiles, reach_radii
+from dreamlift.fields.splat_tiles import TileBins, bin_to_tiles, reach_radii
 
 __all__ = [
     "ALPHA_MAX",
@@ -52,6 +52,7 @@ __all__ = [
     "NEAR_PLANE",
     "T_MIN",
     "Projected",
+    "bin_views",
     "covariance_3d",
     "project_gaussians",
     "quat_to_rotmat",
@@ -77,6 +78,34 @@ def _prepare(
     if extra is not None:
         parts.append(extra.expand(b, n, extra.shape[-1]))
     return projected, torch.cat(parts, dim=-1)
+
+
+def bin_views(
+    projected: Projected,
+    opacities: Tensor,
+    log_opacity: Tensor,
+    width: int,
+    height: int,
+    tile_size: int,
+    footprint_binning: bool = True,
+) -> list[TileBins]:
+    """Each view's depth-sorted tile lists, as the torch backend composites them (no grad):
+    opacity-aware reach boxes, then, with ``footprint_binning``, only the tiles the ellipse
+    reaches. ``log_opacity`` is ``log(opacities)`` as the compositor uses it."""
+    with torch.no_grad():
+        radii = reach_radii(projected.radii, opacities, ALPHA_MIN)
+        return [
+            bin_to_tiles(
+                projected.means2d[i],
+                radii[i],
+                projected.depths[i],
+                width,
+                height,
+                tile_size,
+                (projected.conics[i], log_opacity, ALPHA_MIN) if footprint_binning else None,
+            )
+            for i in range(radii.shape[0])
+        ]
 
 
 def rasterize_gaussians(
@@ -123,21 +152,16 @@ def rasterize_gaussians(
     budget = int(memory_budget_mb * 2**20)
     saved = [0]
     images, alphas = [], []
-    with torch.no_grad():
-        bin_radii = reach_radii(projected.radii, opacities, ALPHA_MIN)
-    for i in range(len(cameras)):
-        with torch.no_grad():
-            bins = bin_to_tiles(
-                projected.means2d[i],
-                bin_radii[i],
-                projected.depths[i],
-                cameras.width,
-                cameras.height,
-                tile_size,
-                footprint=(projected.conics[i], log_opacity, ALPHA_MIN)
-                if footprint_binning
-                else None,
-            )
+    views = bin_views(
+        projected,
+        opacities,
+        log_opacity,
+        cameras.width,
+        cameras.height,
+        tile_size,
+        footprint_binning,
+    )
+    for i, bins in enumerate(views):
         img, alpha = composite_image(
             projected.means2d[i],
             projected.conics[i],
