@@ -6,8 +6,8 @@
 #
 # 1. gsplat's CUDA extension is built in the background (CPU) while the GPU measures.
 # 2. Iteration split of the paper preset with SD 2.1-base's full-size architecture (random
-#    weights), fp16, 512², NeRF with GE3D and SDS: steps 3-6 (as in session 7's run), then
-#    after its first occupancy-mask update (step 16), when empty space is skipped, at 512²
+#    weights), fp16, 512², NeRF with GE3D and SDS: steps 3-6 (as in the H200 run of commit
+#    7de7805), then after its first occupancy-mask update (step 16), when empty space is skipped, at 512²
 #    and at 128² renders resized to 512² for the prior. (The torch rasteriser's split on a
 #    GPU, 21.6 % / 5.3 % prior, is in results/gpu_h200/cost_paper_fp16_torch.json; Gaussians
 #    on a GPU go through gsplat, step 4.)
