@@ -3,11 +3,16 @@
 ``make_guidance("sds" | "ism" | "ge3d", config)`` builds one; calling it with a prior and a
 :class:`GuidanceInput` returns ``{"loss_<name>": ...}``. A new guidance is one module that
 registers itself with ``@register_guidance`` plus its import line below.
+
+Paired calls give ``GuidanceInput.t`` / ``.noise`` / ``.nodes`` (or replay another call's
+``guidance.last_draws`` with ``inp.with_draws``); :class:`NonFiniteGuard` stops a run whose
+guidance gradient stays non-finite (``guidance.last_info["nonfinite_grad"]``).
 """
 
 from dreamlift.guidance.base import (
     GUIDANCES,
     Guidance,
+    GuidanceDraws,
     GuidanceError,
     GuidanceInput,
     GuidanceSpec,
@@ -26,6 +31,7 @@ from dreamlift.guidance.ge3d import (
     ge3d_gradient,
     noising_trajectory,
 )
+from dreamlift.guidance.guard import NonFiniteGuard
 from dreamlift.guidance.ism import ISMConfig, ISMGuidance
 from dreamlift.guidance.perpneg import PerpNegConfig
 from dreamlift.guidance.sds import SDSConfig, SDSGuidance
@@ -35,11 +41,13 @@ __all__ = [
     "GE3DConfig",
     "GE3DGuidance",
     "Guidance",
+    "GuidanceDraws",
     "GuidanceError",
     "GuidanceInput",
     "GuidanceSpec",
     "ISMConfig",
     "ISMGuidance",
+    "NonFiniteGuard",
     "PerpNegConfig",
     "SDSConfig",
     "SDSGuidance",

@@ -1,4 +1,4 @@
-"""GE3D: text-to-3D by multi-step 2D editing (arXiv 2412.05929; METHODS 2.2-2.6).
+"""GE3D: text-to-3D by multi-step 2D editing (arXiv 2412.05929, Sec. 3.3).
 
 SDS is a one-step edit of the render; GE3D runs a multi-step edit at every optimisation step
 and aligns the two trajectories at every shared node (Eq. 8/11):
@@ -10,13 +10,17 @@ and aligns the two trajectories at every shared node (Eq. 8/11):
 4. :func:`ge3d_gradient`: λ_g [Σ_{j=1..k-1} w_j (x^inv_j - x^den_j) + w_0 (z - x^den_0)],
    injected into z with no UNet Jacobian, w_j the dynamic balancing coefficient (Eq. 9-10).
 
-Paper vs code (METHODS 2.6), and the choice here: the paper's noising path uses the empty
-text; the released code (whose results the paper reports) uses the negative-prompt
-embedding. ``GE3DConfig.inversion_prompt`` picks; the default is the code's "negative".
+Paper vs code (Jahnsonblack/GE3D, ``guidance/GE3D.py``), and the choice here: the paper's
+noising path uses the empty text (Sec. 3.3); the released code (whose results the paper
+reports) uses the negative-prompt embedding. ``GE3DConfig.inversion_prompt`` picks; the
+default is the code's "negative".
 The code's DBC is not renormalised over the nodes actually used; neither is ours.
 
-Random draws, in order: the nodes, then the noise. The trajectory is deterministic given z,
-so the noise (which only enters at t_0) barely matters; diversity comes from cameras and nodes.
+Random draws, in order: the nodes, then the noise (none when no node fits). The trajectory
+is deterministic given z, so the noise (which only enters at t_0) barely matters; diversity
+comes from cameras and nodes. Either can be given in the input instead
+(``GuidanceInput.nodes`` / ``.noise``, channel offset included; not drawn then);
+``last_draws`` records both (GE3D takes no ``t``: its timesteps are the nodes).
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ from torch import Tensor
 
 from dreamlift.guidance.base import (
     Guidance,
+    GuidanceDraws,
     GuidanceError,
     GuidanceInput,
     ddim_move,
     decoded_target_gradient,
-    inject_gradient,
-    latent_noise,
+    given_nodes,
+    noise_or_draw,
     register_guidance,
     start_latent,
 )
@@ -51,7 +56,8 @@ GE3D_NEGATIVE_PROMPT = (
 
 @dataclass
 class GE3DConfig:
-    """GE3D settings; defaults are the released code's giraffe config (METHODS 2.4)."""
+    """GE3D settings; defaults are the released code's giraffe config (``configs/``,
+    ``arguments/__init__.py``; the paper's Sec. 4 values were not recoverable)."""
 
     n: int = 6
     """Most nodes above t_0 per step (also the number of DBC rows); ~6 was best (Fig. 9)."""
@@ -162,7 +168,8 @@ def ge3d_gradient(
     lambda_g: float,
     clean_term: bool = True,
 ) -> Tensor:
-    """λ_g [Σ_{j=1..k-1} w_j (x^inv_j - x^den_j) + w_0 (z - x^den_0)] (METHODS 2.3 step 5).
+    """λ_g [Σ_{j=1..k-1} w_j (x^inv_j - x^den_j) + w_0 (z - x^den_0)] (Eq. 8/11, as injected
+    by the released code's ``train_step``).
 
     The gradient of Eq. 8's Σ_j w_j ||x^inv_j - x^den_j||^2 with the trajectories taken as
     identity maps of z. The finest term uses the clean z, the shared deepest node adds 0.
@@ -195,7 +202,8 @@ def node_weights(config: GE3DConfig, step: int, total: int, k: int) -> Tensor:
 class GE3DGuidance(Guidance[GE3DConfig]):
     """GE3D's trajectory-alignment guidance; returns ``{"loss_ge3d": ...}``.
 
-    ``last_nodes`` keeps the nodes of the last call beside the scalar ``last_info``.
+    ``last_nodes`` keeps the nodes of the last call beside the scalar ``last_info`` (the
+    same list as ``last_draws.nodes``).
     """
 
     last_nodes: list[int]
@@ -209,17 +217,23 @@ class GE3DGuidance(Guidance[GE3DConfig]):
             )
         if image_target:
             self.require_images(inp, "GE3D clean_target 'image'", "clean_target 'latent'")
+        self.refuse_draws(inp, "t")
         text = self.guided_text(prior, inp, cfg.negative_prompt, cfg.perpneg)
         z = self.latents(prior, inp)
-        nodes = sample_nodes(
-            inp.progress, inp.generator, cfg.jump_min, cfg.jump_max, cfg.max_step, cfg.n
-        )
+        if inp.nodes is None:
+            nodes = sample_nodes(
+                inp.progress, inp.generator, cfg.jump_min, cfg.jump_max, cfg.max_step, cfg.n
+            )
+        else:
+            nodes = given_nodes(inp.nodes, prior.num_train_timesteps, self.name)
         k = len(nodes) - 1
         self.last_nodes = nodes
-        self.last_info = {"k": float(k), "t_k": float(nodes[-1])}
+        self.last_draws = GuidanceDraws(nodes=nodes)
+        self.last_info.update({"k": float(k), "t_k": float(nodes[-1])})
         if k == 0:  # max_step below the smallest jump: nothing to edit this step
             return {"loss_ge3d": z.sum() * 0.0}
-        noise = latent_noise(z, inp.generator, cfg.noise_offset)
+        noise = noise_or_draw(inp, z, self.name, cfg.noise_offset)
+        self.last_draws = GuidanceDraws(noise=noise, nodes=nodes)
 
         with torch.no_grad():
             empty = cfg.inversion_prompt == "empty"
@@ -250,8 +264,8 @@ class GE3DGuidance(Guidance[GE3DConfig]):
                 "grad_norm": float(grad.flatten(1).norm(dim=1).mean()),
             }
         )
-        loss = inject_gradient(z, grad)
+        loss = self.inject(z, grad)
         if image_target:
             self.last_info["image_grad_norm"] = float(image_grad.flatten(1).norm(dim=1).mean())
-            loss = loss + inject_gradient(inp.images, image_grad)
+            loss = loss + self.inject(inp.images, image_grad)
         return {"loss_ge3d": loss}

@@ -1,4 +1,4 @@
-"""Interval Score Matching (LucidDreamer; METHODS 0.4) — GE3D's baseline and code base.
+"""Interval Score Matching (LucidDreamer, arXiv 2311.11284) — GE3D's baseline and code base.
 
 SDS compares eps_cfg with the random noise it added; ISM compares it with the model's own
 unconditional eps one interval earlier on a DDIM-inversion trajectory:
@@ -10,7 +10,9 @@ unconditional eps one interval earlier on a DDIM-inversion trajectory:
 The inversion is GE3D's noising trajectory over the nodes [start, …, s, t], so with s = 0
 and the same clean-end convention ISM is GE3D with one node (GE3D Sec. 3.2, Eq. 6-7).
 
-Random draws, in order: t (one for the batch), then the noise.
+Random draws, in order: t (one for the batch), then the noise. Either can be given in the
+input instead (``GuidanceInput.t``, one value for every view, / ``.noise``, channel offset
+included; not drawn then); ``last_draws`` records both, t repeated per view.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from torch import Tensor
 
 from dreamlift.guidance.base import (
     Guidance,
+    GuidanceDraws,
+    GuidanceError,
     GuidanceInput,
-    inject_gradient,
-    latent_noise,
+    given_timesteps,
+    noise_or_draw,
     randint,
     register_guidance,
     start_latent,
@@ -82,14 +86,27 @@ class ISMGuidance(Guidance[ISMConfig]):
 
     def losses(self, prior: DiffusionPrior, inp: GuidanceInput) -> dict[str, Tensor]:
         cfg = self.config
+        self.refuse_draws(inp, "nodes")
         text = self.text(prior, inp, cfg.negative_prompt)
         z = self.latents(prior, inp)
         total = prior.num_train_timesteps
         t_max = ism_t_max(inp.step, cfg.warmup_steps, cfg.t_range[1], cfg.t_max_warmup)
         lo, hi = round(total * cfg.t_range[0]), min(round(total * t_max), total - 1)
-        t = int(randint(max(lo, 1), hi, 1, inp.generator))
+        if inp.t is None:
+            t = int(randint(max(lo, 1), hi, 1, inp.generator))
+        else:
+            given = given_timesteps(inp.t, z.shape[0], total, self.name)
+            if bool((given != given[0]).any()):
+                raise GuidanceError(
+                    f"ism guidance takes one t for all views, got {given.tolist()}",
+                    hint="give GuidanceInput.t as a single timestep",
+                )
+            t = int(given[0])
         s = max(t - ism_interval(inp.step, cfg.warmup_steps, cfg.delta_t, cfg.delta_t_start), 0)
-        noise = latent_noise(z, inp.generator, cfg.noise_offset)
+        noise = noise_or_draw(inp, z, self.name, cfg.noise_offset)
+        self.last_draws = GuidanceDraws(
+            t=torch.full((z.shape[0],), t, dtype=torch.long, device=z.device), noise=noise
+        )
 
         with torch.no_grad():
             nodes = [*inversion_nodes(s, cfg.xs_delta_t, cfg.xs_inv_steps), t]
@@ -107,11 +124,13 @@ class ISMGuidance(Guidance[ISMConfig]):
             w = ism_weight(prior.alphas_cumprod[t])
             grad = w * (eps_cfg - eps_uncond_s)
 
-        self.last_info = {
-            "t": float(t),
-            "s": float(s),
-            "t_max": t_max,
-            "w": float(w),
-            "grad_norm": float(grad.flatten(1).norm(dim=1).mean()),
-        }
-        return {"loss_ism": inject_gradient(z, grad)}
+        self.last_info.update(
+            {
+                "t": float(t),
+                "s": float(s),
+                "t_max": t_max,
+                "w": float(w),
+                "grad_norm": float(grad.flatten(1).norm(dim=1).mean()),
+            }
+        )
+        return {"loss_ism": self.inject(z, grad)}

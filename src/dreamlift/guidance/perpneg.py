@@ -1,4 +1,6 @@
-"""Perp-Neg: view prompts with perpendicular negative guidance (METHODS 0.6; GE3D supp. Eq. 17).
+"""Perp-Neg: view prompts with perpendicular negative guidance (arXiv 2304.04968).
+
+GE3D uses it on its denoising trajectory (arXiv 2412.05929, supp. Eq. 17).
 
 Against the Janus problem, each view's positive embedding is interpolated between the front,
 side and back prompts by azimuth, and the *other* views' prompts act as negatives — only
@@ -57,7 +59,8 @@ class PerpNegText:
 def perpneg_weights(
     azimuth_deg: float, config: PerpNegConfig
 ) -> tuple[float, str, str, list[float]]:
-    """(r, start view, end view, negative weights) for one azimuth (METHODS 0.6).
+    """(r, start view, end view, negative weights) for one azimuth (GE3D's
+    ``guidance/perpneg_utils.py``, from stable-dreamfusion).
 
     Front half (|a| < 90): r = 1 - |a|/90 interpolates front → side; negatives [front, side].
     Back half: r = 1 - (|a| - 90)/90 interpolates side → back; negatives [side, front].

@@ -23,7 +23,7 @@ def linear_anneal(step: int, total: int, start: float, end: float) -> float:
 
 
 def ramp(step: int, spec: float | Sequence[float]) -> float:
-    """threestudio's scalar spec (``utils/misc.py::C``; METHODS 0.7).
+    """threestudio's scalar spec (``threestudio/utils/misc.py::C``).
 
     A plain number is constant. ``[start_step, start_value, end_value, end_step]`` moves
     linearly from ``start_value`` to ``end_value`` between the two steps and is clamped
@@ -64,7 +64,7 @@ def sds_t_range(
 def ism_t_max(
     step: int, warmup_steps: int, t_max: float = 0.5, t_max_warmup: float = 0.98
 ) -> float:
-    """ISM's upper t bound (METHODS 0.4; LucidDreamer ``sd_utils.py``).
+    """ISM's upper t bound (LucidDreamer, arXiv 2311.11284; its ``guidance/sd_utils.py``).
 
     During warm-up the bound is extended toward ``t_max_warmup``: it starts there at step 0
     and shrinks linearly to ``t_max`` at ``warmup_steps``.
@@ -95,7 +95,8 @@ def sample_nodes(
     max_step: tuple[int, int] = (480, 300),
     n: int = 6,
 ) -> list[int]:
-    """GE3D's trajectory nodes 0 = t_0 < t_1 < … < t_k, k ≤ n (METHODS 2.3 step 2).
+    """GE3D's trajectory nodes 0 = t_0 < t_1 < … < t_k, k ≤ n (arXiv 2412.05929, Sec. 4,
+    implementation details; the released code's ``Random_Sampling``).
 
     Each bound is a (start, end) pair shrunk with ``progress`` f = τ / T_iter; the giraffe
     config's defaults make jumps of 60-80 with a deepest node under 480 early, 30-50 under

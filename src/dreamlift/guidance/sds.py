@@ -1,17 +1,19 @@
-"""Score Distillation Sampling (METHODS 0.3; DreamFusion; GE3D supp. Eq. 16) and its x0 forms.
+"""Score Distillation Sampling (DreamFusion, arXiv 2209.14988, Sec. 3; GE3D supp. Eq. 16), x0 forms.
 
 Per view: t ~ U[t_min, t_max], z_t = sqrt(ᾱ_t) z + sqrt(1-ᾱ_t) eps, and the CFG epsilon
 eps_cfg(z_t, t). Three ways to turn it into a gradient on the render:
 
 * ``"eps"`` (classic): grad_z = w(t) (eps_cfg - eps), injected into z = E(x).
-* ``"latent_x0"`` (MVDream / Perturb-and-Revise): the target is x̂0 of the CFG prediction,
-  optionally std-rescaled toward the conditional x̂0, and L = 0.5 ||z - sg(x̂0)||^2 / B. Up to
-  the weighting this is the eps form with w = sqrt((1-ᾱ)/ᾱ).
+* ``"latent_x0"`` (MVDream, arXiv 2308.16512; Perturb-and-Revise, arXiv 2412.05279): the
+  target is x̂0 of the CFG prediction, optionally std-rescaled toward the conditional x̂0,
+  and L = 0.5 ||z - sg(x̂0)||^2 / B. Up to the weighting this is the eps form with
+  w = sqrt((1-ᾱ)/ᾱ).
 * ``"x0"`` (image space): decode the target and take 0.5 ||x - sg(D(x̂0))||^2 / B on the
   render itself. The toy-prior experiment found this stable where plain SDS through its
   encoder gave adversarial texture, because the encoder's Jacobian never enters.
 
-Random draws, in order: t (one per view), then the noise.
+Random draws, in order: t (one per view), then the noise. Either can be given in the
+input instead (``GuidanceInput.t`` / ``.noise``; not drawn then); ``last_draws`` records both.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from torch import Tensor
 
 from dreamlift.guidance.base import (
     Guidance,
+    GuidanceDraws,
     GuidanceError,
     GuidanceInput,
     decoded_target_gradient,
-    inject_gradient,
-    latent_noise,
-    randint,
+    noise_or_draw,
     register_guidance,
+    timesteps_or_draw,
 )
 from dreamlift.guidance.perpneg import PerpNegConfig, guided_eps
 from dreamlift.guidance.schedules import sds_t_range
@@ -86,8 +88,9 @@ def resolve_weighting(config: SDSConfig) -> str:
 def std_rescaled_x0(x0_cfg: Tensor, x0_cond: Tensor, rescale: float, group: int) -> Tensor:
     """MVDream's target: r f x̂0_cfg + (1 - r) x̂0_cfg, f = std(x̂0_cond) / std(x̂0_cfg).
 
-    The std is taken over each group of ``group`` consecutive views (METHODS 0.3 steps 2-3);
-    it undoes the over-saturation a large CFG scale puts into x̂0.
+    The std is taken over each group of ``group`` consecutive views (MVDream-threestudio's
+    ``multiview_diffusion_guidance.py``, ``recon_std_rescale``, as Perturb-and-Revise runs
+    it); it undoes the over-saturation a large CFG scale puts into x̂0.
     """
     if rescale == 0.0:
         return x0_cfg
@@ -106,6 +109,7 @@ class SDSGuidance(Guidance[SDSConfig]):
 
     def losses(self, prior: DiffusionPrior, inp: GuidanceInput) -> dict[str, Tensor]:
         cfg = self.config
+        self.refuse_draws(inp, "nodes")
         image_form = cfg.form == "x0"
         if image_form:
             self.require_images(inp, "SDS form 'x0'", "form 'latent_x0'")
@@ -118,8 +122,9 @@ class SDSGuidance(Guidance[SDSConfig]):
             inp.step, inp.total_steps, cfg.t_range, cfg.t_max_end, cfg.anneal_fraction
         )
         lo, hi = round(total * t_min), min(round(total * t_max), total - 1)
-        t = randint(lo, hi + 1, b, inp.generator).to(z.device)
-        noise = latent_noise(z, inp.generator)
+        t = timesteps_or_draw(inp, lo, hi + 1, b, total, self.name).to(z.device)
+        noise = noise_or_draw(inp, z, self.name)
+        self.last_draws = GuidanceDraws(t=t, noise=noise)
         w = sds_weight(prior.alphas_cumprod[t], resolve_weighting(cfg)).reshape(
             -1, *([1] * (z.ndim - 1))
         )
@@ -141,12 +146,14 @@ class SDSGuidance(Guidance[SDSConfig]):
                 else:
                     grad = w * (z.detach() - x0)
 
-        loss = inject_gradient(inp.images if image_form else z, grad)
-        self.last_info = {
-            "t": float(t.float().mean()),
-            "t_min": t_min,
-            "t_max": t_max,
-            "w": float(w.mean()),
-            "grad_norm": float(grad.flatten(1).norm(dim=1).mean()),
-        }
+        loss = self.inject(inp.images if image_form else z, grad)
+        self.last_info.update(
+            {
+                "t": float(t.float().mean()),
+                "t_min": t_min,
+                "t_max": t_max,
+                "w": float(w.mean()),
+                "grad_norm": float(grad.flatten(1).norm(dim=1).mean()),
+            }
+        )
         return {"loss_sds": loss}
