@@ -102,10 +102,10 @@ def render_speed() -> list[dict]:
     nerf = NerfField(NerfConfig(), gen)
     # A fitted-like field: a solid ball so that occupancy skipping behaves as on real scenes.
     with torch.no_grad():
-        r = nerf.density.shape[-1]
+        r = nerf.density_grid.shape[-1]
         g = torch.linspace(-1, 1, r)
         zz, yy, xx = torch.meshgrid(g, g, g, indexing="ij")
-        nerf.density.copy_(
+        nerf.density_grid.copy_(
             torch.where((xx**2 + yy**2 + zz**2).sqrt() < 0.5, 10.0, -10.0)[None, None]
         )
         nerf.update_occupancy()

@@ -197,7 +197,7 @@ def test_time_budget_stops_the_loop_with_a_checkpoint(tmp_path):
 
     def step_loss(step):
         time.sleep(0.03)
-        return field.density.mean() ** 2, {}, {}
+        return field.density_grid.mean() ** 2, {}, {}
 
     def slow_eval(step):
         time.sleep(0.2)  # evaluations are not training time

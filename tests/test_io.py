@@ -69,11 +69,16 @@ def test_run_dir_refuses_unwritable_folders(tmp_path):
 
 def test_run_dir_summary_and_metric_truncation(tmp_path):
     run = RunDir(tmp_path / "r").prepare()
-    for step in range(5):
-        run.log({"step": step, "loss": 1.0 / (step + 1)})
-    run.truncate_metrics(2)
-    steps = [json.loads(line)["step"] for line in run.metrics_path.read_text().splitlines()]
-    assert steps == [0, 1, 2]
+    for step in range(1, 6):
+        run.log({"step": step, "loss": 1.0 / step})
+        run.log({"step": step, "stage": "revise", "loss": 1.0 / step})
+    run.truncate_metrics(2)  # a single-stage resume from step 2 keeps other stages' records
+    records = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
+    assert [r["step"] for r in records if "stage" not in r] == [1, 2]
+    assert [r["step"] for r in records if "stage" in r] == [1, 2, 3, 4, 5]
+    run.truncate_metrics(3, stage="revise")
+    records = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
+    assert [r["step"] for r in records if "stage" in r] == [1, 2, 3]
     (run.path / "a.txt").write_text("x")
     path = run.write_summary(
         "cmd", {"x": (1, 2)}, {"m": float("nan")}, {"t": 1.0}, {"a": run.path / "a.txt"}

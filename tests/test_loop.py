@@ -15,13 +15,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     run = RunDir(tmp_path / "run").prepare()
 
     def step_loss(step):
-        value = field.density.mean() ** 2 + field.color.mean() ** 2
+        value = field.density_grid.mean() ** 2 + field.color_grid.mean() ** 2
         if step == 7:
             value = value * float("nan")
         return value, {}, {}
 
     settings = LoopSettings(steps=20, kind="test/nerf", checkpoint_every=5, log_every=1, quiet=True)
-    with pytest.raises(TrainingError, match="step 7") as err:
+    with pytest.raises(TrainingError, match="step 8") as err:  # the 8th step, index 7
         optimize(field, step_loss, run, settings, {}, resume=False)
     assert "step 5" in str(err.value) and "\n" not in str(err.value)
     assert load_checkpoint(checkpoint_path(run)).step == 5

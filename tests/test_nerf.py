@@ -179,8 +179,8 @@ def test_state_round_trip_after_upsampling_is_exact():
     rays = tuple(x[0, ::4, ::4].reshape(-1, x.shape[-1]) for x in cameras(1, 32).rays())
     field = NerfField(cfg, torch.Generator().manual_seed(7))
     opt = _train_steps(field, field.make_optimizer(), range(3), rays)
-    assert field.resolution == 20 and field.density.shape == (1, 1, 20, 20, 20)
-    assert opt.state[field.density]["exp_avg"].shape == field.density.shape  # moments carried
+    assert field.resolution == 20 and field.density_grid.shape == (1, 1, 20, 20, 20)
+    assert opt.state[field.density_grid]["exp_avg"].shape == field.density_grid.shape  # moments carried
     state = field.state_tensors()
 
     fresh = NerfField(cfg)  # a different generator seed and the initial 12^3 grids
@@ -201,7 +201,7 @@ def test_same_seed_same_field():
     fields = [NerfField(cfg) for _ in range(2)]
     for f in fields:
         _train_steps(f, f.make_optimizer(), range(3), rays)
-    assert torch.equal(fields[0].density, fields[1].density)
+    assert torch.equal(fields[0].density_grid, fields[1].density_grid)
 
 
 def test_ball_mesh_extraction_and_glb_round_trip(tmp_path):

@@ -3,14 +3,20 @@
 A method supplies ``step_loss(step) -> (loss, logs, render_out)`` (and, optionally, its own
 ``backward(loss)``); the loop owns the rest: zeroing and stepping the optimiser, the field's
 structural hooks, logging, periodic atomic checkpoints, exact resumption (field, optimiser
-moments and every random generator), a progress bar with ETA, a checkpoint on Ctrl-C /
-SIGTERM, a stop at a time budget, and a clean stop on a non-finite loss that keeps the last
-good checkpoint.
+moments, every random generator and the method's extra ``state``), a progress bar with ETA, a
+checkpoint on Ctrl-C / SIGTERM, a stop at a time budget, and a clean stop that keeps the last
+good checkpoint on a non-finite loss or on guidance whose gradient stays non-finite.
+
+Steps are counted the same way everywhere: ``step_loss`` receives the 0-based index of the
+step it computes; a checkpoint's ``step`` and metrics.jsonl's ``"step"`` are the number of
+steps completed (1-based), so the record logged after the first step says ``"step": 1``.
+A run of several stages (:mod:`dreamlift.stages`) runs this loop once per stage.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import time
@@ -33,10 +39,13 @@ from torch import Tensor
 from dreamlift.errors import DreamliftError, TrainingError
 from dreamlift.fields.base import Field, RenderOutput
 from dreamlift.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from dreamlift.io.run import RunDir
+from dreamlift.io.run import RunDir, to_plain
 
 StepLoss = Callable[[int], tuple[Tensor, dict[str, float], RenderOutput]]
 CHECKPOINT_NAME = "checkpoint.safetensors"
+NONFINITE_SUFFIX = "nonfinite_grad"
+"""A step's log entry whose key ends so counts non-finite entries of a guidance gradient
+(``Guidance.last_info["nonfinite_grad"]``); the loop stops when they persist."""
 
 
 class Interrupted(DreamliftError):
@@ -53,6 +62,14 @@ class LoopSettings:
     time_budget_s: float | None = None
     """Stop early, with a checkpoint, once the loop's own time (wall time less the time spent
     in ``on_log`` evaluations) reaches this many seconds; None runs every step."""
+    checkpoint_name: str = CHECKPOINT_NAME
+    """File name of this loop's checkpoint in the run folder (one per stage)."""
+    stage: str = ""
+    """The stage's name in a staged run ("" for a single stage); logged with every record."""
+    stage_index: int = 0
+    nonfinite_patience: int = 3
+    """Stop once a guidance gradient has had non-finite entries this many steps in a row
+    (each such step still applies the gradient with those entries zeroed)."""
 
 
 @dataclass
@@ -64,6 +81,8 @@ class LoopResult:
     timings: dict[str, float] = field(default_factory=dict)
     out_of_time: bool = False
     """Whether the time budget stopped the run before ``settings.steps``."""
+    optimizer: torch.optim.Optimizer | None = None
+    """The optimiser as it ended (a next stage may carry its moments on)."""
 
 
 class StopRequests:
@@ -104,8 +123,16 @@ def progress_bar(console: Console | None = None, disable: bool = False) -> Progr
     )
 
 
-def checkpoint_path(run: RunDir) -> Path:
-    return run.path / CHECKPOINT_NAME
+def checkpoint_path(run: RunDir, name: str = CHECKPOINT_NAME) -> Path:
+    return run.path / name
+
+
+def field_config_plain(fld: Field) -> dict | None:
+    """The field's configuration as plain values, for the checkpoint's metadata."""
+    config = getattr(fld, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return None
+    return to_plain(config)
 
 
 def _save(
@@ -118,7 +145,7 @@ def _save(
     extra: dict,
 ) -> None:
     save_checkpoint(
-        checkpoint_path(run),
+        checkpoint_path(run, settings.checkpoint_name),
         Checkpoint(
             step=step,
             kind=settings.kind,
@@ -126,28 +153,57 @@ def _save(
             optimizer=opt.state_dict(),
             generators={k: g.get_state() for k, g in generators.items()},
             extra=extra,
+            field_kind=fld.kind,
+            field_config=field_config_plain(fld),
+            stage=settings.stage,
+            stage_index=settings.stage_index,
         ),
     )
 
 
 def restore(
-    run: RunDir, settings: LoopSettings, fld: Field, generators: dict[str, torch.Generator]
+    run: RunDir,
+    settings: LoopSettings,
+    fld: Field,
+    generators: dict[str, torch.Generator],
+    make_optimizer: Callable[[], torch.optim.Optimizer] | None = None,
 ) -> tuple[torch.optim.Optimizer, int, dict]:
     """Load the run's checkpoint into ``fld`` and ``generators``.
 
     Returns (optimiser, step, extra)."""
-    ckpt = load_checkpoint(checkpoint_path(run), expected_kind=settings.kind)
+    path = checkpoint_path(run, settings.checkpoint_name)
+    ckpt = load_checkpoint(path, expected_kind=settings.kind)
     try:
         fld.load_state_tensors(ckpt.field)
-        opt = fld.make_optimizer()
+        opt = make_optimizer() if make_optimizer is not None else fld.make_optimizer()
         opt.load_state_dict(ckpt.optimizer)
         for name, gen in generators.items():
             gen.set_state(ckpt.generators[name])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise TrainingError(
-            f"checkpoint {checkpoint_path(run)} does not match this run's settings ({exc})"
+            f"checkpoint {path} does not match this run's settings ({exc})"
         ) from None
     return opt, ckpt.step, ckpt.extra
+
+
+class NonFiniteGuidance:
+    """Counts consecutive steps whose guidance gradient had non-finite entries."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = max(int(patience), 1)
+        self.streak = 0
+
+    def check(self, logs: dict[str, float], step: int, last_good: int, path: Path) -> None:
+        counts = [v for k, v in logs.items() if k.endswith(NONFINITE_SUFFIX)]
+        bad = sum(v if math.isfinite(v) else 1.0 for v in counts)
+        self.streak = self.streak + 1 if bad > 0 else 0
+        if self.streak >= self.patience:
+            raise TrainingError(
+                f"the guidance gradient had non-finite entries for {self.streak} steps in a "
+                f"row (step {step + 1}: {int(bad)}); stopped",
+                f"the last good checkpoint (step {last_good}) is kept in {path}; the prior "
+                "diverges: check the model, its dtype, or lower the guidance scale",
+            )
 
 
 def optimize(
@@ -161,21 +217,35 @@ def optimize(
     on_log: Callable[[int], dict[str, float]] | None = None,
     backward: Callable[[Tensor], None] | None = None,
     sync: Callable[[], None] | None = None,
+    state: dict | None = None,
+    make_optimizer: Callable[[], torch.optim.Optimizer] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> LoopResult:
     """Run ``settings.steps`` steps (continuing from the checkpoint when ``resume``).
 
     ``backward(loss)`` replaces ``loss.backward()`` (a method that splits its backward pass to
     time it); ``sync`` (e.g. ``torch.cuda.synchronize``) runs at each timing boundary.
+    ``state`` is the method's extra state (JSON-able values, e.g. a chosen η): written into
+    every checkpoint and, on resume, restored into the same dict. ``make_optimizer`` builds
+    the optimiser (default: over all of the field's groups); ``optimizer`` is one to start
+    with instead (a stage that carries the previous stage's moments on).
     Timings: ``step_s`` = ``loss_s`` + ``backward_s`` + ``optimizer_s`` (the optimiser's step)
     + ``densify_s`` (the field's structural hooks), ``log_s`` in ``on_log``, and ``loop_s``,
     the loop's wall time less ``log_s`` (what the time budget is compared with).
     """
     start = 0
-    if resume and checkpoint_path(run).exists():
-        opt, start, _ = restore(run, settings, fld, generators)
-        run.truncate_metrics(start - 1)
+    state = {} if state is None else state
+    path = checkpoint_path(run, settings.checkpoint_name)
+    if resume and path.exists():
+        opt, start, extra = restore(run, settings, fld, generators, make_optimizer)
+        state.clear()
+        state.update(extra)
+        run.truncate_metrics(start, stage=settings.stage)
+    elif optimizer is not None:
+        opt = optimizer
     else:
-        opt = fld.make_optimizer()
+        opt = make_optimizer() if make_optimizer is not None else fld.make_optimizer()
+    guard = NonFiniteGuidance(settings.nonfinite_patience)
     keys = ("step_s", "loss_s", "backward_s", "optimizer_s", "densify_s", "log_s")
     timings = dict.fromkeys(keys, 0.0)
 
@@ -200,10 +270,11 @@ def optimize(
             t1 = now()
             if not math.isfinite(loss_value):
                 raise TrainingError(
-                    f"the loss became {loss_value} at step {step}; stopped",
+                    f"the loss became {loss_value} at step {step + 1}; stopped",
                     f"the last good checkpoint (step {last_good}) is kept in "
-                    f"{checkpoint_path(run)}; try a lower learning rate",
+                    f"{path}; try a lower learning rate",
                 )
+            guard.check(logs, step, last_good, path)
             if backward is None:
                 loss.backward()
             else:
@@ -225,7 +296,9 @@ def optimize(
             out_of_time = budget is not None and done < settings.steps and loop_seconds() >= budget
             last = done == settings.steps or out_of_time
             if done % settings.log_every == 0 or last:
-                record = {"step": step, "loss": loss_value, "time_s": loop_seconds(), **logs}
+                record = {"step": done, "loss": loss_value, "time_s": loop_seconds(), **logs}
+                if settings.stage:
+                    record["stage"] = settings.stage
                 if on_log is not None:
                     t6 = time.perf_counter()
                     record.update(on_log(step))
@@ -233,7 +306,7 @@ def optimize(
                 run.log(record)
                 progress.update(task, status=f"loss {loss_value:.4f}")
             if done % settings.checkpoint_every == 0 or last or stop.requested:
-                _save(run, settings, fld, opt, generators, done, {})
+                _save(run, settings, fld, opt, generators, done, state)
                 last_good = done
             progress.update(task, completed=done)
             if stop.requested:
@@ -247,4 +320,4 @@ def optimize(
     steps_done = done - start
     if steps_done:
         timings["iterations_per_s"] = steps_done / max(timings["step_s"], 1e-9)
-    return LoopResult(fld, done, start, timings, out_of_time)
+    return LoopResult(fld, done, start, timings, out_of_time, opt)

@@ -26,20 +26,26 @@ REACH = 3.0  # a Gaussian is ignored beyond 3 of its largest standard deviations
 class GaussianDensity:
     """Density and colour of a Gaussian field at points, only summing the nearby Gaussians."""
 
-    def __init__(self, fld: GaussianField) -> None:
+    def __init__(self, fld: GaussianField, differentiable: bool = False) -> None:
+        """``differentiable`` keeps the field's tensors (on their device, in the autograd
+        graph); otherwise detached float32 copies on the CPU serve mesh extraction."""
+
+        def take(t: Tensor) -> Tensor:
+            return t if differentiable else t.detach().float().cpu()
+
+        self.means = take(fld.means)
+        self.inv_scales = torch.exp(-take(fld.log_scales))
+        self.rot = quat_to_rotmat(take(fld.quats))
+        self.opacity = take(fld.opacities)
+        self.rgb = (take(fld.features_dc)[:, 0] * SH_C0 + 0.5).clamp(0, 1)
         with torch.no_grad():
-            self.means = fld.means.detach().float().cpu()
-            self.inv_scales = torch.exp(-fld.log_scales.detach().float().cpu())
-            self.rot = quat_to_rotmat(fld.quats.detach().float().cpu())
-            self.opacity = fld.opacities.detach().float().cpu()
-            rgb = fld.features_dc.detach().float().cpu()[:, 0] * SH_C0 + 0.5
-            self.rgb = rgb.clamp(0, 1)
-            self.reach = REACH * torch.exp(fld.log_scales.detach().float().cpu()).amax(-1)
+            self.reach = REACH * torch.exp(take(fld.log_scales)).amax(-1).detach()
 
     def _weights(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """(P, K) contributions of the K Gaussians near the chunk, and their indices."""
-        lo, hi = points.amin(0), points.amax(0)
-        gap = (self.means - self.means.clamp(lo, hi)).norm(dim=-1)
+        lo, hi = points.detach().amin(0), points.detach().amax(0)
+        means = self.means.detach()
+        gap = (means - means.clamp(lo, hi)).norm(dim=-1)
         near = torch.nonzero(gap <= self.reach).squeeze(-1)
         if near.numel() == 0:
             return points.new_zeros(points.shape[0], 0), near

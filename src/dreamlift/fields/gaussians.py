@@ -20,8 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from dreamlift.cameras import Cameras
-from dreamlift.fields.base import Field, RenderOutput
+from dreamlift.fields.base import Field, ParamGroup, RenderOutput
+from dreamlift.fields.gaussian_control import AdaptiveDensityControl
 from dreamlift.fields.gaussian_densify import densify_and_prune, rows_from_source
+from dreamlift.fields.gaussian_density import GaussianDensity
 from dreamlift.fields.gaussian_init import initial_gaussians
 from dreamlift.fields.optimizer_state import carry_optimizer_state
 from dreamlift.fields.rasterize import quat_to_rotmat, rasterize_gaussians
@@ -142,6 +144,7 @@ class GaussianField(Field):
         for name in PARAM_NAMES:
             setattr(self, name, nn.Parameter(getattr(init, name).detach().float().clone()))
         self._reset_stats()
+        self.densification = AdaptiveDensityControl()
 
     # ------------------------------------------------------------------------------ basics
 
@@ -205,6 +208,19 @@ class GaussianField(Field):
             out["normals"] = torch.nn.functional.normalize(n, dim=-1) * hit
         return out
 
+    def density(self, points: Tensor, chunk: int = 4096) -> Tensor:
+        """Σ_i o_i exp(-½ ‖S_i⁻¹ R_iᵀ (x − μ_i)‖²) at points (P, 3), differentiable; each
+        chunk of points sums only the Gaussians within 3 standard deviations of it."""
+        density = GaussianDensity(self, differentiable=True)
+        points = points.to(self.means)
+        parts = [density.density(points[i : i + chunk]) for i in range(0, points.shape[0], chunk)]
+        return torch.cat(parts) if parts else points.new_zeros(0)
+
+    def fresh_like(self, generator: torch.Generator | None = None) -> GaussianField:
+        """As many Gaussians as this field holds, drawn by the configured initialisation."""
+        config = replace(self.config, num_init=self.num_gaussians)
+        return GaussianField(config, generator).to(self.means.device)
+
     # -------------------------------------------------------------------------- optimiser
 
     def lr_means(self, step: int) -> float:
@@ -214,10 +230,11 @@ class GaussianField(Field):
         lr = math.exp((1 - t) * math.log(c.lr_means) + t * math.log(c.lr_means_final))
         return lr * c.bound
 
-    def _group_lrs(self) -> dict[str, float]:
+    def param_groups(self) -> list[ParamGroup]:
+        """Positions, scales, rotations and opacities are geometry; SH colour is appearance."""
         c = self.config
         dc = c.lr_features_dc
-        return {
+        lrs = {
             "means": self.lr_means(0),
             "log_scales": c.lr_scaling,
             "quats": c.lr_rotation,
@@ -225,45 +242,28 @@ class GaussianField(Field):
             "features_dc": dc,
             "features_rest": c.lr_features_rest if c.lr_features_rest is not None else dc / 20,
         }
-
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        groups = [
-            {"params": [getattr(self, name)], "lr": lr, "name": name}
-            for name, lr in self._group_lrs().items()
+        return [
+            ParamGroup(
+                name,
+                "appearance" if name.startswith("features") else "geometry",
+                [getattr(self, name)],
+                lr,
+            )
+            for name, lr in lrs.items()
         ]
-        return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+
+    def optimizer_options(self) -> dict:
+        return {"lr": 0.0, "eps": 1e-15}
 
     def after_backward(
         self, step: int, out: RenderOutput, optimizer: torch.optim.Optimizer
     ) -> torch.optim.Optimizer:
+        """Set the position learning rate for ``step``, then let the densification policy
+        gather its gradient statistics."""
         for group in optimizer.param_groups:
             if group.get("name") == "means":
                 group["lr"] = self.lr_means(step)
-        means2d = out.get("means2d")
-        if step >= self.config.densify_until or means2d is None or means2d.grad is None:
-            return optimizer
-        if means2d.shape[1] != self.num_gaussians:
-            return optimizer
-        with torch.no_grad():
-            b, h, w = out["rgb"].shape[:3]
-            scale = torch.tensor([0.5 * w * b, 0.5 * h * b], device=means2d.device)
-            norms = (means2d.grad * scale).norm(dim=-1)  # (B, N)
-            visible = out["radii"] > 0
-            self.grad_accum += (norms * visible).sum(0)
-            self.grad_count += visible.sum(0)
-            frac = torch.where(visible, out["radii"] / max(w, h), 0.0).amax(0)
-            self.max_radii.copy_(torch.maximum(self.max_radii, frac))
-        return optimizer
-
-    def after_step(self, step: int, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-        c = self.config
-        if step >= c.densify_until:
-            return optimizer
-        if step > c.densify_from and c.densify_every > 0 and step % c.densify_every == 0:
-            optimizer = self._densify_and_prune(step, optimizer)
-        if c.opacity_reset_every > 0 and step > 0 and step % c.opacity_reset_every == 0:
-            self._reset_opacity(optimizer)
-        return optimizer
+        return super().after_backward(step, out, optimizer)
 
     # ------------------------------------------------------------------------ densification
 
@@ -271,16 +271,11 @@ class GaussianField(Field):
     def densify(
         self, step: int, optimizer: torch.optim.Optimizer, force_all: bool = False
     ) -> torch.optim.Optimizer:
-        """Run one densify-and-prune now (``force_all`` treats every gradient as large)."""
+        """Run one densify-and-prune now from the accumulated gradient statistics
+        (``force_all`` treats every gradient as large)."""
         if force_all:
             self.grad_accum.fill_(1e9)
             self.grad_count.fill_(1.0)
-        return self._densify_and_prune(step, optimizer)
-
-    @torch.no_grad()
-    def _densify_and_prune(
-        self, step: int, optimizer: torch.optim.Optimizer
-    ) -> torch.optim.Optimizer:
         grads = self.grad_accum / self.grad_count.clamp(min=1.0)
         params = {name: getattr(self, name) for name in PARAM_NAMES}
         tensors, source = densify_and_prune(
@@ -297,11 +292,11 @@ class GaussianField(Field):
             setattr(self, name, nn.Parameter(tensors[name].contiguous()))
         self._reset_stats()
         return carry_optimizer_state(
-            optimizer, self.make_optimizer(), previous, rows_from_source(source)
+            optimizer, self.rebuild_optimizer(optimizer), previous, rows_from_source(source)
         )
 
     @torch.no_grad()
-    def _reset_opacity(self, optimizer: torch.optim.Optimizer) -> None:
+    def reset_opacity(self, optimizer: torch.optim.Optimizer) -> None:
         """Clamp opacities to <= 0.01 (logit space) and zero their Adam moments (3DGS)."""
         cap = math.log(0.01 / 0.99)
         self.opacity_logits.clamp_(max=cap)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlift.cameras import Cameras
-from dreamlift.fields.base import Field, RenderOutput
+from dreamlift.fields.base import Densification, Field, ParamGroup, RenderOutput
 from dreamlift.fields.nerf_config import NerfConfig
 from dreamlift.fields.optimizer_state import carry_optimizer_state
 from dreamlift.fields.volume import (
@@ -39,7 +39,10 @@ from dreamlift.fields.voxel_grid import (
     sample_grid,
 )
 
-__all__ = ["NerfConfig", "NerfField"]
+__all__ = ["GridUpsampling", "NerfConfig", "NerfField"]
+
+_CHECKPOINT_NAMES = {"density_grid": "density", "color_grid": "color"}
+"""Attribute → checkpoint name of the grids (checkpoints keep the names they always had)."""
 
 
 class NerfField(Field):
@@ -56,20 +59,25 @@ class NerfField(Field):
         self._jitter_generator: torch.Generator | None = None
         res = cfg.resolution_at(0)
         channels = 3 if cfg.color_mode == "rgb" else cfg.color_features
-        self.density = nn.Parameter(torch.zeros(1, 1, res, res, res))
-        self.color = nn.Parameter(torch.zeros(1, channels, res, res, res))
+        self.density_grid = nn.Parameter(torch.zeros(1, 1, res, res, res))
+        self.color_grid = nn.Parameter(torch.zeros(1, channels, res, res, res))
         self.register_buffer("occupancy", torch.ones(res - 1, res - 1, res - 1, dtype=torch.bool))
         self.register_buffer("occupied_box", torch.tensor([[-cfg.bound] * 3, [cfg.bound] * 3]))
         self.mlp: nn.Sequential | None = None
         if cfg.color_mode == "mlp":
-            n_in = channels + (3 + 6 * cfg.view_frequencies if cfg.view_dependent else 0)
-            self.mlp = nn.Sequential(
-                nn.Linear(n_in, cfg.mlp_hidden),
-                nn.ReLU(inplace=True),
-                nn.Linear(cfg.mlp_hidden, cfg.mlp_hidden),
-                nn.ReLU(inplace=True),
-                nn.Linear(cfg.mlp_hidden, 3),
-            )
+            # Initialised from the field's generator, not torch's global stream.
+            seed = int(torch.randint(0, 2**62, (), generator=self.generator))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                n_in = channels + (3 + 6 * cfg.view_frequencies if cfg.view_dependent else 0)
+                self.mlp = nn.Sequential(
+                    nn.Linear(n_in, cfg.mlp_hidden),
+                    nn.ReLU(inplace=True),
+                    nn.Linear(cfg.mlp_hidden, cfg.mlp_hidden),
+                    nn.ReLU(inplace=True),
+                    nn.Linear(cfg.mlp_hidden, 3),
+                )
+        self.densification = GridUpsampling()
         # Reference step: sigma * step = softplus(raw + shift) * step * density_scale.
         step = 2.0 * cfg.bound / cfg.samples_per_ray
         init_sigma = -math.log(1.0 - cfg.init_alpha) / step
@@ -83,18 +91,18 @@ class NerfField(Field):
 
     @property
     def resolution(self) -> int:
-        return self.density.shape[-1]
+        return self.density_grid.shape[-1]
 
     def sigma(self, points: Tensor) -> Tensor:
         """Density (P,) per world unit at points (P, 3), ignoring the occupancy mask."""
-        raw = sample_grid(self.density, points, self.config.bound)[:, 0]
+        raw = sample_grid(self.density_grid, points, self.config.bound)[:, 0]
         sigma = self.config.density_scale * F.softplus(raw + self.shift)
         radius = self.config.sphere_radius
         return sigma if radius is None else sigma * (points.norm(dim=-1) < radius)
 
     def rgb(self, points: Tensor, dirs: Tensor | None = None) -> Tensor:
         """Colour (P, 3) in [0, 1] at points (P, 3) seen along unit ``dirs`` (P, 3)."""
-        feats = sample_grid(self.color, points, self.config.bound)
+        feats = sample_grid(self.color_grid, points, self.config.bound)
         if self.mlp is None:
             return torch.sigmoid(feats)
         if self.config.view_dependent:
@@ -110,7 +118,7 @@ class NerfField(Field):
 
     def _density_gradient_grid(self) -> Tensor:
         """d sigma / d(x, y, z) at the grid points (1, 3, Z, Y, X), central differences."""
-        sig = self.config.density_scale * F.softplus(self.density + self.shift)
+        sig = self.config.density_scale * F.softplus(self.density_grid + self.shift)
         return central_gradient(sig, self.config.bound)
 
     @torch.no_grad()
@@ -120,7 +128,7 @@ class NerfField(Field):
         Density is trilinear in raw value then monotone, so a cell whose corners are all low
         is low everywhere: skipping it changes no rendering weight above occupancy_alpha.
         """
-        self.occupancy = occupancy_mask(self.density, self._occupancy_raw)
+        self.occupancy = occupancy_mask(self.density_grid, self._occupancy_raw)
         self.occupied_box = occupied_box(self.occupancy, self.config.bound)
 
     # ---- rendering ---------------------------------------------------------------------
@@ -240,32 +248,33 @@ class NerfField(Field):
     def regularizer(self) -> Tensor:
         """Weighted priors to add to the photometric loss: total variation of the grids and the
         density sparsity prior (the one on by default)."""
-        loss = self.density.new_zeros(())
+        loss = self.density_grid.new_zeros(())
         if self.config.tv_density > 0:
-            loss = loss + self.config.tv_density * total_variation(self.density)
+            loss = loss + self.config.tv_density * total_variation(self.density_grid)
         if self.config.tv_color > 0:
-            loss = loss + self.config.tv_color * total_variation(self.color)
+            loss = loss + self.config.tv_color * total_variation(self.color_grid)
         if self.config.sparsity > 0:
             # L1 on the raw value, floored just below the occupancy level: a constant push
             # (Adam keeps stepping at its full rate, unlike a prior on softplus whose gradient
             # fades with the density) that stops once the cell can be skipped.
             floor = self._occupancy_raw - 1.0
-            loss = loss + self.config.sparsity * self.density.clamp(min=floor).mean()
+            loss = loss + self.config.sparsity * self.density_grid.clamp(min=floor).mean()
         return loss
 
-    def _param_groups(self) -> list[dict]:
+    def param_groups(self) -> list[ParamGroup]:
+        """The density grid is geometry; the colour grid (and its MLP) appearance."""
         cfg = self.config
         groups = [
-            {"params": [self.density], "lr": cfg.lr_density, "name": "density"},
-            {"params": [self.color], "lr": cfg.lr_color, "name": "color"},
+            ParamGroup("density", "geometry", [self.density_grid], cfg.lr_density),
+            ParamGroup("color", "appearance", [self.color_grid], cfg.lr_color),
         ]
         if self.mlp is not None:
-            groups.append({"params": list(self.mlp.parameters()), "lr": cfg.lr_mlp, "name": "mlp"})
+            groups.append(ParamGroup("mlp", "appearance", list(self.mlp.parameters()), cfg.lr_mlp))
         return groups
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        fused = self.density.device.type in ("cpu", "cuda")
-        return torch.optim.Adam(self._param_groups(), betas=(0.9, 0.99), eps=1e-15, fused=fused)
+    def optimizer_options(self) -> dict:
+        fused = self.density_grid.device.type in ("cpu", "cuda")
+        return {"betas": (0.9, 0.99), "eps": 1e-15, "fused": fused}
 
     def lr_factor(self, step: int) -> float:
         """Learning-rate multiplier for ``step`` (exponential decay over ``train_steps``)."""
@@ -273,50 +282,71 @@ class NerfField(Field):
         return self.config.lr_final_factor**frac
 
     def after_step(self, step: int, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-        """Upsample grids when the schedule says so (returning a rebuilt optimiser), refresh the
-        occupancy mask every ``occupancy_every`` steps and set the next step's learning rates."""
+        """Let the densification policy upsample the grids (returning a rebuilt optimiser),
+        refresh the occupancy mask every ``occupancy_every`` steps and set the next step's
+        learning rates."""
         cfg = self.config
         nxt = step + 1
-        res = cfg.resolution_at(nxt)
-        if res != self.resolution:
-            optimizer = self._upsample(res, optimizer)
-            if cfg.occupancy:
-                self.update_occupancy()
-        elif cfg.occupancy and nxt % cfg.occupancy_every == 0:
+        before = self.resolution
+        optimizer = super().after_step(step, optimizer)
+        if self.resolution == before and cfg.occupancy and nxt % cfg.occupancy_every == 0:
             self.update_occupancy()
-        base = {g["name"]: g["lr"] for g in self._param_groups()}
+        base = {g.name: g.lr for g in self.param_groups()}
         factor = self.lr_factor(nxt)
         for group in optimizer.param_groups:
             if group.get("name") in base:
                 group["lr"] = base[group["name"]] * factor
         return optimizer
 
+    def density(self, points: Tensor) -> Tensor:
+        return self.sigma(points)
+
+    def fresh_like(self, generator: torch.Generator | None = None) -> NerfField:
+        """The default initialisation (uniform thin fog, grey) at this field's resolution."""
+        fresh = NerfField(self.config, generator).to(self.density_grid.device)
+        if fresh.resolution != self.resolution:
+            fresh.resize(self.resolution)
+        return fresh
+
     @torch.no_grad()
-    def _upsample(self, res: int, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-        """Resample both grids to ``res`` and carry Adam moments over, resampled alike."""
-        previous = {g["name"]: list(g["params"]) for g in optimizer.param_groups}
-        for name in ("density", "color"):
+    def resize(self, res: int) -> None:
+        """Resample both grids to ``res`` points per side (occupancy reset to all occupied)."""
+        for name in ("density_grid", "color_grid"):
             setattr(self, name, nn.Parameter(resize_grid(getattr(self, name).detach(), res)))
         self.occupancy = torch.ones(
-            res - 1, res - 1, res - 1, dtype=torch.bool, device=self.density.device
+            res - 1, res - 1, res - 1, dtype=torch.bool, device=self.density_grid.device
         )
         self.occupied_box = occupied_box(self.occupancy, self.config.bound)
+
+    @torch.no_grad()
+    def upsample(self, res: int, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Resample both grids to ``res`` and carry Adam moments over, resampled alike."""
+        previous = {g["name"]: list(g["params"]) for g in optimizer.param_groups}
+        self.resize(res)
         return carry_optimizer_state(
-            optimizer, self.make_optimizer(), previous, lambda value, _: resize_grid(value, res)
+            optimizer,
+            self.rebuild_optimizer(optimizer),
+            previous,
+            lambda value, _: resize_grid(value, res),
         )
 
     # ---- checkpoints and export --------------------------------------------------------
 
     def state_tensors(self) -> dict[str, Tensor]:
-        out = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        """The grids under their checkpoint names ``density`` / ``color`` (the attributes are
+        ``density_grid`` / ``color_grid``, since ``density(points)`` is the field's query)."""
+        out = {
+            _CHECKPOINT_NAMES.get(k, k): v.detach().clone() for k, v in self.state_dict().items()
+        }
         out["generator_state"] = self.generator.get_state().clone()
         return out
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
-        tensors = dict(tensors)
+        stored = {v: k for k, v in _CHECKPOINT_NAMES.items()}
+        tensors = {stored.get(k, k): v for k, v in tensors.items()}
         generator_state = tensors.pop("generator_state", None)
-        dev = self.density.device
-        for name in ("density", "color"):
+        dev = self.density_grid.device
+        for name in _CHECKPOINT_NAMES:
             if tensors[name].shape != getattr(self, name).shape:
                 setattr(self, name, nn.Parameter(torch.empty_like(tensors[name], device=dev)))
         if tensors["occupancy"].shape != self.occupancy.shape:
@@ -330,7 +360,7 @@ class NerfField(Field):
         """Marching-cubes mesh with vertex colours as ``mesh.glb`` (glTF +y up)."""
         from dreamlift.io.mesh import extract_mesh, write_mesh
 
-        dev = self.density.device
+        dev = self.density_grid.device
         verts, faces, colors = extract_mesh(
             lambda p: self.sigma(p.to(dev)),
             lambda p: self.rgb(p.to(dev)),
@@ -349,15 +379,31 @@ class NerfField(Field):
         ``sigma_fn`` maps points (P, 3) to density (P,), ``rgb_fn`` to colour (P, 3) (rgb mode).
         """
         res, b = self.resolution, self.config.bound
-        axis = torch.linspace(-b, b, res, device=self.density.device)
+        axis = torch.linspace(-b, b, res, device=self.density_grid.device)
         zz, yy, xx = torch.meshgrid(axis, axis, axis, indexing="ij")
         pts = torch.stack([xx, yy, zz], dim=-1).reshape(-1, 3)
         sig = sigma_fn(pts).reshape(1, 1, res, res, res) / self.config.density_scale
-        self.density.copy_(inverse_softplus(sig.clamp(min=1e-30)) - self.shift)
+        self.density_grid.copy_(inverse_softplus(sig.clamp(min=1e-30)) - self.shift)
         if rgb_fn is not None:
             if self.mlp is not None:
                 raise ValueError("set_from_functions can set colours only in 'rgb' mode")
             rgb = rgb_fn(pts).clamp(1e-4, 1 - 1e-4).t().reshape(1, 3, res, res, res)
-            self.color.copy_(torch.logit(rgb))
+            self.color_grid.copy_(torch.logit(rgb))
         if self.config.occupancy:
             self.update_occupancy()
+
+
+class GridUpsampling(Densification):
+    """Coarse-to-fine: the grids grow on ``config.resolutions``' schedule (DVGO's progressive
+    scaling, arXiv:2111.11215 §5). A grid is never resampled *down*: a trained field that
+    starts a new stage at step 0 keeps its resolution."""
+
+    def after_step(  # type: ignore[override]
+        self, field: NerfField, step: int, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.Optimizer:
+        res = field.config.resolution_at(step + 1)
+        if res > field.resolution:
+            optimizer = field.upsample(res, optimizer)
+            if field.config.occupancy:
+                field.update_occupancy()
+        return optimizer

@@ -1,9 +1,11 @@
 """Checkpoints: one safetensors file, written atomically, holding everything to resume exactly.
 
-A checkpoint carries the field's tensors, the optimiser's moments, random-generator states and
-the step. Writing goes to a temporary file in the same folder, is flushed to disk, then
-renamed over the old one, so a crash (even SIGKILL) leaves either the old or the new
-checkpoint, never a torn one.
+A checkpoint carries the field's tensors, kind and configuration (so another method can load
+the field without knowing which method trained it), the optimiser's moments, random-generator
+states, the step, the stage of a staged run and the method's extra state (a chosen η, a
+transform: small JSON-able values that must survive ``--resume``). Writing goes to a temporary
+file in the same folder, is flushed to disk, then renamed over the old one, so a crash (even
+SIGKILL) leaves either the old or the new checkpoint, never a torn one.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -26,11 +27,19 @@ FORMAT = "dreamlift-checkpoint-1"
 @dataclass
 class Checkpoint:
     step: int
+    """Steps completed (of the stage, in a staged run)."""
     kind: str  # e.g. "reconstruct/gaussians": a checkpoint only resumes the same kind of run
     field: dict[str, Tensor]
     optimizer: dict
     generators: dict[str, Tensor]
     extra: dict  # small JSON-able state of the method (e.g. best metric so far)
+    field_kind: str = ""
+    """The field's registry name ("gaussians", "nerf"); empty in checkpoints before it."""
+    field_config: dict | None = None
+    """The field's configuration as plain values; None in checkpoints before it."""
+    stage: str = ""
+    """The stage this checkpoint belongs to ("" for a single-stage run)."""
+    stage_index: int = 0
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, Tensor], str]:
@@ -68,6 +77,10 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "kind": ckpt.kind,
         "optimizer": optim_meta,
         "extra": json.dumps(ckpt.extra),
+        "field_kind": ckpt.field_kind,
+        "field_config": json.dumps(ckpt.field_config),
+        "stage": ckpt.stage,
+        "stage_index": str(ckpt.stage_index),
     }
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
@@ -77,21 +90,32 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, expected_kind: str | None = None) -> Checkpoint:
-    """Read a checkpoint; a missing, corrupt, truncated or foreign file raises CheckpointError."""
+def read_metadata(path: Path) -> dict[str, str]:
+    """The checkpoint's metadata alone (no tensors are read); CheckpointError as
+    :func:`load_checkpoint`."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _corrupt(path, exc) from None
+
+
+def _corrupt(path: Path, exc: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {path} is corrupt or truncated ({str(exc).splitlines()[0][:80]})",
+        "delete it to start over, or restore a copy",
+    )
+
+
+def load_checkpoint(path: Path, expected_kind: str | None = None) -> Checkpoint:
+    """Read a checkpoint; a missing, corrupt, truncated or foreign file raises CheckpointError."""
+    metadata = read_metadata(path)
+    try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({str(exc).splitlines()[0][:80]})",
-            "delete it to start over, or restore a copy",
-        ) from None
+        raise _corrupt(path, exc) from None
     if metadata.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a dreamlift checkpoint (format {metadata.get('format')!r})"
@@ -113,8 +137,8 @@ def load_checkpoint(path: Path, expected_kind: str | None = None) -> Checkpoint:
         optimizer=_unflatten_optimizer(groups["optim"], metadata["optimizer"]),
         generators=groups["rng"],
         extra=json.loads(metadata.get("extra", "{}")),
+        field_kind=metadata.get("field_kind", ""),
+        field_config=json.loads(metadata.get("field_config", "null")),
+        stage=metadata.get("stage", ""),
+        stage_index=int(metadata.get("stage_index", "0")),
     )
-
-
-def generator_state(gen: torch.Generator) -> Tensor:
-    return gen.get_state().clone()

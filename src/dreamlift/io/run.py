@@ -80,14 +80,19 @@ class RunDir:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(to_plain(record)) + "\n")
 
-    def truncate_metrics(self, after_step: int) -> None:
-        """Drop records logged after ``after_step`` (they are redone when a run resumes)."""
+    def truncate_metrics(self, after_step: int, stage: str = "") -> None:
+        """Drop the records of ``stage`` logged after ``after_step`` steps (they are redone
+        when a run resumes); other stages' records are kept."""
         if not self.metrics_path.exists():
             return
+
+        def keep(record: dict) -> bool:
+            return record.get("stage", "") != stage or record.get("step", -1) <= after_step
+
         kept = [
             line
             for line in self.metrics_path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", -1) <= after_step
+            if line.strip() and keep(json.loads(line))
         ]
         atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
