@@ -180,7 +180,8 @@ def test_state_round_trip_after_upsampling_is_exact():
     field = NerfField(cfg, torch.Generator().manual_seed(7))
     opt = _train_steps(field, field.make_optimizer(), range(3), rays)
     assert field.resolution == 20 and field.density_grid.shape == (1, 1, 20, 20, 20)
-    assert opt.state[field.density_grid]["exp_avg"].shape == field.density_grid.shape  # moments carried
+    moments = opt.state[field.density_grid]["exp_avg"]
+    assert moments.shape == field.density_grid.shape  # moments carried
     state = field.state_tensors()
 
     fresh = NerfField(cfg)  # a different generator seed and the initial 12^3 grids

@@ -117,7 +117,8 @@ def test_a_complete_staged_run_resumes_to_the_same_result(tmp_path):
     first, _ = _run(tmp_path / "r")
     again, result = _run(tmp_path / "r", resume=True)
     assert all(
-        torch.equal(a, b) for a, b in zip(_tensors(first).values(), _tensors(again).values())
+        torch.equal(a, b)
+        for a, b in zip(_tensors(first).values(), _tensors(again).values(), strict=True)
     )
     assert result.results["revise"].steps_done == result.results["revise"].resumed_from == 7
 
@@ -131,7 +132,10 @@ def test_load_field_reads_the_last_stage_without_the_methods_config(tmp_path):
     loaded = load_field(tmp_path / "r")
     assert isinstance(loaded, NerfField) and loaded.config == fld.config
     assert loaded.resolution == 10
-    assert all(torch.equal(a, b) for a, b in zip(_tensors(fld).values(), _tensors(loaded).values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(_tensors(fld).values(), _tensors(loaded).values(), strict=True)
+    )
 
 
 def test_load_field_reads_checkpoints_written_before_they_carried_the_field(tmp_path):
