@@ -1,6 +1,6 @@
 """Denoising steps steered by an energy on UNet features (classifier-guidance style).
 
-Diffusion Handles (METHODS.md 5.3 step 7) re-generates an image while pulling the UNet's
+Diffusion Handles (arXiv 2312.02190, Sec. 5.2) re-generates an image while pulling the UNet's
 decoder activations toward lifted-and-transformed copies of the recorded ones. The paper
 adds lambda * grad G to eps (Eq. 3); its code instead takes a few explicit gradient steps on
 the latent before each guided DDIM step. Both are available:
@@ -10,7 +10,8 @@ the latent before each guided DDIM step. Both are available:
 - ``mode="eps"`` (DH paper, classifier guidance): eps ← eps_cfg + weight · ∇_z G, one step.
 
 Features always come from a conditional-only UNet pass with gradient enabled, the same pass
-type the recording uses (DH pitfall 5.6); the CFG step itself runs without gradient.
+type the recording uses (as in the authors' code: energies between activations of different
+pass types would compare unlike things); the CFG step itself runs without gradient.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""DDIM inversion and null-text inversion (Mokady et al. 2023; METHODS.md 0.5).
+"""DDIM inversion (Song et al., arXiv 2010.02502) and null-text inversion (Mokady et al.,
+CVPR 2023, arXiv 2211.09794, Sec. 3: pivotal inversion, then null-text optimisation).
 
 Plain DDIM inversion with the prompt at guidance 1 reconstructs well at guidance 1 but
 drifts at guidance 7.5, which editing needs. Null-text inversion keeps the inverted noise

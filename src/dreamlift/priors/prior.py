@@ -1,10 +1,11 @@
 """``DiffusionPrior``: the one interface guidance losses and methods use to ask a 2D model.
 
 It wraps a latent text-to-image diffusion model (SD 1.x / 2.x / 2-depth or a zoo model in the
-same diffusers layout) and exposes the operations of METHODS.md section 0: VAE encode/decode,
-prompt embeddings, epsilon with classifier-free guidance, the noise schedule, DDIM steps,
-sampling, DDIM and null-text inversion, depth conditioning, and feature capture / energy
-guidance for Diffusion Handles.
+same diffusers layout) and exposes what the methods ask of it: VAE encode/decode, prompt
+embeddings, epsilon with classifier-free guidance (Ho & Salimans, arXiv 2207.12598), the
+noise schedule, DDIM steps and sampling (Song et al., arXiv 2010.02502), DDIM and null-text
+inversion (Mokady et al., arXiv 2211.09794), depth conditioning, and feature capture /
+energy guidance for Diffusion Handles (arXiv 2312.02190, Sec. 5).
 
 Public tensors (latents, eps, images) are float32 on the prior's device; the models may run
 in fp16, and each call casts its inputs. Model parameters are frozen: gradients flow to
@@ -26,7 +27,7 @@ from dreamlift.priors.depth import prepare_depth
 from dreamlift.priors.features import FeatureCapture
 from dreamlift.priors.loading import PriorComponents, load_components, resolve_model
 from dreamlift.priors.schedule import NoiseSchedule, Timestep
-from dreamlift.priors.text import SUFFIX_TEMPLATE, TextEmbeddings, encode_prompts, view_prompts
+from dreamlift.priors.text import TextEmbeddings, encode_prompts, view_prompts
 
 StepCallback = Callable[[int, Tensor, Tensor], None]
 
@@ -157,15 +158,7 @@ class DiffusionPrior:
             offset = self.camera(azimuth_deg.to(self.device), elevation_deg.to(self.device))
         return text.with_camera(offset.to(self.dtype))
 
-    @staticmethod
-    def view_prompts(
-        prompt: str,
-        azimuth_deg: float | Sequence[float] | Tensor,
-        elevation_deg: float | Sequence[float] | Tensor = 0.0,
-        template: str = SUFFIX_TEMPLATE,
-    ) -> list[str]:
-        """View-dependent prompts; see :func:`dreamlift.priors.text.view_prompts`."""
-        return view_prompts(prompt, azimuth_deg, elevation_deg, template)
+    view_prompts = staticmethod(view_prompts)  # :func:`dreamlift.priors.text.view_prompts`
 
     # ------------------------------------------------------------------ VAE
     def encode(self, images: Tensor) -> Tensor:
@@ -296,31 +289,10 @@ class DiffusionPrior:
                 callback(i, t, z)
         return z
 
-    def ddim_invert(
-        self,
-        latents: Tensor,
-        text: TextEmbeddings,
-        num_steps: int = 50,
-        guidance_scale: float = 1.0,
-        depth: Tensor | None = None,
-    ) -> list[Tensor]:
-        """The DDIM inversion trajectory [z_0, …, z_T]; see :func:`inversion.ddim_invert`."""
-        return inversion.ddim_invert(self, latents, text, num_steps, guidance_scale, depth)
-
-    def null_text_inversion(
-        self,
-        latents: Tensor,
-        text: TextEmbeddings,
-        num_steps: int = 50,
-        guidance_scale: float = 7.5,
-        inner_steps: int = 10,
-        depth: Tensor | None = None,
-        early_stop_eps: float = 1e-5,
-    ) -> tuple[Tensor, list[Tensor]]:
-        """z_T and per-step null embeddings; see :func:`inversion.null_text_inversion`."""
-        return inversion.null_text_inversion(
-            self, latents, text, num_steps, guidance_scale, inner_steps, depth, early_stop_eps
-        )
+    # DDIM and null-text inversion are functions of a prior (``priors/inversion.py``), bound
+    # here as methods: ``prior.null_text_inversion(latents, text, …)``.
+    ddim_invert = inversion.ddim_invert
+    null_text_inversion = inversion.null_text_inversion
 
     # ------------------------------------------------------------------ features
     def capture(
