@@ -1,4 +1,5 @@
-"""The 3D edit of the depth map and the correspondences it induces (METHODS.md 5.3 steps 4–6).
+"""The 3D edit of the depth map and the correspondences it induces (Diffusion Handles,
+arXiv 2312.02190, Sec. 5.1, Eqs. 4–7).
 
 The correspondences are the paper's 3D-aware flow (Eq. 5, F = u − (P∘T∘L_d)⁻¹(u)) sampled
 where it is defined: the pixels the moved object covers, each with the pixel it came from.
@@ -51,9 +52,9 @@ def to_depth(disparity: Tensor) -> Tensor:
 
 
 def background_disparity(depth: Tensor, mask: Tensor, dilation: int) -> tuple[Tensor, Tensor]:
-    """Disparity of the scene with the object removed (step 4, harmonic: no inpainted guide),
-    as (background, occluders): the map composited into the edit and the one the moved
-    points are z-buffered against.
+    """Disparity of the scene with the object removed (the paper's d'_b, Sec. 5.1; harmonic:
+    no inpainted guide), as (background, occluders): the map composited into the edit and the
+    one the moved points are z-buffered against.
 
     Inside the mask dilated by ``dilation`` px the disparity is re-solved from its
     surroundings. Whatever was behind the object is at least as far as the object, so under
@@ -171,7 +172,7 @@ def edit_depth(
 
 @dataclass
 class LatentTargets:
-    """Correspondences and background masks on the latent grid (step 6), flat indices."""
+    """Correspondences and background masks on the latent grid (Eqs. 8–9), flat indices."""
 
     source: Tensor
     """(N,) flat latent index of each correspondence's source …"""

@@ -1,6 +1,7 @@
 """Diffusion Handles (Pandey et al., CVPR 2024): a 3D edit of one object in a 2D image.
 
-The algorithm box (METHODS.md 5.3, the paper code's variant)::
+The algorithm box (arXiv 2312.02190, Sec. 5, in the variant of the authors' code: explicit
+gradient steps on the latent instead of λ∇G added to ε in Eq. 3)::
 
     d'  , correspondences ← 3D edit of the depth: lift, transform, z-buffer, clean, fill
     x_T , {phi_t}         ← null-text inversion of the image with its depth d
@@ -200,7 +201,7 @@ PassBuilder = Callable[[EditSession], tuple[GenerationPass, Recording | None]]
 
 
 def feature_guided_pass(session: EditSession) -> tuple[GenerationPass, Recording]:
-    """Record Ψ in the reconstruction pass (step 3); generate with the energy guidance (7)."""
+    """Record Ψ in the reconstruction pass (Sec. 5); generate with the energy guidance (5.2)."""
     s = session
     t0 = time.perf_counter()
     layers = s.config.layers or decoder_layers(s.prior.unet)

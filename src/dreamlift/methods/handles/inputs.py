@@ -44,6 +44,16 @@ def _size(t: Tensor) -> str:
     return f"{t.shape[1]}×{t.shape[0]}"
 
 
+def _check_image_size(x: Tensor, image: Tensor, name: str) -> None:
+    """A per-pixel map (mask, depth map) must have the image's height and width."""
+    if tuple(x.shape) != tuple(image.shape[:2]):
+        shown = _size(x) if x.ndim == 2 else f"of shape {tuple(x.shape)}"
+        raise DataError(
+            f"the {name} is {shown} but the image is {_size(image)}",
+            f"give a {name} of the image's size",
+        )
+
+
 def as_image(image: Tensor | np.ndarray) -> Tensor:
     """(H, W, 3) float32 in [0, 1]; uint8 is scaled, an alpha channel dropped."""
     x = _tensor(image, "image")
@@ -62,12 +72,7 @@ def check_mask(mask: Tensor | np.ndarray, image: Tensor) -> Tensor:
     m = _tensor(mask, "mask")
     if m.ndim == 3 and m.shape[-1] in (1, 3, 4):
         m = m[..., 0]
-    if tuple(m.shape) != tuple(image.shape[:2]):
-        shown = _size(m) if m.ndim == 2 else f"of shape {tuple(m.shape)}"
-        raise DataError(
-            f"the mask is {shown} but the image is {_size(image)}",
-            "give a mask of the image's size",
-        )
+    _check_image_size(m, image, "mask")
     m = m.float() > 0.5 if m.dtype != torch.bool else m
     if not bool(m.any()):
         raise DataError("the object mask is empty", "white (non-zero) pixels mark the object")
@@ -84,12 +89,7 @@ def check_depth(depth: Tensor | np.ndarray, image: Tensor, mask: Tensor) -> Tens
     d = _tensor(depth, "depth")
     if d.ndim == 3 and d.shape[-1] == 1:
         d = d[..., 0]
-    if tuple(d.shape) != tuple(image.shape[:2]):
-        shown = _size(d) if d.ndim == 2 else f"of shape {tuple(d.shape)}"
-        raise DataError(
-            f"the depth map is {shown} but the image is {_size(image)}",
-            "give a depth map of the image's size",
-        )
+    _check_image_size(d, image, "depth map")
     d = d.float()
     if not bool(torch.isfinite(d).all()) or float(d.min()) < 0:
         raise DataError(
