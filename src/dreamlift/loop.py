@@ -38,14 +38,15 @@ from torch import Tensor
 
 from dreamlift.errors import DreamliftError, TrainingError
 from dreamlift.fields.base import Field, RenderOutput
+from dreamlift.guidance.guard import NonFiniteGuard
 from dreamlift.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from dreamlift.io.run import RunDir, to_plain
 
 StepLoss = Callable[[int], tuple[Tensor, dict[str, float], RenderOutput]]
 CHECKPOINT_NAME = "checkpoint.safetensors"
-NONFINITE_SUFFIX = "nonfinite_grad"
-"""A step's log entry whose key ends so counts non-finite entries of a guidance gradient
-(``Guidance.last_info["nonfinite_grad"]``); the loop stops when they persist."""
+NONFINITE_SUFFIX, NUMEL_SUFFIX = "nonfinite_grad", "grad_numel"
+"""A step's log entries whose keys end so count the non-finite entries of a guidance gradient
+and its size (``Guidance.last_info``, under any prefix); the loop stops when they persist."""
 
 
 class Interrupted(DreamliftError):
@@ -186,24 +187,22 @@ def restore(
     return opt, ckpt.step, ckpt.extra
 
 
-class NonFiniteGuidance:
-    """Counts consecutive steps whose guidance gradient had non-finite entries."""
-
-    def __init__(self, patience: int) -> None:
-        self.patience = max(int(patience), 1)
-        self.streak = 0
-
-    def check(self, logs: dict[str, float], step: int, last_good: int, path: Path) -> None:
-        counts = [v for k, v in logs.items() if k.endswith(NONFINITE_SUFFIX)]
-        bad = sum(v if math.isfinite(v) else 1.0 for v in counts)
-        self.streak = self.streak + 1 if bad > 0 else 0
-        if self.streak >= self.patience:
-            raise TrainingError(
-                f"the guidance gradient had non-finite entries for {self.streak} steps in a "
-                f"row (step {step + 1}: {int(bad)}); stopped",
-                f"the last good checkpoint (step {last_good}) is kept in {path}; the prior "
-                "diverges: check the model, its dtype, or lower the guidance scale",
-            )
+def check_guidance(
+    guard: NonFiniteGuard, logs: dict[str, float], step: int, last_good: int, path: Path
+) -> None:
+    """Apply the non-finite-guidance rule to a step's logs (the counts every guidance reports,
+    under any prefix); the error names the checkpoint that is kept."""
+    counts = [v for k, v in logs.items() if k.endswith(NONFINITE_SUFFIX)]
+    sizes = [v for k, v in logs.items() if k.endswith(NUMEL_SUFFIX)]
+    bad = sum(v if math.isfinite(v) else 1.0 for v in counts)
+    try:
+        guard.check(bad, step + 1, sum(sizes) if sizes else None)
+    except TrainingError as exc:
+        raise TrainingError(
+            exc.message,
+            f"the last good checkpoint (step {last_good}) is kept in {path}; the prior "
+            "diverges: check the model and its dtype, or lower the guidance scale",
+        ) from None
 
 
 def optimize(
@@ -245,7 +244,7 @@ def optimize(
         opt = optimizer
     else:
         opt = make_optimizer() if make_optimizer is not None else fld.make_optimizer()
-    guard = NonFiniteGuidance(settings.nonfinite_patience)
+    guard = NonFiniteGuard(settings.nonfinite_patience)
     keys = ("step_s", "loss_s", "backward_s", "optimizer_s", "densify_s", "log_s")
     timings = dict.fromkeys(keys, 0.0)
 
@@ -274,7 +273,7 @@ def optimize(
                     f"the last good checkpoint (step {last_good}) is kept in "
                     f"{path}; try a lower learning rate",
                 )
-            guard.check(logs, step, last_good, path)
+            check_guidance(guard, logs, step, last_good, path)
             if backward is None:
                 loss.backward()
             else:
