@@ -176,6 +176,53 @@ def test_missing_models_raise_one_line_model_errors(tmp_path, monkeypatch):
         ClipScorer.load("toy-clip")
 
 
+def test_malformed_clip_folders_raise_one_line_model_errors(clip_folder, tmp_path):
+    import shutil
+
+    def broken(name: str) -> Path:
+        return Path(shutil.copytree(clip_folder, tmp_path / name))
+
+    truncated = broken("truncated")  # transformers: SafetensorError
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    garbled = broken("garbled")  # transformers: OSError
+    (garbled / "config.json").write_text("{not json")
+    listed = broken("listed")  # transformers: TypeError, caught by the JSON check
+    (listed / "config.json").write_text("[1, 2]")
+    wider = broken("wider")  # transformers: its size-mismatch RuntimeError
+    config = json.loads((wider / "config.json").read_text())
+    config["text_config"]["hidden_size"] *= 2
+    (wider / "config.json").write_text(json.dumps(config))
+    for folder, match in (
+        (truncated, "cannot load CLIP"),
+        (garbled, "unreadable"),
+        (listed, "not a JSON object"),
+        (wider, "do not fit its config.json"),
+    ):
+        with pytest.raises(ModelError, match=match) as err:
+            ClipScorer.load(folder)
+        assert "\n" not in str(err.value) and str(folder) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ZeroDivisionError("a bug"), RuntimeError("out of memory"), torch.OutOfMemoryError("CUDA")],
+    ids=["bug", "cpu-oom", "cuda-oom"],
+)
+def test_bugs_and_out_of_memory_while_loading_clip_propagate_unchanged(
+    clip_folder, monkeypatch, error
+):
+    from transformers import CLIPModel
+
+    def fail(cls, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(CLIPModel, "from_pretrained", classmethod(fail))
+    with pytest.raises(type(error)) as info:
+        ClipScorer.load(clip_folder)
+    assert info.value is error
+
+
 def test_fid_kid_are_zero_for_identical_sets_and_grow_with_a_shift(scorer):
     real = _images(24)
     same = fid_kid(real, real.clone(), scorer)

@@ -6,6 +6,8 @@ the same code path real SD 1.x / 2.x / 2-depth weights take.
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -35,6 +37,12 @@ from dreamlift.priors import (  # noqa: E402
     EpsParts,
     NoiseSchedule,
     TextEmbeddings,
+)
+from dreamlift.priors import camera as camera_module  # noqa: E402
+from dreamlift.priors.camera import (  # noqa: E402
+    CAMERA_FOLDER,
+    CameraEmbedding,
+    CameraEmbeddingConfig,
 )
 from dreamlift.priors.loading import resolve_dtype  # noqa: E402
 from dreamlift.world.captions import parse  # noqa: E402
@@ -395,6 +403,113 @@ def test_missing_or_malformed_folders_raise_one_line_model_errors(folders, tmp_p
     with pytest.raises(ModelError) as info:
         DiffusionPrior.load("toy-sd")
     assert "dreamlift zoo train toy-sd" in str(info.value)
+
+
+def _copy(folders, tmp_path, name: str) -> Path:
+    return Path(shutil.copytree(folders["sd"], tmp_path / name))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _edit_json(path: Path, **changes) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_malformed_component_files_raise_one_line_model_errors(folders, tmp_path):
+    """What diffusers, transformers and safetensors raise for a broken folder (OSError,
+    ValueError, SafetensorError, transformers' size-mismatch RuntimeError) is a user error."""
+    unet = _copy(folders, tmp_path, "unet_weights")
+    _truncate(unet / "unet" / "diffusion_pytorch_model.safetensors")  # diffusers: OSError
+    assert str(unet / "unet") in str(_one_line_model_error(unet, "cannot load unet"))
+    text = _copy(folders, tmp_path, "text_weights")
+    _truncate(text / "text_encoder" / "model.safetensors")  # transformers: SafetensorError
+    _one_line_model_error(text, "cannot load text_encoder")
+    config = _copy(folders, tmp_path, "unet_config")
+    (config / "unet" / "config.json").write_text("{not json")
+    _one_line_model_error(config, "unreadable .*config.json")
+    listed = _copy(folders, tmp_path, "text_config")
+    (listed / "text_encoder" / "config.json").write_text("[1, 2]")  # transformers: TypeError
+    _one_line_model_error(listed, "not a JSON object")
+    wider = _copy(folders, tmp_path, "unet_shapes")  # diffusers: ValueError
+    cfg = json.loads((wider / "unet" / "config.json").read_text())
+    _edit_json(
+        wider / "unet" / "config.json",
+        block_out_channels=[2 * c for c in cfg["block_out_channels"]],
+    )
+    _one_line_model_error(wider, "cannot load unet")
+    mismatch = _copy(folders, tmp_path, "text_shapes")  # transformers: RuntimeError
+    _edit_json(mismatch / "text_encoder" / "config.json", hidden_size=64, intermediate_size=256)
+    _one_line_model_error(mismatch, "do not fit its config.json")
+    tokenizer = _copy(folders, tmp_path, "tokenizer")
+    (tokenizer / "tokenizer" / "tokenizer_config.json").write_text("{not json")
+    _one_line_model_error(tokenizer, "unreadable .*tokenizer_config.json")
+
+
+def _component_class(folder: Path, name: str) -> type:
+    library, class_name = json.loads((folder / "model_index.json").read_text())[name]
+    return getattr(importlib.import_module(library), class_name)
+
+
+@pytest.mark.parametrize("component", ["unet", "text_encoder", "tokenizer"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ZeroDivisionError("a bug"),
+        RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 GB"),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        TypeError("unexpected keyword argument"),
+    ],
+    ids=["bug", "cpu-oom", "cuda-oom", "type-error"],
+)
+def test_bugs_and_out_of_memory_while_loading_propagate_unchanged(
+    folders, monkeypatch, component, error
+):
+    def fail(cls, *args, **kwargs):
+        raise error
+
+    cls = _component_class(folders["sd"], component)
+    monkeypatch.setattr(cls, "from_pretrained", classmethod(fail))
+    with pytest.raises(type(error)) as info:
+        DiffusionPrior.load(folders["sd"], device="cpu")
+    assert info.value is error and not isinstance(info.value, ModelError)
+
+
+def _camera_folder(folders, tmp_path) -> Path:
+    folder = _copy(folders, tmp_path, "camera")
+    width = json.loads((folder / "text_encoder" / "config.json").read_text())["hidden_size"]
+    CameraEmbedding(CameraEmbeddingConfig(width=width)).save(folder / CAMERA_FOLDER)
+    return folder
+
+
+def test_malformed_camera_embeddings_are_one_line_model_errors(folders, tmp_path):
+    folder = _camera_folder(folders, tmp_path)
+    assert DiffusionPrior.load(folder, device="cpu").camera_conditioned
+    config = folder / CAMERA_FOLDER / "config.json"
+    good = config.read_text()
+    for bad in ("{not json", "[32]", '{"width": 32, "depth": 2}', '{"width": "wide"}', "{}"):
+        config.write_text(bad)
+        _one_line_model_error(folder, "camera embedding")
+    config.write_text(json.dumps({**json.loads(good), "hidden": 64}))  # weights do not fit
+    _one_line_model_error(folder, "does not fit config.json")
+    config.write_text(good)
+    _truncate(folder / CAMERA_FOLDER / "model.safetensors")
+    _one_line_model_error(folder, "camera embedding")
+
+
+def test_bugs_while_loading_a_camera_embedding_propagate_unchanged(folders, tmp_path, monkeypatch):
+    folder = _camera_folder(folders, tmp_path)
+    error = RuntimeError("out of memory")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(camera_module, "load_file", fail)
+    with pytest.raises(RuntimeError) as info:
+        DiffusionPrior.load(folder, device="cpu")
+    assert info.value is error
 
 
 def test_zoo_names_resolve_through_the_registry(folders, monkeypatch):

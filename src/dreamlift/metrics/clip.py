@@ -63,8 +63,10 @@ def _normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return DEFAULT_MEAN, DEFAULT_STD
     try:
         data = json.loads(config.read_text())
-    except ValueError:
+    except (OSError, ValueError):
         raise ModelError(f"unreadable {config}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"malformed {config}: not a JSON object")
     return tuple(data.get("image_mean", DEFAULT_MEAN)), tuple(data.get("image_std", DEFAULT_STD))
 
 
@@ -92,24 +94,24 @@ class ClipScorer:
 
     @classmethod
     def load(cls, name_or_path: str | Path = "toy-clip", device: str = "cpu") -> ClipScorer:
-        """Load a CLIP folder (transformers layout, safetensors) or a zoo name, offline."""
+        """Load a CLIP folder (transformers layout, safetensors) or a zoo name, offline.
+
+        A malformed folder is a one-line ModelError; anything else the loaders raise (out of
+        memory, a bug) propagates (:func:`~dreamlift.priors.loading.model_load_errors`).
+        """
         from transformers import CLIPModel, CLIPTokenizer
 
+        from dreamlift.priors.loading import check_json_objects, model_load_errors
         from dreamlift.zoo.recipes.common import quiet_libraries
 
         folder = resolve_clip_folder(name_or_path)
         if not any(folder.glob("*.safetensors")):
             raise ModelError(f"no CLIP weights (*.safetensors) in {folder}")
-        try:
-            with quiet_libraries():
-                model = CLIPModel.from_pretrained(
-                    folder, local_files_only=True, use_safetensors=True
-                )
-                tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
-        except Exception as exc:  # any loader failure on a user folder is a user error
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise ModelError(f"cannot load CLIP from {folder}: {first}") from exc
+        check_json_objects(folder)
         mean, std = _normalisation(folder)
+        with quiet_libraries(), model_load_errors(f"CLIP from {folder}"):
+            model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+            tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
         return cls(model.to(device), tokenizer, mean, std, folder)
 
     # ------------------------------------------------------------------ embeddings

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -74,15 +75,41 @@ class CameraEmbedding(nn.Module):
 
     @classmethod
     def load(cls, folder: Path) -> CameraEmbedding:
+        """The module saved in ``folder``; a missing, unreadable or malformed file is a
+        one-line ModelError, anything else (out of memory, a bug) a traceback."""
         folder = Path(folder)
+        module = cls(_read_config(folder))
         try:
-            config = CameraEmbeddingConfig(**json.loads((folder / "config.json").read_text()))
-            module = cls(config)
-            module.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-        except Exception as exc:  # any failure to read a user folder is a model error
-            lines = str(exc).strip().splitlines() or [type(exc).__name__]
-            raise ModelError(f"cannot load the camera embedding in {folder}: {lines[0]}") from None
+            state = load_file(str(folder / "model.safetensors"))
+        except (OSError, SafetensorError) as exc:
+            raise _load_error(folder, exc) from None
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        if {k: tuple(v.shape) for k, v in state.items()} != expected:
+            raise _load_error(folder, "model.safetensors does not fit config.json")
+        module.load_state_dict(state, strict=True)
         return module.requires_grad_(False).eval()
+
+
+def _load_error(folder: Path, why: BaseException | str) -> ModelError:
+    lines = str(why).strip().splitlines() or [type(why).__name__]
+    return ModelError(f"cannot load the camera embedding in {folder}: {lines[0][:200]}")
+
+
+def _read_config(folder: Path) -> CameraEmbeddingConfig:
+    """``config.json``: a JSON object of the config's fields, each a positive integer."""
+    try:
+        data = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise _load_error(folder, exc) from None
+    names = {f.name for f in fields(CameraEmbeddingConfig)}
+    if (
+        not isinstance(data, dict)
+        or not set(data) <= names
+        or "width" not in data
+        or not all(type(v) is int and v > 0 for v in data.values())
+    ):
+        raise _load_error(folder, f"config.json must give positive integers {sorted(names)}")
+    return CameraEmbeddingConfig(**data)
 
 
 def has_camera(folder: Path) -> bool:

@@ -3,7 +3,8 @@
 Real weights and the zoo's toy weights go through this one path, so the tests that load tiny
 random pipelines also test the loading of real ones. Every user-caused failure (missing or
 malformed folder, unknown zoo name, pickle-only weights) becomes a one-line ``ModelError``
-naming the path.
+naming the path; anything else a loader raises (out of memory, a bug) stays a traceback
+(:func:`model_load_errors`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from dreamlift.errors import ModelError
 from dreamlift.priors.camera import CAMERA_FOLDER, CameraEmbedding, has_camera
@@ -90,7 +92,22 @@ def read_model_index(folder: Path) -> dict[str, Any]:
         raise ModelError(f"model_index.json in {folder} lacks component(s): {', '.join(missing)}")
     for name in WEIGHTED:
         _weights_variant(folder / name)
+    for name in REQUIRED:
+        check_json_objects(folder / name)
     return index
+
+
+def check_json_objects(folder: Path) -> None:
+    """Every ``*.json`` directly in ``folder`` (configs, vocabularies, weight indexes) is a
+    readable JSON object, else a ModelError: a library handed another JSON value fails with a
+    TypeError, which :func:`model_load_errors` rightly leaves a traceback."""
+    for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"unreadable {file}: {_first_line(exc)}") from None
+        if not isinstance(data, dict):
+            raise ModelError(f"malformed {file}: not a JSON object")
 
 
 def _declared(entry: Any) -> bool:
@@ -174,6 +191,45 @@ def _first_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:200]
 
 
+def _hub_config_errors() -> tuple[type[Exception], ...]:
+    """huggingface_hub's config validation error (a bad value in config.json, transformers 5),
+    where that version has it; imported here, after the offline switch above."""
+    from huggingface_hub import errors as hub_errors
+
+    strict = getattr(hub_errors, "StrictDataclassError", None)
+    return (strict,) if strict is not None else ()
+
+
+def _weights_mismatch(exc: RuntimeError) -> bool:
+    """transformers reports weights that do not fit config.json as a bare RuntimeError (torch's
+    ``load_state_dict`` too); its subclasses (out of memory, CUDA errors) never mean that."""
+    text = str(exc)
+    return type(exc) is RuntimeError and ("mismatched_sizes" in text or "size mismatch" in text)
+
+
+@contextmanager
+def model_load_errors(what: str) -> Iterator[None]:
+    """Turn what diffusers, transformers and safetensors raise for a malformed folder into a
+    one-line ``ModelError("cannot load <what>: …")``; anything else propagates unchanged.
+
+    Malformed means: a file missing or unreadable (OSError, which the libraries also raise
+    for invalid JSON and truncated diffusers weights), a config they reject (ValueError, e.g.
+    weights whose shapes do not fit it; huggingface_hub's StrictDataclassError), safetensors'
+    SafetensorError (truncated or garbled weights), transformers' size-mismatch RuntimeError.
+    """
+    try:
+        yield
+    except (OSError, ValueError, SafetensorError, RuntimeError, *_hub_config_errors()) as exc:
+        if isinstance(exc, RuntimeError) and not _weights_mismatch(exc):
+            raise
+        detail = (
+            "its weights do not fit its config.json (size mismatch)"
+            if isinstance(exc, RuntimeError)
+            else _first_line(exc)
+        )
+        raise ModelError(f"cannot load {what}: {detail}") from exc
+
+
 def load_components(
     folder: Path, device: str | torch.device = "auto", dtype: str | torch.dtype | None = None
 ) -> PriorComponents:
@@ -202,22 +258,13 @@ def load_components(
             kwargs["torch_dtype"] = dt
         elif library == "transformers":
             kwargs["dtype"] = dt
-        try:
-            with _quiet_transformers():
-                model = cls.from_pretrained(folder / name, **kwargs)
-        except Exception as exc:  # any loader failure on a user folder is a user error
-            raise ModelError(
-                f"cannot load {name} from {folder / name}: {_first_line(exc)}"
-            ) from exc
+        with _quiet_transformers(), model_load_errors(f"{name} from {folder / name}"):
+            model = cls.from_pretrained(folder / name, **kwargs)
         model.requires_grad_(False).eval()
         loaded[name] = model.to(dev) if library in TRUSTED_LIBRARIES else model.to(dev, dt)
     tok_cls = _component_class(folder, "tokenizer", index["tokenizer"])
-    try:
+    with model_load_errors(f"tokenizer from {folder / 'tokenizer'}"):
         tokenizer = tok_cls.from_pretrained(folder / "tokenizer", local_files_only=True)
-    except Exception as exc:
-        raise ModelError(
-            f"cannot load tokenizer from {folder / 'tokenizer'}: {_first_line(exc)}"
-        ) from exc
     config_file = folder / "scheduler" / "scheduler_config.json"
     try:
         scheduler_config = json.loads(config_file.read_text())
