@@ -110,24 +110,35 @@ def tiny_vae(cfg: TinySDConfig):
     )
 
 
-def tiny_text_encoder(cfg: TinySDConfig, vocab_size: int):
-    """A ``CLIPTextModel``; special-token ids follow :func:`build_tokenizer` (BOS 0, EOS 1)."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+def clip_text_config(
+    vocab_size: int, width: int, layers: int, heads: int, max_length: int, projection: int
+):
+    """A ``CLIPTextConfig`` over the zoo's tokenizer: special-token ids follow
+    :func:`build_tokenizer` (BOS 0, EOS and padding 1), the MLP is 4× the width."""
+    from transformers import CLIPTextConfig
 
-    return CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=vocab_size,
-            hidden_size=cfg.text_width,
-            intermediate_size=cfg.text_width * 4,
-            num_hidden_layers=cfg.text_layers,
-            num_attention_heads=cfg.text_heads,
-            max_position_embeddings=cfg.max_length,
-            projection_dim=cfg.text_width,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
+    return CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=max_length,
+        projection_dim=projection,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
     )
+
+
+def tiny_text_encoder(cfg: TinySDConfig, vocab_size: int):
+    """A ``CLIPTextModel`` over the zoo's tokenizer (:func:`clip_text_config`)."""
+    from transformers import CLIPTextModel
+
+    text = clip_text_config(
+        vocab_size, cfg.text_width, cfg.text_layers, cfg.text_heads, cfg.max_length, cfg.text_width
+    )
+    return CLIPTextModel(text)
 
 
 def sd_ddim_scheduler(prediction_type: str = "epsilon", num_train_timesteps: int = 1000):

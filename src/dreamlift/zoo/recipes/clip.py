@@ -35,6 +35,7 @@ from dreamlift.world.shapes import SHAPES
 from dreamlift.zoo.data import CacheSpec, RenderCache
 from dreamlift.zoo.heldout import HELDOUT_PAIRS, eval_dataset, training_dataset
 from dreamlift.zoo.recipes.common import batch_indices, export_folder, renders, training_subset
+from dreamlift.zoo.tiny import clip_text_config
 from dreamlift.zoo.tokenizer import caption_words, reuse_or_build_tokenizer
 from dreamlift.zoo.trainer import TrainerConfig
 
@@ -77,25 +78,16 @@ class CLIPConfig:
             renders=16,
             eval_renders=8,
             dataset=training_dataset(supersample=1),
-            train=TrainerConfig(steps=steps, warmup=1, checkpoint_every=1, log_every=1),
+            train=TrainerConfig.tiny(steps),
         )
 
 
 def build_clip(cfg: CLIPConfig, vocab_size: int) -> nn.Module:
     from transformers import CLIPConfig as HFConfig
-    from transformers import CLIPModel, CLIPTextConfig, CLIPVisionConfig
+    from transformers import CLIPModel, CLIPVisionConfig
 
-    text = CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=cfg.text_width,
-        intermediate_size=4 * cfg.text_width,
-        num_hidden_layers=cfg.text_layers,
-        num_attention_heads=cfg.heads,
-        max_position_embeddings=cfg.max_length,
-        projection_dim=cfg.projection,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
+    text = clip_text_config(
+        vocab_size, cfg.text_width, cfg.text_layers, cfg.heads, cfg.max_length, cfg.projection
     )
     vision = CLIPVisionConfig(
         hidden_size=cfg.vision_width,

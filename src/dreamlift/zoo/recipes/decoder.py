@@ -48,13 +48,15 @@ class DecoderConfig:
 
     @classmethod
     def tiny(cls, steps: int = 2) -> DecoderConfig:
-        """Test sizes: seconds, not minutes."""
+        """Test sizes (seconds, not minutes), on the tiny VAE's data as the defaults are on
+        the VAE's."""
+        vae = VAEConfig.tiny()
         return cls(
             batch=4,
-            renders=16,
-            eval_renders=8,
-            dataset=training_dataset(supersample=1),
-            train=TrainerConfig(steps=steps, warmup=1, checkpoint_every=1, log_every=1),
+            renders=vae.renders,
+            eval_renders=vae.eval_renders,
+            dataset=vae.dataset,
+            train=TrainerConfig.tiny(steps),
         )
 
 

@@ -1,12 +1,14 @@
 """Recipes ``toy-sd/unet`` and ``toy-sd-depth/unet``: text encoder + UNet on cached latents.
 
 The training renders are encoded ONCE with toy-sd's trained VAE into a latent cache (posterior
-means, 16×16×4 — a few MB), so a step costs only the text encoder and the UNet. Recipe from
-TOY-PRIOR-NOTES.md: DDPM 1000 steps, scaled-linear betas 0.00085–0.012, ε-prediction, 10 %
-caption dropout (the empty caption is the unconditional branch, tokenised exactly as the
-stock pipeline tokenises a negative prompt ""), AdamW 1e-3 with 200 warm-up steps, EMA 0.999,
-gradient clipping 1. Attention runs only at 8×8 and 4×4: self-attention at 16×16 made each
-step 3–5× slower for nothing measurable.
+means, 16×16×4 — a few MB), so a step costs only the text encoder and the UNet. The recipe
+is Stable Diffusion's noise setup with the settings a feasibility run made before this
+project measured: DDPM 1000 steps, SD's scaled-linear betas 0.00085–0.012, ε-prediction,
+10 % caption dropout for classifier-free guidance (Ho & Salimans, arXiv 2207.12598; the empty
+caption is the unconditional branch, tokenised exactly as the stock pipeline tokenises a
+negative prompt ""), AdamW 1e-3 with 200 warm-up steps, EMA 0.999, gradient clipping 1.
+Attention runs only at 8×8 and 4×4: self-attention at 16×16 made each step 3–5× slower for
+nothing measurable.
 
 ``toy-sd-depth`` is the same with SD2-depth's fifth input channel: disparity (1/z, 0 on the
 background — what DPT/MiDaS estimators output, near is large) prepared exactly as
@@ -65,7 +67,7 @@ class SDConfig:
     batch: int = 32
     renders: int = 16384
     dataset: DatasetConfig = field(default_factory=training_dataset)
-    # Evaluation: samples judged by toy-clip (DDIM 50, CFG 6: the notes' best setting).
+    # Evaluation: samples judged by toy-clip (DDIM 50, CFG 6: the feasibility run's best setting).
     eval_samples: int = 72
     eval_steps: int = 50
     eval_guidance: float = 6.0
@@ -108,7 +110,7 @@ class SDConfig:
                 supersample=1,
                 kinds=DEPTH_KINDS if depth else {"single": 0.6, "on_top": 0.2, "scene": 0.2},
             ),
-            train=TrainerConfig(steps=steps, warmup=1, checkpoint_every=1, log_every=1),
+            train=TrainerConfig.tiny(steps),
         )
 
 

@@ -1,7 +1,7 @@
 """Recipe ``toy-sd/vae``: the autoencoder of toy-sd (64×64×3 ↔ 16×16×4), an ``AutoencoderKL``.
 
 Loss: L1 + L2 on the reconstruction + a tiny KL (1e-6), the form that reached 28.5 dB in
-7 minutes in the feasibility run (TOY-PRIOR-NOTES.md); colour is the fragile part on a CPU,
+7 minutes in a feasibility run made before this project; colour is the fragile part on a CPU,
 so the evaluation reports a colour error next to PSNR. At export the latent
 ``scaling_factor`` is set to 1/std of the posterior means of a held-out batch, so the UNet
 sees unit-variance latents.
@@ -70,7 +70,7 @@ class VAEConfig:
             renders=16,
             eval_renders=8,
             dataset=training_dataset(supersample=1),
-            train=TrainerConfig(steps=steps, warmup=1, checkpoint_every=1, log_every=1),
+            train=TrainerConfig.tiny(steps),
         )
 
     def sd_config(self) -> TinySDConfig:
