@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +52,7 @@ from generate_report import (  # benchmarks/ is on the path of a script run from
     run_line,
     split_summary,
 )
+from run_info import machine
 
 from dreamlift.errors import DreamliftError
 from dreamlift.io.run import atomic_write_text
@@ -331,11 +331,7 @@ class Benchmark:
         splits = split_summary(rows)
         self.result.update(
             command="benchmarks/generate.py",
-            machine={
-                "cpu_threads": args.threads,
-                "platform": platform.platform(),
-                "torch": torch.__version__,
-            },
+            machine=machine(args.threads),
             prior=args.prior,
             budget_s=args.budget_s,
             quick=args.quick,

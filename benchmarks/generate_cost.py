@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from run_info import machine
 
 from dreamlift.methods.generate import PRIOR_PARTS, build_config, generate
 from dreamlift.methods.generate_config import GE3D_NEGATIVE_PROMPT
@@ -290,13 +290,11 @@ def _result(
 ) -> dict:
     return {
         "command": "benchmarks/generate_cost.py",
-        "machine": {
-            "cpu_threads": args.threads,
-            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            "dtype": args.dtype,
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(
+            args.threads,
+            device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            dtype=args.dtype,
+        ),
         "prior": {
             "architecture": "stable-diffusion-2-1-base (random weights)",
             "parameters": sizes,

@@ -62,8 +62,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -80,6 +78,7 @@ from handles_report import (  # benchmarks/ is on the path of a script run from 
     show_timing,
     summarise,
 )
+from run_info import command_line, machine
 from torch import Tensor
 
 from dreamlift.errors import DreamliftError
@@ -316,12 +315,8 @@ def main(argv: list[str] | None = None) -> dict:
     if timing is not None:
         show_timing(timing)
     result = {
-        "command": "benchmarks/handles.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {
-            "cpu_threads": args.threads,
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "command": command_line("handles.py", argv),
+        "machine": machine(args.threads),
         **settings,
         "complete": True,
         "clip": str(args.clip) if clip is not None else None,

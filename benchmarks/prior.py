@@ -20,13 +20,12 @@ CFG, surrogate loss backward). Prints a table and writes benchmarks/results/prio
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from run_info import command_line, machine, write_verdict
 from torch import Tensor
 
 from dreamlift.errors import DreamliftError
@@ -186,14 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
     speed = speed_table(prior, captions[0], args.repeats)
     _print(inversion, speed, str(args.prior))
     result = {
-        "command": "benchmarks/prior.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line("prior.py", argv),
         "prior": str(prior.folder),
-        "machine": {
-            "cpu_threads": args.threads,
-            "device": str(prior.device),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(args.threads, device=str(prior.device)),
         "settings": {
             "renders": args.n,
             "image_size": prior.image_size,
@@ -211,9 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         "all_pass": bool(inversion["pass_cfg1"] and inversion["pass_null_text"]),
         "wall_s": time.time() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nall bars met: {result['all_pass']}  ({result['wall_s']:.0f} s) -> {args.out}")
+    write_verdict(args.out, result)
     return result
 
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from rasterize_cuda import PARAMETERS, random_gaussians
+from run_info import command_line, machine
 
 from dreamlift.cameras import Cameras, orbit_cameras
 from dreamlift.fields.gaussians import SH_C0
@@ -191,13 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(compare(name, params, args.views, args.resolution, args.repeats))
         print_row(rows[-1])
     result = {
-        "command": "benchmarks/rasterize_cpu.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {
-            "cpu_threads": args.threads,
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "command": command_line("rasterize_cpu.py", argv),
+        "machine": machine(args.threads),
         "tile_size": TILE_SIZE,
         "rows": rows,
         "wall_s": time.time() - started,

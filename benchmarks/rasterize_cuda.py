@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from run_info import machine
 
 from dreamlift.cameras import orbit_cameras
 from dreamlift.fields.rasterize import rasterize_gaussians
@@ -175,12 +175,7 @@ def main() -> None:
 
     result = {
         "command": "benchmarks/rasterize_cuda.py",
-        "machine": {
-            "device": torch.cuda.get_device_name(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "gsplat": gsplat.__version__,
-        },
+        "machine": {**machine(device=torch.cuda.get_device_name()), "gsplat": gsplat.__version__},
         "runs": rows,
         "wall_s": time.time() - started,
     }

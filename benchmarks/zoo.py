@@ -22,9 +22,7 @@ folders instead of the zoo's models. Writes benchmarks/results/zoo.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 import random
 import sys
 import time
@@ -34,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from run_info import command_line, machine, write_verdict
 from torch import Tensor
 
 from dreamlift.errors import ModelError
@@ -394,12 +393,8 @@ def main(argv: list[str] | None = None) -> dict:
         _show(part, row)
     verdicts = [r["pass"] for r in rows.values()]
     result = {
-        "command": "benchmarks/zoo.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {
-            "cpu_threads": args.threads,
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "command": command_line("zoo.py", argv),
+        "machine": machine(args.threads),
         "models": {"clip": args.clip, "sd": args.sd, "sd_depth": args.sd_depth},
         "bars": BARS,
         "ceilings": CEILINGS,
@@ -407,9 +402,7 @@ def main(argv: list[str] | None = None) -> dict:
         "all_pass": bool(verdicts) and all(v is True for v in verdicts),
         "wall_s": time.time() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nall bars met: {result['all_pass']}  ({result['wall_s']:.0f} s) -> {args.out}")
+    write_verdict(args.out, result)
     return result
 
 
