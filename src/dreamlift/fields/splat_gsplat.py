@@ -13,16 +13,31 @@ from dreamlift.fields.splat_composite import assemble_output
 from dreamlift.fields.splat_projection import EPS_2D, NEAR_PLANE, Projected
 
 
-@functools.cache
 def gsplat_available() -> bool:
     """Whether gsplat's CUDA kernels load. Importing gsplat is not enough: its extension is
     built (minutes, once) or loaded at first use, and without a CUDA toolkit it is ``None``,
     so ``auto`` would pick a backend that fails at the first render."""
+    return gsplat_unavailable_reason() is None
+
+
+@functools.cache
+def gsplat_unavailable_reason() -> str | None:
+    """Why gsplat's CUDA kernels do not load (one line), or None when they do; tried once.
+
+    The failures that mean "not usable here" are kept as the reason: gsplat not installed
+    or a dependency missing (ImportError), its compiled library not loading (OSError), its
+    kernels failing to build (RuntimeError, from torch's extension builder), or no CUDA
+    toolkit to build them with (gsplat then leaves ``_C`` None). Anything else is a bug and
+    propagates.
+    """
     try:
         from gsplat.cuda._backend import _C
-    except Exception:
-        return False
-    return _C is not None
+    except (ImportError, OSError, RuntimeError) as exc:
+        lines = str(exc).strip().splitlines() or [""]
+        return f"{type(exc).__name__}: {lines[0][:200]}".rstrip(": ")
+    if _C is None:
+        return "gsplat's CUDA extension is not built and no CUDA toolkit was found to build it"
+    return None
 
 
 def rasterize_gsplat(
