@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dreamlift import world
-from dreamlift.cameras import orbit_cameras
+from dreamlift.cameras import DEFAULT_ORBIT, orbit_cameras
 from dreamlift.errors import CaptionError
 from dreamlift.world.assets import COLOURS, Description, ObjectSpec, Part
 from dreamlift.world.datasets import DatasetConfig, WorldDataset
@@ -18,12 +18,12 @@ def _single(shape: str, colour: str = "red", **kw) -> world.Asset:
     return world.Asset((Part(shape, colour, (0.0, 0.0, 0.0), **kw),))
 
 
-def _front_camera(distance: float, size: int = SIZE, fov: float = 40.0):
+def _front_camera(distance: float, size: int = SIZE, fov: float = DEFAULT_ORBIT.fov_deg):
     return orbit_cameras(torch.tensor([0.0]), torch.tensor([0.0]), distance, fov, size)
 
 
 def test_sphere_silhouette_area_and_centre_depth_match_the_formula():
-    d, r = 2.7, 0.4
+    d, r = DEFAULT_ORBIT.radius, 0.4
     cams = _front_camera(d)
     out = world.render(_single("sphere"), cams)
     focal = float(cams.fx[0])
@@ -48,7 +48,7 @@ def test_cube_front_face_projects_to_the_expected_square():
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_every_shape_renders_a_centred_non_empty_silhouette(shape):
-    out = world.render(_single(shape), _front_camera(2.7, 65))
+    out = world.render(_single(shape), _front_camera(DEFAULT_ORBIT.radius, 65))
     alpha = out["alpha"][0, ..., 0]
     assert 0.02 < float(alpha.mean()) < 0.5
     ys, xs = torch.nonzero(alpha > 0.5, as_tuple=True)
@@ -75,7 +75,9 @@ def test_instance_masks_partition_the_image_and_carry_part_colours():
 
 def test_supersampled_alpha_is_fractional_only_on_edges():
     out = world.render(
-        _single("sphere"), _front_camera(2.7, 33), world.RenderSettings(supersample=3)
+        _single("sphere"),
+        _front_camera(DEFAULT_ORBIT.radius, 33),
+        world.RenderSettings(supersample=3),
     )
     alpha = out["alpha"][0, ..., 0]
     frac = (alpha > 0) & (alpha < 1)
@@ -86,7 +88,7 @@ def test_supersampled_alpha_is_fractional_only_on_edges():
 def test_sh_lighting_from_a_directional_light_matches_lambert():
     lam = world.Lighting(ambient=0.4, diffuse=0.6, direction=(1.0, 0.3, 0.5))
     sh = world.Lighting(sh=world.sh_from_directional(0.4, 0.6, (1.0, 0.3, 0.5)))
-    cams = _front_camera(2.7, 65)
+    cams = _front_camera(DEFAULT_ORBIT.radius, 65)
     a = world.render(_single("sphere", "white"), cams, world.RenderSettings(lighting=lam))
     b = world.render(_single("sphere", "white"), cams, world.RenderSettings(lighting=sh))
     mask = a["alpha"][..., 0] > 0
@@ -99,7 +101,7 @@ def test_sh_lighting_per_channel():
     coeffs[0] = 1.0 / world.sh_basis(torch.tensor([0.0, 0.0, 1.0]))[0].item()  # red ambient = 1
     out = world.render(
         _single("sphere", "white"),
-        _front_camera(2.7, 33),
+        _front_camera(DEFAULT_ORBIT.radius, 33),
         world.RenderSettings(lighting=world.Lighting(sh=tuple(coeffs))),
     )
     inside = out["rgb"][out["alpha"][..., 0] > 0]

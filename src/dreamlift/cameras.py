@@ -189,13 +189,26 @@ def orbit_cameras(
 
 
 @dataclass(frozen=True)
+class Orbit:
+    """A camera orbiting the origin: its distance (world units) and field of view (degrees)."""
+
+    radius: float
+    fov_deg: float
+
+
+DEFAULT_ORBIT = Orbit(radius=2.7, fov_deg=40.0)
+"""The world's camera: the toy priors were trained on renders seen from this orbit, and the
+ground truth, the turntables and the world's own renders use it unless told otherwise."""
+
+
+@dataclass(frozen=True)
 class OrbitRange:
     """Ranges to sample orbit cameras from (degrees and world units)."""
 
-    radius: tuple[float, float] = (2.7, 2.7)
+    radius: tuple[float, float] = (DEFAULT_ORBIT.radius, DEFAULT_ORBIT.radius)
     elevation: tuple[float, float] = (0.0, 40.0)
     azimuth: tuple[float, float] = (-180.0, 180.0)
-    fov: tuple[float, float] = (40.0, 40.0)
+    fov: tuple[float, float] = (DEFAULT_ORBIT.fov_deg, DEFAULT_ORBIT.fov_deg)
 
 
 def sample_orbit(
@@ -218,7 +231,11 @@ def sample_orbit(
 
 
 def turntable(
-    n: int, size: int, elevation_deg: float = 20.0, radius: float = 2.7, fov_deg: float = 40.0
+    n: int,
+    size: int,
+    elevation_deg: float = 20.0,
+    radius: float = DEFAULT_ORBIT.radius,
+    fov_deg: float = DEFAULT_ORBIT.fov_deg,
 ) -> Cameras:
     """n cameras evenly spaced in azimuth (starting at the front) for turntable videos."""
     azimuth = torch.arange(n, dtype=torch.float32) * 360.0 / n
