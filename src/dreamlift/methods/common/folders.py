@@ -1,0 +1,75 @@
+"""Run folders: an earlier run is never written over, and ``--resume`` continues it as made.
+
+A folder *holds a run* once a run left a checkpoint (training stopped or finished) or a
+summary (a finished run) in it; a run that failed before either may be started again.
+Resuming reads the run's ``config.yaml``: what the resuming command gives is laid over it
+(:func:`resume_config`), and only the settings in :data:`RESUMABLE` may differ from the saved
+ones (:func:`open_run`), because anything else would continue another run than the one the
+checkpoint holds. CPU threads are not a setting and may change too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dreamlift.errors import OutputError
+from dreamlift.io.run import RunDir
+from dreamlift.loop import CHECKPOINT_NAME
+from dreamlift.methods.common.config import (
+    ConfigError,
+    changed_settings,
+    config_from_values,
+    merge,
+    read_config_file,
+)
+
+C = TypeVar("C")
+
+CONFIG_NAME = "config.yaml"
+RUN_MARKERS = (CHECKPOINT_NAME, "summary.json")
+"""Files that show a folder holds a run."""
+RESUMABLE = ("steps", "device")
+"""Settings a resumed run may change: more (or fewer) steps, another device."""
+
+
+def refuse_existing_run(path: Path) -> None:
+    """Raise :class:`OutputError` when ``path`` holds a run."""
+    for name in RUN_MARKERS:
+        if (Path(path) / name).exists():
+            raise OutputError(
+                f"{path} already holds a run ({name})",
+                "pass --resume to continue it, or choose another --out",
+            )
+
+
+def saved_values(path: Path) -> dict[str, Any]:
+    """The settings saved in the run folder ``path``."""
+    file = Path(path) / CONFIG_NAME
+    if not file.is_file():
+        raise OutputError(f"nothing to resume in {path} (no {CONFIG_NAME})", "drop --resume")
+    return read_config_file(file)
+
+
+def resume_config(cls: type[C], path: Path, overrides: dict[str, Any]) -> C:
+    """The run's saved settings with ``overrides`` (the resuming command's) laid over them."""
+    return config_from_values(cls, merge(saved_values(path), overrides))
+
+
+def open_run(path: Path, config: Any, resume: bool) -> RunDir:
+    """The run folder for ``config``: without ``resume`` it must not hold a run; with it,
+    ``config`` may differ from the saved settings only in :data:`RESUMABLE`. Nothing is
+    written (:meth:`RunDir.prepare` does that once the inputs are checked)."""
+    if not resume:
+        refuse_existing_run(path)
+    elif (Path(path) / CONFIG_NAME).is_file():
+        saved = config_from_values(type(config), saved_values(path))
+        changed = changed_settings(saved, config)
+        fixed = {k: v for k, v in changed.items() if k.split(".")[0] not in RESUMABLE}
+        if fixed:
+            shown = ", ".join(f"{k} ({old!r} → {new!r})" for k, (old, new) in fixed.items())
+            raise ConfigError(
+                f"--resume continues the run in {path} as it was made; it cannot change {shown}",
+                "leave them out, or start a new run in another --out",
+            )
+    return RunDir(path)

@@ -1,0 +1,50 @@
+"""Priors and prompts: which zoo priors know only the world's captions, the prompt check,
+and loading a prior with its prompt checked first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dreamlift.errors import CaptionError
+from dreamlift.priors import DiffusionPrior
+from dreamlift.world import parse
+from dreamlift.world.assets import Description
+from dreamlift.zoo.tokenizer import uses_world_vocabulary
+
+TOY_PRIORS = ("toy-sd", "toy-sd-depth", "toy-sd-camera")
+"""Zoo priors that know only the world's caption grammar."""
+
+
+def check_prompt(prompt: str, prior: DiffusionPrior | None = None) -> Description | None:
+    """The prompt's world description, or None when it is not a world caption.
+
+    An empty prompt is a :class:`~dreamlift.errors.CaptionError`; so is any prompt of a toy
+    prior (its tokenizer is the world's vocabulary) that does not follow the caption grammar,
+    whose error lists the vocabulary, rather than words silently becoming unknown tokens.
+    """
+    if not prompt.strip():
+        raise CaptionError("the prompt is empty", "give one, e.g. 'a red cube'")
+    if prior is not None and uses_world_vocabulary(prior.tokenizer):
+        return parse(prompt)
+    try:
+        return parse(prompt)
+    except CaptionError:
+        return None
+
+
+def load_prior(
+    prior: str | Path | DiffusionPrior,
+    device: str | torch.device = "auto",
+    prompt: str | None = None,
+) -> DiffusionPrior:
+    """The prior (a loaded one as it is). A toy prior's ``prompt`` is checked before it
+    loads, so a bad caption is reported before a missing model."""
+    if isinstance(prior, DiffusionPrior):
+        return prior
+    if prompt is not None:
+        check_prompt(prompt)
+        if str(prior) in TOY_PRIORS:
+            parse(prompt)
+    return DiffusionPrior.load(prior, device=device)
