@@ -24,6 +24,8 @@ from dreamlift.methods.generate import (  # noqa: E402
     generate,
     render_scale,
 )
+from dreamlift.methods.generate import run as gen_run  # noqa: E402
+from dreamlift.methods.generate import step as gen_step  # noqa: E402
 from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
 from dreamlift.zoo.tokenizer import caption_words  # noqa: E402
 
@@ -84,7 +86,8 @@ def test_presets_and_config_round_trip():
 
 
 def test_nested_overrides_merge_into_the_preset_and_set_reads_dotted_keys():
-    from dreamlift.methods.generate_config import PRESETS, parse_settings
+    from dreamlift.methods.common.config import parse_settings
+    from dreamlift.methods.generate import PRESETS
 
     cfg = build_config("fast", ge3d={"n": 4}, gaussians={"num_init": 100})
     assert (
@@ -138,7 +141,7 @@ def test_each_guidance_and_field_runs_and_writes_the_run_contract(
         assert (run / name).is_file()
     assert ("gaussians" if field == "gaussians" else "mesh") in result["outputs"]
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all(f"loss_{guidance}" in r for r in records)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
 
@@ -216,7 +219,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_sd, mo
         return (loss * float("nan") if step == 3 else loss), logs, out
 
     monkeypatch.setattr(gen.TextTo3D, "__call__", nan_at_three)
-    with pytest.raises(TrainingError, match="step 3") as info:
+    with pytest.raises(TrainingError, match="step 4") as info:  # the 4th step, index 3
         generate(cfg, tmp_path / "nan", quiet=True)
     assert "last good checkpoint (step 2)" in str(info.value)
     from dreamlift.io.checkpoint import load_checkpoint
@@ -225,21 +228,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_sd, mo
 
 
 # ---------------------------------------------------------------------- paper preset, init
-def test_paper_preset_runs_one_iteration_at_the_prior_resolution(tmp_path, tiny_sd):
+def test_paper_preset_runs_one_iteration_at_the_prior_resolution(tmp_path, tiny_sd, monkeypatch):
     cfg = build_config("paper", prompt="a red cube", prior=str(tiny_sd), steps=1, **FAST)
     cfg.gaussians.num_init = 4096  # the paper's 82k Gaussians work too; kept small for CI
     calls = []
-    original = gen.render_views
+    original = gen_step.render_views
 
     def spy(fld, cams, size, background):
         calls.append((len(cams), cams.width, size))
         return original(fld, cams, size, background)
 
-    gen.render_views = spy
-    try:
-        generate(cfg, tmp_path / "paper", quiet=True)
-    finally:
-        gen.render_views = original
+    monkeypatch.setattr(gen_step, "render_views", spy)
+    generate(cfg, tmp_path / "paper", quiet=True)
     assert calls == [(4, 16, 16)]  # 4 views at the tiny model's 16 px (SD 2.1-base: 512)
     summary = json.loads((tmp_path / "paper" / "summary.json").read_text())
     assert summary["config"]["ge3d"]["perpneg"]["enabled"]
@@ -319,7 +319,7 @@ def test_gaussian_mesh_export_of_a_known_blob(tmp_path):
     import trimesh
 
     from dreamlift.fields.gaussians import GaussianField, GaussiansConfig
-    from dreamlift.methods.outputs import export_gaussian_mesh
+    from dreamlift.methods.common.outputs import export_gaussian_mesh
 
     fld = GaussianField(GaussiansConfig(num_init=800, init_radius=0.4, init_opacity=0.9))
     with torch.no_grad():
@@ -411,7 +411,7 @@ def test_cli_resume_continues_and_refuses_to_overwrite(tmp_path, tiny_sd):
 
 def test_gpu_runs_without_gsplat_are_warned_before_training(monkeypatch, caplog):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    monkeypatch.setattr(gen, "gsplat_available", lambda: False)
+    monkeypatch.setattr(gen_run, "gsplat_available", lambda: False)
     with caplog.at_level("WARNING"):
         said = gen.backend_warnings(build_config("fast"), cuda)
     assert len(said) == 1 and "dreamlift[cuda]" in said[0] and "gsplat" in caplog.text
@@ -420,5 +420,5 @@ def test_gpu_runs_without_gsplat_are_warned_before_training(monkeypatch, caplog)
     assert gen.backend_warnings(build_config("fast", field="nerf"), cuda) == []
     explicit = build_config("fast", gaussians={"backend": "torch"})
     assert gen.backend_warnings(explicit, cuda) == []
-    monkeypatch.setattr(gen, "gsplat_available", lambda: True)
+    monkeypatch.setattr(gen_run, "gsplat_available", lambda: True)
     assert gen.backend_warnings(build_config("fast"), cuda) == []

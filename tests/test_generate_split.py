@@ -21,6 +21,7 @@ from dreamlift.io.checkpoint import load_checkpoint  # noqa: E402
 from dreamlift.io.run import RunDir  # noqa: E402
 from dreamlift.loop import LoopSettings, checkpoint_path, optimize  # noqa: E402
 from dreamlift.methods import generate as gen  # noqa: E402
+from dreamlift.methods.generate import step as gen_step  # noqa: E402
 from dreamlift.priors import DiffusionPrior  # noqa: E402
 from dreamlift.utils.timing import SectionTimer  # noqa: E402
 from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
@@ -71,7 +72,7 @@ def test_two_stage_backward_is_the_one_pass_gradient(tiny_sd, field, guidance, e
             assert {"vae_backward", "render_backward"} <= set(step.timer.seconds)
     one, two = grads
     assert one.keys() == two.keys() and len(one) >= 2
-    moved = "features_dc" if field == "gaussians" else "color"
+    moved = "features_dc" if field == "gaussians" else "color_grid"
     assert one[moved].abs().sum() > 0  # the guidance's gradient reaches the field
     for name in one:
         # TV and the opacity penalty also read the render: the two sums add in another order.
@@ -109,15 +110,15 @@ def test_opacity_penalty_alone_clears_what_the_views_see(tiny_sd, field):
 
 
 @pytest.mark.parametrize("augment", [False, True])
-def test_flip_and_background_augmentation_reach_the_prior(tiny_sd, augment):
+def test_flip_and_background_augmentation_reach_the_prior(tiny_sd, augment, monkeypatch):
     """With the augmentations certain, the guidance sees the mirrored render on a coloured
     background; without them, the plain render on white."""
     extra = {"flip_views": 1.0, "background_aug": 1.0} if augment else {}
     cfg = gen.build_config("fast", prompt="a red cube", prior=str(tiny_sd), **extra)
     _, step = _step(cfg, DiffusionPrior.load(tiny_sd, device="cpu"))
     seen, backgrounds, cameras, told = [], [], [], []
-    original_losses, original_render = step.guidance.losses, gen.render_views
-    original_orbit = gen.sample_orbit
+    original_losses, original_render = step.guidance.losses, gen_step.render_views
+    original_orbit = gen_step.sample_orbit
 
     def spy_losses(prior_, inp):
         seen.append(inp.images.detach())
@@ -134,11 +135,10 @@ def test_flip_and_background_augmentation_reach_the_prior(tiny_sd, augment):
         backgrounds.append(images.detach())
         return images, out
 
-    step.guidance.losses, gen.render_views, gen.sample_orbit = spy_losses, spy_render, spy_orbit
-    try:
-        step(0)
-    finally:
-        gen.render_views, gen.sample_orbit = original_render, original_orbit
+    step.guidance.losses = spy_losses
+    monkeypatch.setattr(gen_step, "render_views", spy_render)
+    monkeypatch.setattr(gen_step, "sample_orbit", spy_orbit)
+    step(0)
     background, rendered = backgrounds
     white = torch.ones(3)
     assert torch.equal(background, white) != augment
@@ -210,7 +210,7 @@ def test_time_budget_stops_the_loop_with_a_checkpoint(tmp_path):
     assert result.out_of_time and 3 <= result.steps_done <= 6
     assert load_checkpoint(checkpoint_path(run)).step == result.steps_done
     records = [json.loads(x) for x in run.metrics_path.read_text().splitlines()]
-    assert records[-1]["step"] == result.steps_done - 1
+    assert records[-1]["step"] == result.steps_done
     assert result.timings["log_s"] >= 0.2 * len(records) - 1e-3
     assert result.timings["loop_s"] < result.timings["log_s"]
 
@@ -233,7 +233,7 @@ def test_generate_time_budget_and_periodic_eval(tmp_path, tiny_sd):
     assert [p["step"] for p in metrics["eval_curve"]] == [1]
     assert 0.0 <= metrics["eval_curve"][0]["iou"] <= 1.0
     records = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").open()]
-    assert [r["step"] for r in records] == [0]
+    assert [r["step"] for r in records] == [1]  # as the eval curve and checkpoints count
     with pytest.raises(DreamliftError, match="multiple of log_every"):
         gen.build_config("fast", prompt="a red cube", eval_every=3, log_every=2)
 
