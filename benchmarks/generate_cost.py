@@ -36,8 +36,8 @@ from pathlib import Path
 import torch
 from run_info import machine
 
+from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT
 from dreamlift.methods.generate import PRIOR_PARTS, build_config, generate
-from dreamlift.methods.generate_config import GE3D_NEGATIVE_PROMPT
 from dreamlift.priors import DiffusionPrior
 from dreamlift.priors.loading import PriorComponents
 from dreamlift.zoo.tiny import sd_ddim_scheduler

@@ -121,7 +121,7 @@ def test_cost_benchmark_folder_loads_as_a_real_prior_and_measures_a_split(tmp_pa
     monkeypatch.setitem(cost.SD21_TEXT, "num_attention_heads", 2)
     import torch
 
-    from dreamlift.methods.generate_prompts import resolve_prompt
+    from dreamlift.methods.generate import resolve_prompt
     from dreamlift.priors import DiffusionPrior
 
     folder = cost.save_sd21_folder(tmp_path / "sd21", torch.device("cpu"), torch.float32)

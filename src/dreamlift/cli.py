@@ -164,7 +164,7 @@ def list_registries() -> None:
     """List fields, guidances, methods, presets, shapes and colours."""
     from dreamlift.fields.registry import FIELDS
     from dreamlift.guidance import GUIDANCES
-    from dreamlift.methods.generate_config import PRESETS as GENERATE_PRESETS
+    from dreamlift.methods.generate import PRESETS as GENERATE_PRESETS
     from dreamlift.methods.handles.config import PRESETS as HANDLES_PRESETS
     from dreamlift.methods.handles.registry import EDITORS
     from dreamlift.methods.reconstruct import PRESETS

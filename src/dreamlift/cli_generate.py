@@ -60,7 +60,7 @@ def generate_command(
         import torch
 
         torch.set_num_threads(threads)
-    from dreamlift.methods.generate_config import parse_settings
+    from dreamlift.methods.common.config import parse_settings
 
     flags: dict[str, Any] = {
         "prior": prior,
@@ -103,7 +103,7 @@ def run_one(
     from dreamlift.methods.generate import build_config, generate, resume_config
 
     if resume and (out / "config.yaml").exists():
-        config = resume_config(out, overrides.get("steps"))
+        config = resume_config(out, steps=overrides.get("steps"))
     else:
         config = build_config(preset, prompt=prompt, **overrides)
     return generate(config, out, resume=resume, quiet=quiet, prior=prior)

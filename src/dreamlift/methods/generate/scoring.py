@@ -3,22 +3,20 @@
 ``world_scores`` is the end-of-run report (aligned silhouette IoU and colour error over 8
 views, the shape and colour rankings, toy-clip similarity and R-precision); ``quick_iou`` is
 the cheap periodic evaluation (4 views, a coarser hull, few refinements) that traces
-quality against training time.
+quality against training time, in an :class:`EvalCurve`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
-import torch
-from torch import Tensor
-
-from dreamlift.cameras import Cameras
 from dreamlift.errors import DreamliftError
 from dreamlift.fields.base import Field
-from dreamlift.methods.generate_config import GenerateConfig
+from dreamlift.methods.common.outputs import field_renderer
+from dreamlift.methods.generate.config import GenerateConfig
 from dreamlift.world import asset_from_caption, caption
 from dreamlift.world.assets import Description
 
@@ -32,19 +30,6 @@ QUICK_SETTINGS = {
 }
 """Ground-truth settings of :func:`quick_iou`: 4 scoring views, a 32³ hull from 12 views,
 a coarser search."""
-
-
-def field_renderer(fld: Field) -> Callable[[Cameras], dict[str, Tensor]]:
-    """The field as a ground-truth render function: no grad, results on the CPU, white
-    background."""
-    device = next(fld.parameters()).device
-
-    @torch.no_grad()
-    def render_fn(cameras: Cameras) -> dict[str, Tensor]:
-        out = fld.render(cameras.to(device), torch.ones(3, device=device))
-        return {k: out[k].cpu() for k in ("rgb", "opacity")}
-
-    return render_fn
 
 
 def described_asset(desc: Description):
@@ -96,3 +81,37 @@ def quick_iou(fld: Field, desc: Description) -> float:
     finally:
         fld.train(was_training)
     return float(scores["silhouette_iou"] or 0.0)
+
+
+class EvalCurve:
+    """The periodic ``eval_iou`` of a run (every ``every`` steps) against its training time,
+    the time spent evaluating left out.
+
+    ``steps_done`` says how many steps have completed when the loop logs, so the curve does
+    not depend on how the loop numbers its logged steps."""
+
+    def __init__(
+        self, fld: Field, desc: Description, every: int, steps_done: Callable[[], int]
+    ) -> None:
+        self.fld, self.desc, self.every, self.steps_done = fld, desc, every, steps_done
+        self.points: list[dict[str, float]] = []
+        self.started, self.evaluating = time.perf_counter(), 0.0
+
+    def on_log(self, _step: int) -> dict[str, float]:
+        done = self.steps_done()
+        if done % self.every:
+            return {}
+        t = time.perf_counter()
+        iou = quick_iou(self.fld, self.desc)
+        self.points.append({"step": done, "time_s": t - self.started - self.evaluating, "iou": iou})
+        self.evaluating += time.perf_counter() - t
+        return {"eval_iou": iou}
+
+    def finish(self, steps_done: int, loop_s: float) -> float:
+        """Evaluate the end state unless the last point already did; the seconds it took."""
+        if self.points and self.points[-1]["step"] == steps_done:
+            return 0.0
+        t = time.perf_counter()
+        iou = quick_iou(self.fld, self.desc)
+        self.points.append({"step": steps_done, "time_s": loop_s, "iou": iou})
+        return time.perf_counter() - t

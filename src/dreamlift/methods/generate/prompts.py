@@ -10,19 +10,12 @@ import dataclasses
 import re
 
 from dreamlift.errors import CaptionError
-from dreamlift.methods.generate_config import GenerateConfig
+from dreamlift.methods.common.priors import check_prompt
+from dreamlift.methods.generate.config import GenerateConfig
 from dreamlift.priors import PREFIX_TEMPLATE, SUFFIX_TEMPLATE, DiffusionPrior
 from dreamlift.world import caption, parse
 from dreamlift.world.assets import Description
 from dreamlift.zoo.tokenizer import uses_world_vocabulary
-
-# Zoo priors that only know the world's caption grammar.
-TOY_PRIORS = ("toy-sd", "toy-sd-camera")
-
-
-def check_prompt(prompt: str) -> None:
-    if not prompt.strip():
-        raise CaptionError("the prompt is empty", "give one, e.g. 'a red cube'")
 
 
 def world_description(prompt: str) -> Description | None:
@@ -35,12 +28,12 @@ def world_description(prompt: str) -> Description | None:
 def resolve_prompt(cfg: GenerateConfig, prior: DiffusionPrior) -> tuple[str, str]:
     """(view-free prompt, view template). A toy prior needs a caption of the world's grammar
     (a CaptionError lists the vocabulary) and a negative prompt within its words."""
-    check_prompt(cfg.prompt)
+    desc = check_prompt(cfg.prompt, prior)
     toy = uses_world_vocabulary(prior.tokenizer)
     template = cfg.view_template or (SUFFIX_TEMPLATE if toy else PREFIX_TEMPLATE)
     if not toy:
         return cfg.prompt.strip(), template
-    desc = parse(cfg.prompt)  # raises with the vocabulary in its hint
+    assert desc is not None  # a toy prior's prompt parsed, or check_prompt raised
     vocab = prior.tokenizer.get_vocab()
     negative = cfg.guidance_config().negative_prompt
     unknown = [w for w in re.findall(r"[a-z]+", negative.lower()) if f"{w}</w>" not in vocab]

@@ -2,26 +2,28 @@
 
 Every schedule of the method is a pure function of the step and sits here with the config
 that parameterises it; presets are plain dicts of overrides (``fast``: CPU minutes with the
-toy prior; ``paper``: GE3D's released settings).
+toy prior; ``paper``: GE3D's released settings). Values are checked against the config's
+types by :mod:`dreamlift.methods.common.config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
-from dreamlift.errors import DreamliftError, OutputError
+from dreamlift.cameras import DEFAULT_ORBIT
+from dreamlift.errors import DreamliftError
 from dreamlift.fields.gaussians import GaussiansConfig
 from dreamlift.fields.nerf import NerfConfig
 from dreamlift.fields.registry import check_field_name
 from dreamlift.guidance import GE3DConfig, ISMConfig, SDSConfig
 from dreamlift.guidance.base import guidance_spec
 from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT
-from dreamlift.io.run import RunDir
+from dreamlift.methods.common import config as settings
+from dreamlift.methods.common.folders import resume_config as resumed
 
 
 # ---------------------------------------------------------------------- schedules
@@ -61,9 +63,9 @@ class GenerateConfig:
     resolution_warmup: tuple[tuple[int, float], ...] = ((0, 0.5), (150, 1.0))
     """(start step, fraction of ``resolution``): coarse renders first (cheap, shape only)."""
     views_per_step: int = 1
-    radius: tuple[float, float] = (2.7, 2.7)
+    radius: tuple[float, float] = (DEFAULT_ORBIT.radius, DEFAULT_ORBIT.radius)
     elevation: tuple[float, float] = (0.0, 40.0)
-    fov: tuple[float, float] = (40.0, 40.0)
+    fov: tuple[float, float] = (DEFAULT_ORBIT.fov_deg, DEFAULT_ORBIT.fov_deg)
     azimuth_start: float = 180.0
     """Half-range of azimuths at step 0 (front-centred); widens per the curriculum."""
     azimuth_growth: float = 1.5
@@ -231,13 +233,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
     """Preset values, then the non-None ``overrides``, merged key by key into nested settings
-    (``gaussians={"num_init": 500}`` keeps the preset's other Gaussian settings); names are
-    checked here, not later."""
+    (``gaussians={"num_init": 500}`` keeps the preset's other Gaussian settings); names and
+    values are checked here, not later."""
     if preset not in PRESETS:
         raise DreamliftError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
-    values = _merge(PRESETS[preset], {k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = settings.merge(PRESETS[preset], given)
     values["preset"] = preset
-    cfg = config_from_dict(values)
+    return check_config(config_from_dict(values))
+
+
+def resume_config(out_dir: Path, **overrides: Any) -> GenerateConfig:
+    """The saved config of the run in ``out_dir`` with the non-None ``overrides`` laid over it
+    (:func:`~dreamlift.methods.common.folders.open_run` refuses those a resumed run cannot
+    change)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return check_config(resumed(GenerateConfig, Path(out_dir), given))
+
+
+def check_config(cfg: GenerateConfig) -> GenerateConfig:
+    """Names in registries and values that only make sense together."""
     check_field_name(cfg.field)
     guidance_spec(cfg.guidance)
     if cfg.export not in ("auto", "mesh"):
@@ -256,70 +271,8 @@ def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
 
 def config_from_dict(values: dict[str, Any]) -> GenerateConfig:
     """Rebuild a config from plain values (a preset, a saved ``config.yaml``)."""
-    try:
-        return _dataclass_from(GenerateConfig, values)
-    except (TypeError, ValueError) as exc:
-        known = ", ".join(f.name for f in dataclasses.fields(GenerateConfig))
-        raise DreamliftError(f"bad setting: {exc}", f"settings are: {known}") from None
-
-
-def _dataclass_from(cls: type, values: dict[str, Any]) -> Any:
-    """Nested dataclasses from dicts over their defaults; lists become tuples (YAML)."""
-    hints, defaults = typing.get_type_hints(cls), cls()
-    kwargs = {}
-    for key, value in values.items():
-        kind = hints.get(key)
-        if isinstance(kind, type) and dataclasses.is_dataclass(kind) and isinstance(value, dict):
-            value = _dataclass_from(kind, _merge(dataclasses.asdict(getattr(defaults, key)), value))
-        kwargs[key] = _tuples(value)
-    return cls(**kwargs)
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in update.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(x) for x in value) if isinstance(value, list) else value
-
-
-def resume_config(out_dir: Path, steps: int | None = None) -> GenerateConfig:
-    """The saved config of the run in ``out_dir`` (``steps`` extends it when given)."""
-    path = Path(out_dir) / "config.yaml"
-    if not path.is_file():
-        raise OutputError(f"nothing to resume in {out_dir} (no config.yaml)", "drop --resume")
-    cfg = config_from_dict(RunDir(Path(out_dir)).read_config())
-    if steps is not None:
-        cfg.steps = steps
-    return cfg
+    return settings.config_from_values(GenerateConfig, values)
 
 
 def config_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(GenerateConfig)]
-
-
-def parse_settings(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings (``--set``) as nested overrides: dots reach into nested
-    settings (``ge3d.max_step=[700,400]``), values are read as YAML (numbers, lists, true)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise DreamliftError(f"--set {item!r} is not KEY=VALUE", "e.g. --set ge3d.n=4")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise DreamliftError(f"--set {item!r}: cannot read the value") from None
-        *parents, leaf = key.strip().split(".")
-        node = out
-        for name in parents:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise DreamliftError(f"--set {item!r}: {name} is set twice")
-        node[leaf] = value
-    return out
+    return settings.config_fields(GenerateConfig)

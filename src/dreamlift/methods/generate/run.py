@@ -1,0 +1,188 @@
+"""Generate: text-to-3D by distilling a 2D diffusion prior into a field (GE3D by default).
+
+The algorithm box (GE3D, METHODS 2.3; SDS and ISM are the same loop with another guidance)::
+
+    field ← init (Gaussians: sphere / random ball / .ply; NeRF: a density blob)
+    for τ in 0 … T-1:
+        L ← TextTo3D(τ)                                      (step.py)
+        Adam step on L; densify (Gaussians)                  (the shared loop)
+
+Every schedule is a pure function of the step and sits in the config (``config.py``). Runs
+write the run contract, a checkpoint that ``resume`` continues exactly, a turntable and the
+3D file; when the prompt is a world caption, ``summary.json`` also scores the result against
+ground truth (``scoring.py``). Every run records where an iteration's time goes
+(``iteration_split`` in ``summary.json``, ``timing.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamlift.errors import DataError
+from dreamlift.fields.base import Field
+from dreamlift.fields.gaussians import GaussianField
+from dreamlift.fields.nerf import NerfField
+from dreamlift.fields.registry import make_field
+from dreamlift.fields.splat_gsplat import gsplat_available
+from dreamlift.loop import LoopSettings, optimize
+from dreamlift.methods.common import priors
+from dreamlift.methods.common.folders import open_run
+from dreamlift.methods.generate.config import GenerateConfig
+from dreamlift.methods.generate.outputs import write_outputs
+from dreamlift.methods.generate.prompts import resolve_prompt, world_description
+from dreamlift.methods.generate.scoring import EvalCurve, world_scores
+from dreamlift.methods.generate.step import TextTo3D
+from dreamlift.methods.generate.timing import iteration_split, timing_prior
+from dreamlift.priors import DiffusionPrior
+from dreamlift.utils.timing import SectionTimer
+
+log = logging.getLogger(__name__)
+
+
+def backend_warnings(cfg: GenerateConfig, device: torch.device) -> list[str]:
+    """Said before training, not after: on a GPU the pure-torch rasteriser was 140-650x
+    slower than gsplat's kernels (H200, 4 views of 512², 4k-82k Gaussians,
+    benchmarks/results/gpu_h200/rasterize_cuda.json): a paper-preset step took 3.1 s instead
+    of 0.6 s, hours for a run that gsplat does in half an hour."""
+    if cfg.field != "gaussians" or device.type != "cuda" or cfg.gaussians.backend != "auto":
+        return []
+    if gsplat_available():
+        return []
+    message = (
+        "gsplat is not installed: Gaussians render through the pure-torch rasteriser, "
+        "140-650x slower on a GPU (pip install 'dreamlift[cuda]')"
+    )
+    log.warning(message)
+    return [message]
+
+
+def initial_field(cfg: GenerateConfig, generator: torch.Generator) -> Field:
+    """Gaussians on a sphere / in a ball / from a .ply; NeRF with a central density blob."""
+    if cfg.field == "gaussians":
+        # The position learning rate decays over the run, whatever the start.
+        fcfg = dataclasses.replace(cfg.gaussians, lr_means_decay_steps=cfg.steps)
+        if cfg.init in ("sphere", "random"):
+            mode = "sphere_surface" if cfg.init == "sphere" else "random"
+            fcfg = dataclasses.replace(fcfg, init_mode=mode, init_radius=cfg.init_radius)
+            return make_field("gaussians", fcfg, generator)
+        path = Path(cfg.init)
+        if not path.is_file():
+            raise DataError(f"--init {cfg.init}: no such .ply file", "use sphere, random or PATH")
+        return GaussianField.from_ply(path, fcfg)
+    fld = make_field("nerf", dataclasses.replace(cfg.nerf, train_steps=cfg.steps), generator)
+    assert isinstance(fld, NerfField)
+    peak, r = cfg.nerf_blob_density, cfg.nerf_blob_radius
+    fld.set_from_functions(
+        lambda p: peak * torch.exp(-p.square().sum(-1) / (2 * r * r)) + 1e-3,
+        lambda p: torch.full((p.shape[0], 3), 0.5),
+    )
+    return fld
+
+
+def load_prior(cfg: GenerateConfig) -> DiffusionPrior:
+    """The prior; a toy prior's prompt is checked first, so a bad caption is reported
+    before a missing model."""
+    return priors.load_prior(cfg.prior, cfg.device, prompt=cfg.prompt)
+
+
+def generate(
+    cfg: GenerateConfig,
+    out_dir: Path,
+    resume: bool = False,
+    quiet: bool = False,
+    prior: DiffusionPrior | None = None,
+) -> dict[str, Any]:
+    """Distil ``cfg.prompt`` into ``cfg.field``; writes the run folder, returns the summary."""
+    run = open_run(out_dir, cfg, resume)
+    t0 = time.perf_counter()
+    prior = prior or load_prior(cfg)
+    prompt, template = resolve_prompt(cfg, prior)
+    desc = world_description(prompt)
+    run.prepare()
+    run.write_config(cfg)
+    timings = {"load_s": time.perf_counter() - t0}
+
+    warnings = backend_warnings(cfg, prior.device)
+    fld = initial_field(cfg, torch.Generator().manual_seed(cfg.seed)).to(prior.device)
+    gens = {
+        "cameras": torch.Generator().manual_seed(cfg.seed + 1),
+        "guidance": torch.Generator().manual_seed(cfg.seed + 2),
+    }
+    sync = torch.cuda.synchronize if cfg.profile and prior.device.type == "cuda" else None
+    step_loss = TextTo3D(
+        cfg, fld, prior, prompt, template, gens["cameras"], gens["guidance"], SectionTimer(sync)
+    )
+    settings = LoopSettings(
+        steps=cfg.steps,
+        kind=f"generate/{cfg.field}",
+        checkpoint_every=cfg.checkpoint_every,
+        log_every=cfg.log_every,
+        quiet=quiet,
+        time_budget_s=cfg.time_budget_s,
+    )
+    curve = None
+    if cfg.eval_every > 0 and desc is not None:
+        curve = EvalCurve(fld, desc, cfg.eval_every, lambda: step_loss.steps_done)
+    with timing_prior(step_loss.timer, prior):
+        result = optimize(
+            fld,
+            step_loss,
+            run,
+            settings,
+            gens,
+            resume,
+            description=f"generate {cfg.guidance}",
+            on_log=curve.on_log if curve is not None else None,
+            backward=step_loss.backward,
+            sync=sync,
+        )
+    timings.update({"train_s": result.timings.get("step_s", 0.0)})
+    timings.update({k: v for k, v in result.timings.items() if k != "step_s"})
+    split = iteration_split(result.timings, step_loss.timer.seconds)
+    split["iterations"] = result.steps_done - result.resumed_from
+
+    fld.eval()
+    metrics: dict[str, Any] = {"steps_done": result.steps_done, "out_of_time": result.out_of_time}
+    if result.out_of_time:
+        warnings.append(f"time budget reached: stopped after {result.steps_done}/{cfg.steps} steps")
+    if curve is not None:
+        spent = curve.finish(result.steps_done, result.timings["loop_s"])
+        timings["log_s"] = timings.get("log_s", 0.0) + spent
+        metrics["eval_curve"] = curve.points
+    t1 = time.perf_counter()
+    outputs = write_outputs(run, cfg, fld, warnings)
+    timings["outputs_s"] = time.perf_counter() - t1
+    if cfg.score and desc is not None:
+        t1 = time.perf_counter()
+        metrics.update(world_scores(cfg, fld, desc, warnings))
+        timings["score_s"] = time.perf_counter() - t1
+    elif cfg.score:
+        warnings.append("not a world caption: no ground-truth scores")
+    command = (
+        f"generate {cfg.prompt!r} --prior {cfg.prior} --field {cfg.field} "
+        f"--guidance {cfg.guidance} --preset {cfg.preset} --steps {cfg.steps}"
+    )
+    run.write_summary(
+        command,
+        cfg,
+        metrics,
+        timings,
+        outputs,
+        prompt=prompt,
+        resumed_from=result.resumed_from,
+        warnings=warnings,
+        iteration_split=split,
+    )
+    return {
+        "metrics": metrics,
+        "timings": timings,
+        "outputs": outputs,
+        "warnings": warnings,
+        "iteration_split": split,
+    }
