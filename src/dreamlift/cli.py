@@ -129,26 +129,24 @@ def reconstruct(
     ),
 ) -> None:
     """Fit a NeRF or 3D Gaussians to posed views; writes metrics, checkpoint, turntable, 3D file."""
-    from dreamlift.methods.reconstruct import build_config
+    from dreamlift.methods.reconstruct import build_config, resume_config
     from dreamlift.methods.reconstruct import reconstruct as run_reconstruct
 
     _set_threads(threads)
-    cfg = build_config(
-        preset,
-        config,
-        field=field,
-        asset=asset,
-        data=str(data) if data else None,
-        steps=steps,
-        resolution=resolution,
-        train_views=train_views,
-        seed=seed,
-        device=device,
-    )
-    if cfg.asset is not None:
-        from dreamlift.world import parse
-
-        parse(cfg.asset)  # fail on a bad caption before any work
+    flags = {
+        "field": field,
+        "asset": asset,
+        "data": str(data) if data else None,
+        "steps": steps,
+        "resolution": resolution,
+        "train_views": train_views,
+        "seed": seed,
+        "device": device,
+    }
+    if resume and (out / "config.yaml").is_file():
+        cfg = resume_config(out, **flags)
+    else:
+        cfg = build_config(preset, config, **flags)
     result = run_reconstruct(cfg, out, resume=resume, quiet=quiet)
     m = result["metrics"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float))
