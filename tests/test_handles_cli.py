@@ -20,7 +20,8 @@ from dreamlift.errors import DataError  # noqa: E402
 from dreamlift.io.points import read_point_cloud_ply  # noqa: E402
 from dreamlift.methods.handles import HandlesConfig, Transform3D, scene_case  # noqa: E402
 from dreamlift.methods.handles.files import read_depth  # noqa: E402
-from dreamlift.methods.handles.run import HandlesRun, run_handles  # noqa: E402
+from dreamlift.methods.handles.request import HandlesRun  # noqa: E402
+from dreamlift.methods.handles.run import run_handles  # noqa: E402
 
 SCENE = "a red cube next to a blue sphere"
 FAST = ("--steps", "4", "--inversion-steps", "1", "--quiet")

@@ -84,7 +84,8 @@ def handles_command(
 
         torch.set_num_threads(threads)
     from dreamlift.methods.handles.config import PRESETS
-    from dreamlift.methods.handles.run import HandlesRun, run_handles
+    from dreamlift.methods.handles.request import HandlesRun
+    from dreamlift.methods.handles.run import run_handles
     from dreamlift.methods.handles.transform import transform_from_options
 
     if preset not in PRESETS:

@@ -18,7 +18,7 @@ rebuild of the input), and for scenes ``target.png``, the true edited render.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,57 +30,21 @@ from torch import Tensor
 from dreamlift.errors import DataError
 from dreamlift.io.media import image_grid, save_image, to_uint8
 from dreamlift.io.points import write_point_cloud_ply
-from dreamlift.io.run import RunDir
-from dreamlift.methods.handles.config import PRESETS, HandlesConfig
-from dreamlift.methods.handles.edit import load_prior, prepare
+from dreamlift.methods.common.folders import open_run
+from dreamlift.methods.common.priors import check_prompt, load_prior
+from dreamlift.methods.handles.edit import prepare
 from dreamlift.methods.handles.estimate import estimate_depth
 from dreamlift.methods.handles.files import read_depth, read_image, read_mask, resize_inputs
-from dreamlift.methods.handles.inputs import as_image, check_depth, check_mask, check_prompt
+from dreamlift.methods.handles.inputs import as_image, check_depth, check_mask
 from dreamlift.methods.handles.passes import Progress
 from dreamlift.methods.handles.registry import EDITORS
+from dreamlift.methods.handles.request import HandlesRun
 from dreamlift.methods.handles.result import HandlesResult
 from dreamlift.methods.handles.scene import SceneCase, scene_case
 from dreamlift.methods.handles.scores import score_edit
-from dreamlift.methods.handles.transform import Transform3D
 from dreamlift.priors import DiffusionPrior
 
 SCENE_RESOLUTION = 64  # world scenes for the prior-free 2D baseline
-
-
-@dataclass(frozen=True)
-class HandlesRun:
-    """A request of the command line, saved as the run's ``config.yaml``."""
-
-    transform: Transform3D
-    image: str | None = None
-    mask: str | None = None
-    depth: str | None = None
-    depth_model: str | None = None
-    prompt: str | None = None
-    scene: str | None = None
-    object_index: int = 0
-    prior: str = "toy-sd-depth"
-    method: str = "handles"
-    device: str = "auto"
-    seed: int = 0
-    frames: int = 0
-    resize: bool = False
-    config: HandlesConfig = field(default_factory=lambda: PRESETS["paper"])
-
-    def __post_init__(self) -> None:
-        if self.method not in EDITORS:
-            raise DataError(f"unknown method {self.method!r}", f"one of: {', '.join(EDITORS)}")
-        if self.frames == 1 or self.frames < 0:
-            raise DataError("--frames needs 0 (no interpolation) or at least 2")
-        if self.scene is None and (self.image is None or self.mask is None):
-            raise DataError(
-                "give an IMAGE with --mask, or a world scene with --scene",
-                "dreamlift handles photo.png --mask m.png --depth d.npy --prompt '…'",
-            )
-        if self.scene is not None and self.image is not None:
-            raise DataError("give an IMAGE or --scene, not both")
-        if self.scene is None and not (self.prompt or "").strip():
-            raise DataError("no prompt given", "describe the image with --prompt")
 
 
 @dataclass
@@ -153,14 +117,18 @@ def run_handles(
     out: Path,
     prior: DiffusionPrior | None = None,
     progress: Progress | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Carry out ``run`` into the folder ``out``; returns metrics, timings, outputs, notes."""
-    folder = RunDir(out)
-    torch.manual_seed(run.seed)
+    """Carry out ``run`` into the folder ``out``; returns metrics, timings, outputs, notes.
+
+    A folder that holds a run is refused unless ``resume``: an edit keeps no checkpoint, so
+    resuming redoes the request saved there (with the same result), on another device if
+    asked."""
+    folder = open_run(out, run, resume)
     t0 = time.perf_counter()
     files = read_files(run) if run.scene is None else None
     if run.method != "warp_paste_2d" and prior is None:
-        prior = load_prior(run.prior, run.device)
+        prior = load_prior(run.prior, run.device, prompt=run.prompt if run.scene is None else None)
     inputs = fit_inputs(run, files, prior.image_size if prior is not None else None)
     transform = inputs.case.transform if inputs.case is not None else run.transform
     intrinsics = inputs.case.intrinsics if inputs.case is not None else None
@@ -176,7 +144,7 @@ def run_handles(
     run = replace(run, transform=transform)
     folder.prepare()
     folder.write_config(run)
-    folder.metrics_path.unlink(missing_ok=True)  # a rerun into the same folder starts afresh
+    folder.metrics_path.unlink(missing_ok=True)  # a redone run logs its energies afresh
     result = EDITORS[run.method](
         inputs.image,
         inputs.mask,
