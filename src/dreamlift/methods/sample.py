@@ -21,22 +21,19 @@ import torch
 from rich.progress import Progress
 from torch import Tensor
 
-from dreamlift.errors import CaptionError, DreamliftError, ModelError
+from dreamlift.cameras import DEFAULT_ORBIT
+from dreamlift.errors import DreamliftError, ModelError
 from dreamlift.io.media import image_grid, save_image
 from dreamlift.io.run import RunDir
+from dreamlift.methods.common.priors import check_prompt, load_prior
 from dreamlift.priors import DiffusionPrior
 from dreamlift.world.assets import Description
 from dreamlift.world.captions import parse
-from dreamlift.zoo.tokenizer import uses_world_vocabulary
 
 # Camera of the depth rendered for --depth-from-caption, by the caption's view word (front
-# when it has none). Radius, field of view and elevation sit inside the training orbits.
+# when it has none), on the world's orbit; the elevations sit inside the training orbits.
 VIEW_AZIMUTH = {"front": 0.0, "side": 90.0, "back": 180.0, "overhead": 0.0}
 VIEW_ELEVATION = {"front": 20.0, "side": 20.0, "back": 20.0, "overhead": 75.0}
-DEPTH_RADIUS = 2.7
-DEPTH_FOV = 40.0
-# Zoo priors that only know the caption grammar.
-TOY_PRIORS = ("toy-sd", "toy-sd-depth", "toy-sd-camera")
 
 
 @dataclass(frozen=True)
@@ -58,25 +55,6 @@ class SampleConfig:
     device: str = "auto"
 
 
-def require_prompt(prompt: str) -> None:
-    if not prompt.strip():
-        raise CaptionError("the prompt is empty", "give a caption such as 'a red cube, side view'")
-
-
-def check_prompt(prompt: str, prior: DiffusionPrior) -> Description | None:
-    """The prompt's world description, or None for a free prompt to a real prior.
-
-    A toy prior's prompt must follow the caption grammar (CaptionError otherwise).
-    """
-    require_prompt(prompt)
-    if uses_world_vocabulary(prior.tokenizer):
-        return parse(prompt)
-    try:
-        return parse(prompt)
-    except CaptionError:
-        return None
-
-
 def caption_depth(desc: Description, size: int) -> Tensor:
     """(1, size, size) disparity of the caption's asset seen from its view (front if none).
 
@@ -92,8 +70,8 @@ def caption_depth(desc: Description, size: int) -> Tensor:
     cams = orbit_cameras(
         torch.tensor([VIEW_AZIMUTH[view]]),
         torch.tensor([VIEW_ELEVATION[view]]),
-        DEPTH_RADIUS,
-        DEPTH_FOV,
+        DEFAULT_ORBIT.radius,
+        DEFAULT_ORBIT.fov_deg,
         size,
     )
     out = render(layout(desc), cams, RenderSettings(supersample=2))
@@ -149,8 +127,8 @@ def judge(images: Tensor, desc: Description, prompt: str, name: str) -> dict[str
     return metrics
 
 
-def _load_prior(cfg: SampleConfig) -> DiffusionPrior:
-    prior = DiffusionPrior.load(cfg.prior, device=cfg.device)
+def check_conditioning(prior: DiffusionPrior, cfg: SampleConfig) -> None:
+    """The prior takes what the run gives it: a depth map, a camera, or neither."""
     if cfg.depth_from_caption and not prior.depth_conditioned:
         raise ModelError(
             f"--depth-from-caption needs a depth-conditioned prior; {prior.folder} is not one",
@@ -165,17 +143,14 @@ def _load_prior(cfg: SampleConfig) -> DiffusionPrior:
         raise ModelError(
             f"the prior in {prior.folder} is depth-conditioned", "pass --depth-from-caption"
         )
-    return prior
 
 
 def sample(cfg: SampleConfig, out: Path, quiet: bool = False) -> dict[str, Any]:
     """Run ``cfg`` into the folder ``out``; returns metrics, notes, timings and outputs."""
-    require_prompt(cfg.prompt)
-    if cfg.prior in TOY_PRIORS:
-        parse(cfg.prompt)  # a bad caption is reported before a missing model
     run = RunDir(out)  # its clock starts here; the folder is made once the inputs are checked
     t0 = time.perf_counter()
-    prior = _load_prior(cfg)
+    prior = load_prior(cfg.prior, cfg.device, prompt=cfg.prompt)
+    check_conditioning(prior, cfg)
     desc = check_prompt(cfg.prompt, prior)
     depth = None
     if cfg.depth_from_caption:
