@@ -27,18 +27,18 @@ from dreamlift.methods.common.config import (
 C = TypeVar("C")
 
 CONFIG_NAME = "config.yaml"
-RUN_MARKERS = (CHECKPOINT_NAME, "summary.json")
-"""Files that show a folder holds a run."""
+RUN_MARKERS = (CHECKPOINT_NAME, "checkpoint-*.safetensors", "summary.json")
+"""Files that show a folder holds a run (a staged run has one checkpoint per stage)."""
 RESUMABLE = ("steps", "device")
 """Settings a resumed run may change: more (or fewer) steps, another device."""
 
 
 def refuse_existing_run(path: Path) -> None:
     """Raise :class:`OutputError` when ``path`` holds a run."""
-    for name in RUN_MARKERS:
-        if (Path(path) / name).exists():
+    for pattern in RUN_MARKERS:
+        for found in sorted(Path(path).glob(pattern)):
             raise OutputError(
-                f"{path} already holds a run ({name})",
+                f"{path} already holds a run ({found.name})",
                 "pass --resume to continue it, or choose another --out",
             )
 
