@@ -29,14 +29,7 @@ from dreamlift.methods.generate import step as gen_step  # noqa: E402
 from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
 from dreamlift.zoo.tokenizer import caption_words  # noqa: E402
 
-RUNNER = (
-    "from dreamlift.cli import app, main\n"
-    "from dreamlift.cli_generate import generate_command\n"
-    "if not any(c.name == 'generate' for c in app.registered_commands):\n"
-    "    app.command('generate')(generate_command)\n"
-    "main()\n"
-)
-CLI = [sys.executable, "-c", RUNNER, "generate"]
+CLI = [sys.executable, "-m", "dreamlift", "generate"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DREAMLIFT_ZOO_DIR": "/nonexistent-zoo"}
 TINY = TinySDConfig(unet_channels=(16, 32, 32))
 FAST = {"turntable_frames": 4, "score": False, "log_every": 1, "checkpoint_every": 100}

@@ -239,17 +239,10 @@ def test_generate_time_budget_and_periodic_eval(tmp_path, tiny_sd):
 
 
 def test_cli_runs_after_the_module_split_and_takes_a_time_budget(tmp_path, tiny_sd):
-    runner = (
-        "from dreamlift.cli import app, main\n"
-        "from dreamlift.cli_generate import generate_command\n"
-        "if not any(c.name == 'generate' for c in app.registered_commands):\n"
-        "    app.command('generate')(generate_command)\n"
-        "main()\n"
-    )
     out = tmp_path / "g"
     args = ["a red cube", "--prior", str(tiny_sd), "--steps", "40", "--time-budget", "0.001"]
     proc = subprocess.run(
-        [sys.executable, "-c", runner, "generate", *args, "--no-score", "--out", str(out)],
+        [sys.executable, "-m", "dreamlift", "generate", *args, "--no-score", "--out", str(out)],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},

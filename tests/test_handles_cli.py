@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import imageio.v2 as imageio
 import numpy as np
@@ -15,7 +14,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
 
-from dreamlift import cli  # noqa: E402
+from cli_helpers import run_main  # noqa: E402
+
 from dreamlift.errors import DataError  # noqa: E402
 from dreamlift.io.points import read_point_cloud_ply  # noqa: E402
 from dreamlift.methods.handles import HandlesConfig, Transform3D, scene_case  # noqa: E402
@@ -29,13 +29,7 @@ FAST = ("--steps", "4", "--inversion-steps", "1", "--quiet")
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """Exit code and stderr of ``dreamlift handles ARGS``."""
-    monkeypatch.setattr(sys, "argv", ["dreamlift", "handles", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
+    return run_main(capsys, "handles", *args)
 
 
 @pytest.fixture(scope="module")
@@ -195,9 +189,12 @@ def test_too_many_steps_fail_before_anything_is_written(
     assert not out.exists()
 
 
-def test_list_shows_the_handles_methods_and_presets(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["dreamlift", "list"])
-    cli.main()
+def test_list_shows_the_handles_methods_and_presets(capsys):
+    from dreamlift.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["list"])
+    assert exit_.value.code == 0
     listing = json.loads(capsys.readouterr().out)
     assert listing["handles methods"] == ["handles", "depth_only", "warp_paste_2d"]
     assert listing["handles presets"] == ["paper", "fast"]

@@ -16,7 +16,7 @@ from dreamlift.errors import DreamliftError
 from dreamlift.io.checkpoint import load_checkpoint
 from dreamlift.methods.reconstruct import build_config, reconstruct
 
-CLI = [sys.executable, "-m", "dreamlift.cli"]
+CLI = [sys.executable, "-m", "dreamlift"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

@@ -1,14 +1,12 @@
 """``dreamlift sample`` end to end on tiny random SD folders, its errors, and the prior benchmark.
 
-The command runs through :func:`dreamlift.cli.main` — the real error handling — with the
-``sample`` command registered on the app (as the CLI does).
+The command runs through :func:`dreamlift.cli.main`, the real error handling.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,11 +15,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
 
-import typer  # noqa: E402
 from benchmark_modules import load_benchmark  # noqa: E402
+from cli_helpers import run_main  # noqa: E402
 
-from dreamlift import cli  # noqa: E402
-from dreamlift.cli_sample import sample_command  # noqa: E402
 from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
 
 LATENT = 8  # 16 x 16 images through a 2-level VAE
@@ -44,20 +40,8 @@ def _empty_zoo(tmp_path, monkeypatch):
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """Exit code and stderr of ``dreamlift sample ARGS`` run through ``cli.main``."""
-    app = cli.app
-    if not any(c.name == "sample" for c in app.registered_commands):
-        app = typer.Typer(pretty_exceptions_enable=False)
-        app.callback()(lambda: None)
-        app.command("sample")(sample_command)
-    monkeypatch.setattr(cli, "app", app)
-    monkeypatch.setattr(sys, "argv", ["dreamlift", "sample", *args, "--quiet"])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
+    """Exit code and stderr of ``dreamlift sample ARGS --quiet``."""
+    return run_main(capsys, "sample", *args, "--quiet")
 
 
 def test_sample_writes_grid_samples_and_the_run_contract(folders, tmp_path, monkeypatch, capsys):

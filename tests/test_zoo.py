@@ -181,7 +181,7 @@ def test_sigint_checkpoints_at_the_end_of_the_step(tmp_path):
 def test_cli_list_and_export_without_checkpoint(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from dreamlift.zoo.cli import zoo_app
+    from dreamlift.cli.zoo import zoo_app
 
     monkeypatch.setenv("DREAMLIFT_ZOO_DIR", str(tmp_path / "models"))
     result = CliRunner().invoke(zoo_app, ["list"])

@@ -1,8 +1,4 @@
-"""``dreamlift zoo``: list the zoo's models and train them (resumable, fine in the background).
-
-Mounted by :mod:`dreamlift.cli` with ``app.add_typer(zoo_app, name="zoo")``. User errors are
-:class:`~dreamlift.errors.DreamliftError` and print as one line there.
-"""
+"""``dreamlift zoo``: list the zoo's models and train them (resumable, fine in the background)."""
 
 from __future__ import annotations
 
@@ -12,8 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dreamlift.cli.common import RunOptions, command, console
+
 zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: toy models trained on the world.")
-console = Console(stderr=True)
 
 
 def _size(n: int) -> str:
@@ -47,7 +44,9 @@ def zoo_list() -> None:
 
 
 @zoo_app.command("train")
+@command(options=("threads", "quiet"))
 def zoo_train(
+    options: RunOptions,
     name: str = typer.Argument(..., help="toy-sd, toy-sd-depth or toy-clip"),
     steps: int | None = typer.Option(
         None, min=1, help="Total steps of each stage run (default: the recipe's fast setting)."
@@ -59,7 +58,6 @@ def zoo_train(
         None,
         help="Checkpoints and caches (default: ~/.cache/dreamlift/zoo/NAME).",
     ),
-    threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
     export_only: bool = typer.Option(
         False, "--export-only", help="Export the latest checkpoint into the package; no training."
     ),
@@ -67,11 +65,8 @@ def zoo_train(
     eval_only: bool = typer.Option(
         False, "--eval-only", help="Re-measure the exported model as it is; no training."
     ),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or log lines."),
 ) -> None:
     """Train NAME (resumes from its checkpoint; Ctrl-C / SIGTERM checkpoint and stop)."""
-    import torch
-
     from dreamlift.errors import DreamliftError
     from dreamlift.zoo.recipes import run_stage
     from dreamlift.zoo.registry import entry
@@ -79,8 +74,6 @@ def zoo_train(
 
     if eval_only and (export_only or no_eval):
         raise DreamliftError("--eval-only measures only; it takes no --export-only or --no-eval")
-    if threads:
-        torch.set_num_threads(threads)
     e = entry(name)
     stages = (stage,) if stage else e.stages
     work = workdir if workdir is not None else default_workdir(name)
@@ -93,7 +86,7 @@ def zoo_train(
             export_only=export_only,
             evaluate=not no_eval,
             evaluate_only=eval_only,
-            quiet=quiet,
+            quiet=options.quiet,
         )
         figures = ", ".join(f"{k} {v:g}" for k, v in report.figures.items()) or "not measured"
         done = "measured in" if eval_only else "exported to"

@@ -1,0 +1,111 @@
+"""``dreamlift generate``: text-to-3D (:mod:`dreamlift.methods.generate`).
+
+With ``--prompts FILE`` each non-blank line is one run in ``OUT/<nn>-<slug>``; a line that
+fails is reported with its number and the batch goes on; ``OUT/batch.json`` holds the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dreamlift.cli.common import TRAINING, RunOptions, command, notice, report
+from dreamlift.errors import DreamliftError
+
+
+@command(out="out/generate", options=TRAINING)
+def generate_command(
+    options: RunOptions,
+    prompt: str | None = typer.Argument(None, help="e.g. 'a red cube with a blue sphere on top'"),
+    prompts: Path | None = typer.Option(None, help="A file of prompts, one a line (batch)."),
+    prior: str | None = typer.Option(
+        None, help="Zoo name or diffusers folder (default: toy-sd-camera)."
+    ),
+    field: str | None = typer.Option(None, help="gaussians or nerf (default: gaussians)."),
+    guidance: str | None = typer.Option(None, help="ge3d, sds or ism (default: ge3d)."),
+    preset: str | None = typer.Option(
+        None, help="fast (CPU minutes) or paper (GE3D's settings) (default: fast)."
+    ),
+    steps: int | None = typer.Option(None, min=1, help="Optimisation steps."),
+    resolution: int | None = typer.Option(None, min=8, help="Render size [prior's size]."),
+    cfg: float | None = typer.Option(None, "--cfg", min=0.0, help="CFG scale."),
+    negative: str | None = typer.Option(None, help="Negative prompt (uncond branch)."),
+    init: str | None = typer.Option(None, help="Gaussians: sphere, random or PATH.ply."),
+    export: str | None = typer.Option(None, help="auto, or mesh (Gaussians: also mesh.glb)."),
+    no_score: bool = typer.Option(False, "--no-score", help="Skip ground-truth scoring."),
+    time_budget: float | None = typer.Option(
+        None, "--time-budget", min=0.0, help="Stop after this many seconds of training."
+    ),
+    profile: bool = typer.Option(
+        False, help="Synchronise the GPU at each timing boundary (exact iteration split)."
+    ),
+) -> None:
+    """Generate a 3D object from PROMPT (or every line of --prompts)."""
+    from dreamlift.methods.generate import build_config, generate, resume_config
+
+    flags: dict[str, Any] = {
+        "prompt": prompt,
+        "prior": prior,
+        "field": field,
+        "guidance": guidance,
+        "preset": preset,
+        "steps": steps,
+        "resolution": resolution,
+        "guidance_scale": cfg,
+        "negative_prompt": negative,
+        "init": init,
+        "export": export,
+        "score": False if no_score else None,
+        "time_budget_s": time_budget,
+        "profile": True if profile else None,
+    }
+    if prompts is not None:
+        if prompt is not None:
+            raise DreamliftError("give a PROMPT or --prompts FILE, not both")
+        if options.resume:
+            raise DreamliftError("--resume continues one run; it takes no --prompts")
+        run_batch(prompts, options, flags)
+        return
+    if prompt is None and not options.resume:
+        raise DreamliftError("no prompt given", "dreamlift generate 'a red cube' --out out/g1")
+    config = options.settings_for(build_config, resume_config, flags)
+    result = generate(config, options.out, resume=options.resume, quiet=options.quiet)
+    report(str(options.out), result)
+
+
+def run_batch(path: Path, options: RunOptions, flags: dict[str, Any]) -> None:
+    """One run per prompt of ``path`` (the prior loaded once), a table of them on stdout."""
+    from dreamlift.methods.generate import build_config
+    from dreamlift.methods.generate.batch import generate_batch
+
+    overrides = options.overrides(flags)
+
+    def configure(text: str) -> Any:
+        return build_config(**{**overrides, "prompt": text})
+
+    def failed(number: int, exc: DreamliftError) -> None:
+        notice(f"line {number}:", str(exc))
+
+    rows = generate_batch(path, options.out, configure, options.quiet, failed)
+    table = Table("line", "prompt", "status", "IoU", "colour err", "shape", "out")
+    for r in rows:
+        table.add_row(
+            str(r["line"]),
+            r["prompt"],
+            r["status"],
+            _number(r.get("silhouette_iou")),
+            _number(r.get("colour_error")),
+            str(r.get("shape_winner", "-")),
+            r["out"] if r["status"] == "ok" else r.get("error", ""),
+        )
+    Console().print(table)
+    if not any(r["status"] == "ok" for r in rows):
+        raise DreamliftError(f"no prompt of {path} could be generated", "see the lines above")
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-"

@@ -1,0 +1,29 @@
+"""``dreamlift list``: what the registries and the world's grammar hold."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def list_command() -> None:
+    """List fields, guidances, methods, presets, shapes and colours."""
+    from dreamlift.fields.registry import FIELDS
+    from dreamlift.guidance import GUIDANCES
+    from dreamlift.methods.generate import PRESETS as GENERATE_PRESETS
+    from dreamlift.methods.handles.config import PRESETS as HANDLES_PRESETS
+    from dreamlift.methods.handles.registry import EDITORS
+    from dreamlift.methods.reconstruct import PRESETS as RECONSTRUCT_PRESETS
+    from dreamlift.world import vocabulary
+
+    listing = {
+        "fields": list(FIELDS),
+        "reconstruct presets": list(RECONSTRUCT_PRESETS),
+        "guidances": list(GUIDANCES),
+        "generate presets": list(GENERATE_PRESETS),
+        "handles methods": list(EDITORS),
+        "handles presets": list(HANDLES_PRESETS),
+        **vocabulary(),
+    }
+    typer.echo(json.dumps(listing, indent=1))
