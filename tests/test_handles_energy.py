@@ -1,4 +1,4 @@
-"""The guidance energy and its schedule (METHODS.md 5.3 step 7), and guided steps on a tiny
+"""The guidance energy and its schedule (arXiv:2312.02190 §5.2), and guided steps on a tiny
 random SD2-depth prior."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Settings of a Diffusion Handles edit, as data (METHODS.md 5.4, the code's defaults).
+"""Settings of a Diffusion Handles edit, as data (arXiv:2312.02190; the defaults of
+the authors' released code, ``diffhandles/config/default.yaml``).
 
 Three groups: the 3D edit of the depth (:class:`GeometryConfig`), the guidance schedule
-(:class:`GuidanceSchedule`, step 7 of METHODS.md 5.3) and the diffusion passes
+(:class:`GuidanceSchedule`, arXiv:2312.02190 §5.2) and the diffusion passes
 (:class:`HandlesConfig`). Everything is a frozen dataclass with the paper code's values as
 defaults, so a run folder's ``config.yaml`` says exactly what ran. Presets are objects in
 :data:`PRESETS`.
@@ -16,7 +17,7 @@ LayerWeights = tuple[float, float, float]
 
 @dataclass(frozen=True)
 class GeometryConfig:
-    """Lifting, splatting and cleaning of the edited depth (METHODS.md 5.3 steps 4–6).
+    """Lifting, splatting and cleaning of the edited depth (arXiv:2312.02190 §5.1).
 
     Kernel sizes are radii in pixels (a square ``2r+1`` max-pool window; 0 = no close, no
     open or no dilation). ``None`` follows the code's integer rule for kernel widths, close
@@ -55,7 +56,8 @@ class GeometryConfig:
 
 @dataclass(frozen=True)
 class GuidanceSchedule:
-    """Energy weights per denoising step, layer and inner step (METHODS.md 5.3 step 7).
+    """Energy weights per denoising step, layer and inner step (arXiv:2312.02190 §5.2, in the
+    released code's form).
 
     The weight of layer index i at step t and inner gradient step k is
     ``base · scale · cycle[t mod 3][i] · inner[k]``: layer 3 only, then layer 2 only, then

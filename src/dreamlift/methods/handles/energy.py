@@ -1,4 +1,5 @@
-"""The guidance energy on UNet decoder activations (paper Eq. 8–9; METHODS.md 5.2, 5.3.7).
+"""The guidance energy on UNet decoder activations (arXiv:2312.02190 §5.2,
+Eq. 8–9).
 
 Activations are the outputs of three UNet up blocks (indices 0, 1, 2: SD2's up_blocks 1–3,
 a toy UNet's 0–2), each bilinearly resized to the latent grid. For each layer i::

@@ -1,4 +1,5 @@
-"""Harmonic filling of a map inside a region: Poisson filling with no guide (METHODS.md 0.10).
+"""Harmonic filling of a map inside a region: Poisson filling with no guide
+(Pérez et al., Poisson Image Editing, SIGGRAPH 2003).
 
 Diffusion Handles solves ``Δf = div v`` inside a region with the known values as Dirichlet
 boundary, twice on depth: to remove the object from the background depth (``v`` from a

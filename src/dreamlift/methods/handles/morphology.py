@@ -2,7 +2,7 @@
 
 Splatting lifted points leaves pinholes (a surface turned towards the camera covers more
 pixels than it had) and stray pixels (depth noise at silhouettes); Diffusion Handles cleans
-the transformed-object mask with a close, then an open (METHODS.md 5.3 step 5). Max-pooling
+the transformed-object mask with a close, then an open (arXiv:2312.02190 §5.1). Max-pooling
 does it in torch on any device, with no OpenCV. The structuring element is a square of side
 ``2r + 1`` (the code's is an ellipse; at the few-pixel radii used the two barely differ).
 Beyond the image border nothing is set, and erosion does not eat in from the border.

@@ -1,4 +1,4 @@
-"""The three diffusion passes of Diffusion Handles (METHODS.md 5.3 steps 2, 3 and 7).
+"""The three diffusion passes of Diffusion Handles (arXiv:2312.02190 §4–5).
 
 1. :func:`invert` — null-text inversion with the input depth: x_T and one null embedding
    per step, so that guided DDIM reproduces the input.
@@ -70,7 +70,7 @@ def invert(
     disparity: Tensor,
     config: HandlesConfig,
 ) -> Inversion:
-    """Null-text inversion (METHODS.md 0.5) with DH's 5 inner steps and CFG 7.5."""
+    """Null-text inversion (arXiv:2211.09794 §3) with DH's 5 inner steps and CFG 7.5."""
     noise, phis = prior.null_text_inversion(
         latents,
         text,

@@ -1,7 +1,7 @@
 """Ground-truth scores of an edit of a world scene (shared with the benchmark).
 
 The world gives the true edited render, so an edit is scored directly (the paper needs a
-SAM mask and cycle consistency instead, METHODS.md 5.5):
+SAM mask and cycle consistency instead, arXiv:2312.02190 §6):
 
 - ``object_iou`` — edit adherence: IoU of the edited object's mask with the true one. The
   edited image has no instance ids, so its object mask is found by colour: each pixel takes

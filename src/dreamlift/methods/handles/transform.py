@@ -1,8 +1,8 @@
 """The user's 3D handle: a similarity transform of one object, in a viewer-friendly frame.
 
 Diffusion Handles moves the object's lifted points by a rigid transform: a rotation about
-their centroid (axis-angle, Rodrigues' formula) followed by a translation (METHODS.md 5.3
-step 5); a uniform scale about the centroid is allowed as well.
+their centroid (axis-angle, Rodrigues' formula) followed by a translation (arXiv:2312.02190
+§5.1); a uniform scale about the centroid is allowed as well.
 
 **Which frame the numbers are in.** Depth is lifted into OpenCV camera coordinates (x right,
 y down, z forward; :mod:`dreamlift.cameras`), but a user thinks "move right, turn about the
