@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(USER_ERROR)
     except USAGE_ERRORS as exc:
         ctx = getattr(exc, "ctx", None)
-        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        where = f" (see {ctx.command_path if ctx is not None else 'dreamlift'} --help)"
         message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
         console.print(Text.assemble(("error:", "bold red"), f" {message}{where}"), soft_wrap=True)
         sys.exit(USER_ERROR)

@@ -22,18 +22,11 @@ def world_render(
     ground: bool = typer.Option(False, help="Stand the objects on a ground plane (a scene)."),
 ) -> None:
     """Render a world asset to images, depth, masks and a nerfstudio transforms.json."""
-    from dreamlift.methods.world_render import WorldRender, render_world
+    from dreamlift.methods.world_render import WorldRender, WorldViews, render_world
 
-    request = WorldRender(
-        caption=caption,
-        views=views,
-        resolution=resolution,
-        elevation=elevation,
-        random=random_views,
-        seed=options.seed if options.seed is not None else 0,
-        supersample=supersample,
-        ground=ground,
-    )
+    seed = options.seed if options.seed is not None else 0
+    cameras = WorldViews(count=views, elevation=elevation, random=random_views, seed=seed)
+    request = WorldRender(caption, cameras, resolution, supersample=supersample, ground=ground)
     result = render_world(request, options.out)
     console.print(
         f"wrote {views} views of '{result['caption']}' to {options.out} (grid.png, "

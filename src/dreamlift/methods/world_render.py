@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from dreamlift.cameras import DEFAULT_ORBIT, OrbitRange, orbit_cameras, sample_orbit
+from dreamlift.cameras import DEFAULT_ORBIT, Cameras, OrbitRange, orbit_cameras, sample_orbit
 from dreamlift.io.media import image_grid, save_image
 from dreamlift.io.run import RunDir
 from dreamlift.io.transforms import PosedImages, write_transforms
@@ -26,17 +26,33 @@ RANDOM_ELEVATION = (-10.0, 60.0)
 
 
 @dataclass(frozen=True)
+class WorldViews:
+    """Which cameras see the asset: ``count`` evenly spaced in azimuth from the front at
+    ``elevation`` on the world's orbit, or with ``random`` random orbit cameras (``seed``)."""
+
+    count: int = 8
+    elevation: float = 20.0
+    random: bool = False
+    seed: int = 0
+
+    def cameras(self, resolution: int) -> Cameras:
+        if self.random:
+            generator = torch.Generator().manual_seed(self.seed)
+            ranges = OrbitRange(elevation=RANDOM_ELEVATION)
+            return sample_orbit(self.count, resolution, ranges, generator)[0]
+        azimuth = torch.arange(self.count, dtype=torch.float32) * 360.0 / self.count
+        elevation = torch.full((self.count,), self.elevation)
+        radius, fov = DEFAULT_ORBIT.radius, DEFAULT_ORBIT.fov_deg
+        return orbit_cameras(azimuth, elevation, radius, fov, resolution)
+
+
+@dataclass(frozen=True)
 class WorldRender:
     """One ``dreamlift world render``."""
 
     caption: str
-    views: int = 8
-    """Evenly spaced in azimuth from the front, at ``elevation``; or random with ``random``."""
+    views: WorldViews = WorldViews()
     resolution: int = 128
-    elevation: float = 20.0
-    random: bool = False
-    seed: int = 0
-    """Of the random views."""
     supersample: int = 2
     ground: bool = False
     """Stand the objects on a ground plane (a scene)."""
@@ -46,32 +62,24 @@ def render_world(request: WorldRender, out: Path) -> dict[str, Any]:
     """Render ``request`` into the folder ``out``; returns the canonical caption and outputs."""
     asset = asset_from_caption(request.caption, ground=request.ground)
     run = RunDir(out).prepare()
-    if request.random:
-        generator = torch.Generator().manual_seed(request.seed)
-        ranges = OrbitRange(elevation=RANDOM_ELEVATION)
-        cams, _, _ = sample_orbit(request.views, request.resolution, ranges, generator)
-    else:
-        azimuth = torch.arange(request.views, dtype=torch.float32) * 360.0 / request.views
-        elevation = torch.full((request.views,), request.elevation)
-        cams = orbit_cameras(
-            azimuth, elevation, DEFAULT_ORBIT.radius, DEFAULT_ORBIT.fov_deg, request.resolution
-        )
+    cams = request.views.cameras(request.resolution)
     t0 = time.perf_counter()
     r = render(asset, cams, RenderSettings(supersample=request.supersample))
     render_s = time.perf_counter() - t0
     data = PosedImages(r["rgb"], cams, r["alpha"], r["depth"])
     canonical = to_caption(asset.description)  # type: ignore[arg-type]
     transforms = write_transforms(run.path, data, extra={"caption": canonical, "world": "z-up"})
-    columns = min(request.views, 8)
+    columns = min(request.views.count, 8)
     grid = save_image(run.path / "grid.png", image_grid(r["rgb"], columns=columns))
     outputs = {"transforms": transforms, "grid": grid}
+    views = request.views
     settings = {
         "caption": canonical,
-        "views": request.views,
+        "views": views.count,
         "resolution": request.resolution,
-        "seed": request.seed,
-        "elevation": request.elevation,
-        "random": request.random,
+        "seed": views.seed,
+        "elevation": views.elevation,
+        "random": views.random,
         "supersample": request.supersample,
         "ground": request.ground,
     }

@@ -52,8 +52,10 @@ def saved_values(path: Path) -> dict[str, Any]:
 
 
 def resume_config(cls: type[C], path: Path, overrides: dict[str, Any]) -> C:
-    """The run's saved settings with ``overrides`` (the resuming command's) laid over them."""
-    return config_from_values(cls, merge(saved_values(path), overrides))
+    """The run's saved settings with ``overrides`` (the resuming command's; None: not given)
+    laid over them."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return config_from_values(cls, merge(saved_values(path), given))
 
 
 def open_run(path: Path, config: Any, resume: bool) -> RunDir:

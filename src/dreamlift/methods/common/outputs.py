@@ -52,15 +52,12 @@ def field_renderer(fld: Field) -> Callable[[Cameras], dict[str, Tensor]]:
 
 
 def write_turntable_and_3d(
-    run: RunDir,
-    fld: Field,
-    cameras: Cameras,
-    warnings: list[str],
-    mesh_resolution: int | None = None,
+    run: RunDir, fld: Field, cameras: Cameras, warnings: list[str], *, mesh: int | None = None
 ) -> dict[str, Path]:
-    """A turntable (mp4 + gif) seen by ``cameras`` and the field's 3D file(s); with
-    ``mesh_resolution`` a Gaussian field also gets ``mesh.glb``. A field too empty to export
-    adds a warning instead of failing the run, whose other results are still worth keeping."""
+    """A turntable (mp4 + gif) seen by ``cameras`` and the field's 3D file(s); with ``mesh``
+    (grid points per side) a Gaussian field also gets ``mesh.glb``. A field too empty to
+    export adds a warning instead of failing the run, whose other results are still worth
+    keeping."""
     fld.eval()
     render_fn = field_renderer(fld)
     chunks = range(0, len(cameras), TURNTABLE_CHUNK)
@@ -68,10 +65,8 @@ def write_turntable_and_3d(
     outputs = save_turntable(run.path, frames.clamp(0, 1))
     try:
         outputs.update(fld.export(run.path))
-        if mesh_resolution is not None and isinstance(fld, GaussianField):
-            outputs["mesh"] = export_gaussian_mesh(
-                fld, run.path / "mesh.glb", resolution=mesh_resolution
-            )
+        if mesh is not None and isinstance(fld, GaussianField):
+            outputs["mesh"] = export_gaussian_mesh(fld, run.path / "mesh.glb", resolution=mesh)
     except DataError as exc:
         warnings.append(f"no 3D file exported: {exc}")
     return outputs

@@ -244,11 +244,9 @@ def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
 
 
 def resume_config(out_dir: Path, **overrides: Any) -> GenerateConfig:
-    """The saved config of the run in ``out_dir`` with the non-None ``overrides`` laid over it
-    (:func:`~dreamlift.methods.common.folders.open_run` refuses those a resumed run cannot
-    change)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return check_config(resumed(GenerateConfig, Path(out_dir), given))
+    """The config saved in ``out_dir`` with ``overrides`` (as :func:`build_config` takes
+    them); :func:`~dreamlift.methods.common.folders.open_run` refuses what cannot change."""
+    return check_config(resumed(GenerateConfig, Path(out_dir), overrides))
 
 
 def check_config(cfg: GenerateConfig) -> GenerateConfig:

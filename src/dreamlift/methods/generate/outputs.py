@@ -20,4 +20,7 @@ def write_outputs(
     radius, fov = sum(cfg.radius) / 2, sum(cfg.fov) / 2
     cams = turntable(cfg.turntable_frames, size, elevation_deg=20.0, radius=radius, fov_deg=fov)
     mesh = cfg.mesh_resolution if cfg.export == "mesh" else None
-    return {**run_files(run), **write_turntable_and_3d(run, fld, cams, warnings, mesh)}
+    return {
+        **run_files(run),
+        **write_turntable_and_3d(run, fld, cams, warnings, mesh=mesh),
+    }

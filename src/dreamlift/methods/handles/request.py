@@ -28,21 +28,29 @@ class HandlesRun:
     transform: Transform3D = field(default_factory=Transform3D)
     """The 3D edit of the object, in the handle frame (a scene's: gravity-aligned)."""
     image: str | None = None
-    """The image to edit; None with ``scene``."""
+    """The image to edit (PNG/JPEG); None with ``scene``."""
     mask: str | None = None
-    """The object's mask (white = the object)."""
+    """The object's mask, an image of the image's size: white (non-zero) pixels are the
+    object."""
     depth: str | None = None
-    """z-depth of the image; None: estimated by ``depth_model``."""
+    """z-depth of the image: ``.npy``, 16-bit PNG in mm or 8-bit disparity PNG (bright =
+    near); None: estimated by ``depth_model``."""
     depth_model: str | None = None
+    """A DPT (or SD2-depth) folder estimating the depth when ``depth`` is None."""
     prompt: str | None = None
-    """Caption of the image (a scene's own caption when None)."""
+    """Caption of the image (a scene's own caption when None); a toy prior takes only the
+    world's caption grammar."""
     scene: str | None = None
-    """A world caption rendered as a ground scene, so the edit is scored against the truth."""
+    """A world caption rendered as a ground scene, so the edit is scored against the truth;
+    the transform's frame is then gravity-aligned."""
     object_index: int = 0
+    """Which object of ``scene`` moves."""
     prior: str = "toy-sd-depth"
+    """A zoo name or an SD2-depth diffusers folder."""
     method: str = "handles"
     """``handles`` or one of its baselines (:data:`~dreamlift.methods.handles.EDITORS`)."""
     device: str = "auto"
+    """Where the prior runs (``auto``: CUDA when present)."""
     seed: int = 0
     """Recorded only: the edit draws no random numbers (DDIM inversion, deterministic passes)."""
     frames: int = 0
@@ -81,5 +89,4 @@ def build_request(preset: str = "paper", **overrides: Any) -> HandlesRun:
 
 def resume_request(out_dir: Path, **overrides: Any) -> HandlesRun:
     """The request saved in ``out_dir`` with the non-None ``overrides`` laid over it."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return resume_config(HandlesRun, Path(out_dir), given)
+    return resume_config(HandlesRun, Path(out_dir), overrides)

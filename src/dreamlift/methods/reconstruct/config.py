@@ -95,14 +95,6 @@ def build_config(
     return cfg
 
 
-def resume_config(out_dir: Path, **overrides: Any) -> ReconstructConfig:
-    """The saved config of the run in ``out_dir`` with the non-None ``overrides`` laid over it
-    (:func:`~dreamlift.methods.common.folders.open_run` refuses those a resumed run cannot
-    change)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return check_config(resumed(ReconstructConfig, Path(out_dir), given))
-
-
 def check_config(cfg: ReconstructConfig) -> ReconstructConfig:
     """Names, the device and the caption, before any work."""
     check_field_name(cfg.field)
@@ -112,6 +104,11 @@ def check_config(cfg: ReconstructConfig) -> ReconstructConfig:
     if cfg.asset is not None:
         parse(cfg.asset)
     return cfg
+
+
+def resume_config(out_dir: Path, **overrides: Any) -> ReconstructConfig:
+    """The config saved in ``out_dir`` with ``overrides`` laid over it, for ``--resume``."""
+    return check_config(resumed(ReconstructConfig, Path(out_dir), overrides))
 
 
 def config_from_dict(values: dict[str, Any]) -> ReconstructConfig:
