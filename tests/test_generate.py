@@ -350,6 +350,8 @@ def test_prompt_errors_in_process(tiny_sd, tmp_path):
         (["a red cube", "--preset", "slow"], "unknown preset"),
         (["a red cube", "--set", "flip_views"], "KEY=VALUE"),
         (["a red cube", "--set", "ge3d.nodes=3"], "bad setting"),
+        (["a red cube", "--set", "steps=abc"], "steps must be an integer, got 'abc'"),
+        (["a red cube", "--set", "sds.form=fast"], "sds.form must be one of"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, args, needle):
@@ -400,6 +402,44 @@ def test_cli_resume_continues_and_refuses_to_overwrite(tmp_path, tiny_sd):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from"] == 2 and summary["config"]["steps"] == 4
+
+
+def test_cli_resume_takes_steps_device_and_threads_and_refuses_the_rest(tmp_path, tiny_sd):
+    out = tmp_path / "g"
+    first = ["a red cube", "--prior", str(tiny_sd), "--guidance", "sds", "--no-score"]
+    assert _cli([*first, "--steps", "2", "--out", str(out), "--quiet"]).returncode == 0
+    for changed, name in (
+        (["--guidance", "ism"], "guidance ('sds' → 'ism')"),
+        (["--set", "flip_views=0.5"], "flip_views"),
+        (["a blue cube"], "prompt"),
+        (["--seed", "3"], "seed"),
+    ):
+        proc = _cli([*changed, "--resume", "--steps", "3", "--out", str(out), "--quiet"])
+        assert proc.returncode == 2 and name in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert json.loads((out / "summary.json").read_text())["config"]["steps"] == 2  # untouched
+    # The same command again, with more steps, on another device and thread count: resumed.
+    again = [*first, "--resume", "--steps", "3", "--device", "cpu", "--threads", "1"]
+    proc = _cli([*again, "--out", str(out), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from"] == 2 and summary["config"]["device"] == "cpu"
+
+
+def test_cli_corrupt_config_files_are_one_line_errors(tmp_path, tiny_sd):
+    out = tmp_path / "g"
+    base = ["a red cube", "--prior", str(tiny_sd), "--no-score", "--quiet", "--out", str(out)]
+    assert _cli([*base, "--steps", "1"]).returncode == 0
+    (out / "config.yaml").write_text("steps: [\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    for args, needle in (
+        (["--resume", "--out", str(out)], "not valid YAML"),
+        ([*base, "--config", str(bad)], "must hold a mapping"),
+    ):
+        proc = _cli(args)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
 def test_gpu_runs_without_gsplat_are_warned_before_training(monkeypatch, caplog):

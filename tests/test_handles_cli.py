@@ -161,6 +161,53 @@ def test_bad_inputs_give_one_line_errors(files, tiny_depth_sd, tmp_path, monkeyp
     assert not (tmp_path / "x").exists()  # nothing is written before the inputs pass
 
 
+def test_a_run_is_never_overwritten_and_resume_redoes_it(
+    tiny_depth_sd, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "h"
+    scene = ("--scene", SCENE, "--translate", "0.2", "0", "0", "--prior", str(tiny_depth_sd))
+    code, err = run_cli(monkeypatch, capsys, *scene, "--out", str(out), *FAST)
+    assert code == 0, err
+    edited = (out / "edited.png").read_bytes()
+    for extra, needle in (
+        ((), "already holds a run"),
+        (("--resume", "--steps", "5"), "config.steps (4 → 5)"),
+        (("--resume", "--set", "transform.scale=2"), "transform.scale"),
+    ):
+        code, err = run_cli(monkeypatch, capsys, *scene, "--out", str(out), *FAST, *extra)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and needle in lines[0], err
+    # --resume redoes the saved request, on the device asked for; the edit is the same.
+    code, err = run_cli(
+        monkeypatch, capsys, "--resume", "--device", "cpu", "--quiet", "--out", str(out)
+    )
+    assert code == 0, err
+    assert (out / "edited.png").read_bytes() == edited
+    assert "device: cpu" in (out / "config.yaml").read_text()
+
+
+def test_bad_settings_and_config_files_are_one_line_errors(
+    tiny_depth_sd, tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "bad.yaml").write_text("config: {steps: [\n")
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "config.yaml").write_text(": : :\n")
+    scene = ("--scene", SCENE, "--prior", str(tiny_depth_sd), "--quiet")
+    cases = [
+        ((*scene, "--set", "config.steps=abc"), "config.steps must be an integer, got 'abc'"),
+        ((*scene, "--set", "steps=abc"), "no setting 'steps'"),
+        ((*scene, "--config", str(tmp_path / "bad.yaml")), "not valid YAML"),
+        (("--resume", "--out", str(saved)), "not valid YAML"),
+    ]
+    for args, needle in cases:
+        out = ("--out", str(tmp_path / "x")) if "--out" not in args else ()
+        code, err = run_cli(monkeypatch, capsys, *args, *out)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and needle in lines[0], (args, err)
+    assert not (tmp_path / "x").exists()
+
+
 def test_depth_images_must_be_grey_8_or_16_bit(files):
     grey = read_depth(files["depth_grey"])
     assert torch.equal(read_depth(files["depth_grey_rgb"]), grey)  # equal channels: grey

@@ -85,6 +85,8 @@ def test_existing_run_is_never_overwritten_without_resume(tmp_path):
         (["--asset", "a red cube", "--field", "voxels"], "unknown field"),
         ([], "exactly one of"),
         (["--data", "/nonexistent/transforms.json"], "no transforms.json"),
+        (["--asset", "a red cube", "--set", "steps=abc"], "steps must be an integer or null"),
+        (["--asset", "a red cube", "--set", "gaussians.sh_degree=x"], "gaussians.sh_degree"),
     ],
 )
 def test_bad_input_gives_one_line_error_and_exit_code_2(tmp_path, args, needle):
@@ -166,28 +168,22 @@ def test_transforms_json_input(tmp_path):
     assert proc.returncode == 2 and "005.png" in proc.stderr and "missing" in proc.stderr
 
 
+CONE = {"asset": "a green cone", "resolution": 24, "train_views": 6, "turntable_frames": 2}
+"""A 120-step fit, checkpointed often enough to be killed between checkpoints."""
+
+
 @pytest.mark.parametrize("field", ["gaussians", "nerf"])
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, field):
     ref = tmp_path / "ref"
-    cfg = build_config(
-        "fast",
-        field=field,
-        asset="a green cone",
-        resolution=24,
-        train_views=6,
-        steps=120,
-        checkpoint_every=20,
-        turntable_frames=2,
-    )
     torch.set_num_threads(1)
-    reconstruct(cfg, ref, quiet=True)
+    reconstruct(build_config(field=field, steps=120, checkpoint_every=20, **CONE), ref, quiet=True)
 
     out = tmp_path / "killed"
+    settings = {"field": field, "steps": 120, "checkpoint_every": 10, **CONE}
     code = (
         "import sys, torch; torch.set_num_threads(1);"
         "from dreamlift.methods.reconstruct import build_config, reconstruct;"
-        f"cfg = build_config('fast', field='{field}', asset='a green cone', resolution=24, "
-        "train_views=6, steps=120, checkpoint_every=10, turntable_frames=2);"
+        f"cfg = build_config(**{settings!r});"
         f"reconstruct(cfg, __import__('pathlib').Path(r'{out}'), quiet=True)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=ENV)
@@ -199,17 +195,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, field):
     proc.wait()
     killed_at = load_checkpoint(ckpt).step
     assert killed_at < 120, "the run finished before it was killed; the test proves nothing"
-    cfg_resume = build_config(
-        "fast",
-        field=field,
-        asset="a green cone",
-        resolution=24,
-        train_views=6,
-        steps=120,
-        checkpoint_every=10,
-        turntable_frames=2,
-    )
-    reconstruct(cfg_resume, out, resume=True, quiet=True)
+    reconstruct(build_config(**settings), out, resume=True, quiet=True)
     a = load_file(str(ref / "checkpoint.safetensors"))
     b = load_file(str(out / "checkpoint.safetensors"))
     assert a.keys() == b.keys()
@@ -271,6 +257,24 @@ def test_config_file_sets_nested_field_settings(tmp_path):
         ]
     )
     assert proc.returncode == 2 and "stepz" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_corrupt_config_file_and_resume_changes_are_one_line_errors(tmp_path):
+    (tmp_path / "bad.yaml").write_text("steps: [\n")
+    (tmp_path / "typed.yaml").write_text("steps: abc\n")
+    for name, needle in (("bad.yaml", "not valid YAML"), ("typed.yaml", "steps must be")):
+        args = ["--config", str(tmp_path / name), "--out", str(tmp_path / "o")]
+        proc = _run(["reconstruct", "--asset", "a red cube", *args])
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    reconstruct(_tiny_config("gaussians"), tmp_path / "r", quiet=True)
+    proc = _run(["reconstruct", "--resume", "--field", "nerf", "--out", str(tmp_path / "r")])
+    assert proc.returncode == 2 and "field ('gaussians' → 'nerf')" in proc.stderr, proc.stderr
+    args = ["--resume", "--steps", "12", "--device", "cpu", "--quiet", "--out", str(tmp_path / "r")]
+    proc = _run(["reconstruct", *args])
+    assert proc.returncode == 0, proc.stderr
+    assert "device: cpu" in (tmp_path / "r" / "config.yaml").read_text()
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.safetensors").step == 12
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -28,8 +28,8 @@ CONFIG = TinySDConfig(unet_channels=(16, 32, 32), unet_out_scale=0.1)
 def folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_sd_sample")
     return {
-        "sd": save_tiny_sd(root / "sd", sample_size=LATENT, config=CONFIG, seed=0),
-        "depth": save_tiny_sd(root / "depth", sample_size=LATENT, config=CONFIG, depth=True),
+        name: save_tiny_sd(root / name, sample_size=LATENT, config=CONFIG, depth=name == "depth")
+        for name in ("sd", "depth")
     }
 
 
