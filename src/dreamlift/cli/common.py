@@ -154,11 +154,11 @@ def report(done: str, result: dict[str, Any]) -> None:
     outputs = result.get("outputs", {})
     width = max((len(name) for name in outputs), default=0)
     for name, path in outputs.items():
-        console.print(f"  {name:{width}s} {path}", highlight=False)
+        console.print(f"  {name:{width}s} {path}", highlight=False, markup=False)
     for warning in result.get("warnings", []):
         notice("warning:", warning)
     for note in result.get("notes", []):
-        console.print(f"  note: {note}", highlight=False, soft_wrap=True)
+        console.print(f"  note: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 def notice(label: str, message: str) -> None:
