@@ -70,7 +70,8 @@ def generate_command(
             raise DreamliftError("--resume continues one run; it takes no --prompts")
         run_batch(prompts, options, flags)
         return
-    if prompt is None and not options.resume:
+    settings_given = options.config is not None or options.settings  # may hold a prompt
+    if prompt is None and not options.resume and not settings_given:
         raise DreamliftError("no prompt given", "dreamlift generate 'a red cube' --out out/g1")
     config = options.settings_for(build_config, resume_config, flags)
     result = generate(config, options.out, resume=options.resume, quiet=options.quiet)
