@@ -170,8 +170,9 @@ FAST_GAUSSIANS = {
     "init_grey": 0.5,
 }
 PRESETS: dict[str, dict[str, Any]] = {
-    # CPU minutes with toy-sd (TOY-PRIOR-NOTES: 64 px, one or two orbit views with view
-    # captions, CFG 3-7.5, t annealing, the x0 image-space SDS form, Adam).
+    # CPU minutes with the toy prior (the recipe of its feasibility run before this project:
+    # 64 px, one or two orbit views with view captions, CFG 3-7.5, t annealing, the x0
+    # image-space SDS form, Adam).
     "fast": {
         "steps": 600,
         "negative_prompt": "",
@@ -194,7 +195,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # weight 4, yellow (1.0); fast set R-precision 0.875 -> 1.0 (docs/benchmarks.md).
         "ge3d": {"dbc_sigma_fraction": 1 / 3, "clean_target": "image", "image_weight": 4.0},
     },
-    # GE3D's released settings (METHODS 2.4).
+    # GE3D's released settings (arXiv 2412.05929 and its code).
     "paper": {
         "steps": 3000,
         "views_per_step": 4,

@@ -1,6 +1,7 @@
 """Generate: text-to-3D by distilling a 2D diffusion prior into a field (GE3D by default).
 
-The algorithm box (GE3D, METHODS 2.3; SDS and ISM are the same loop with another guidance)::
+The algorithm box (GE3D, arXiv 2412.05929, Sec. 3; SDS and ISM are the same loop with
+another guidance)::
 
     field ← init (Gaussians: sphere / random ball / .ply; NeRF: a density blob)
     for τ in 0 … T-1:

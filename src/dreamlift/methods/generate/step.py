@@ -1,5 +1,5 @@
-"""One step of score distillation: the loop body of generate's algorithm box (GE3D, METHODS
-2.3; SDS and ISM are the same step with another guidance)::
+"""One step of score distillation: the loop body of generate's algorithm box (GE3D, arXiv
+2412.05929, Sec. 3; SDS and ISM are the same step with another guidance)::
 
     cameras, azimuths ← orbit curriculum(τ)              (azimuth range widens)
     x ← render(field, cameras) at resolution warm-up(τ), resized to the prior's size
