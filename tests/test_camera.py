@@ -35,10 +35,11 @@ def plain_folder(tmp_path_factory) -> Path:
 def _with_camera(plain: Path, dest: Path, trained: bool) -> Path:
     shutil.copytree(plain, dest)
     width = DiffusionPrior.load(plain, device="cpu").text_encoder.config.hidden_size
-    module = CameraEmbedding(CameraEmbeddingConfig(width=width))
-    if trained:  # stands in for a fine-tuned embedding: any non-zero last layer
+    with torch.random.fork_rng(devices=[]):  # the same module whatever ran before
         torch.manual_seed(0)
-        torch.nn.init.normal_(module.net[-1].weight, std=1.0)
+        module = CameraEmbedding(CameraEmbeddingConfig(width=width))
+        if trained:  # stands in for a fine-tuned embedding: any non-zero last layer
+            torch.nn.init.normal_(module.net[-1].weight, std=1.0)
     module.save(dest / CAMERA_FOLDER)
     return dest
 
