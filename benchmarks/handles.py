@@ -83,6 +83,7 @@ from torch import Tensor
 
 from dreamlift.errors import DreamliftError
 from dreamlift.io.run import atomic_write_text
+from dreamlift.methods.common.priors import load_prior
 from dreamlift.methods.handles import (
     EDITORS,
     HandlesConfig,
@@ -93,7 +94,7 @@ from dreamlift.methods.handles import (
     score_edit,
 )
 from dreamlift.methods.handles.baselines import undo_warp_paste_2d
-from dreamlift.methods.handles.edit import invert_image, load_prior
+from dreamlift.methods.handles.edit import invert_image
 from dreamlift.metrics.clip import ClipScorer
 from dreamlift.priors import DiffusionPrior
 

@@ -45,8 +45,9 @@ def test_inverse_undoes_the_transform_about_the_moved_centroid():
 
 
 def test_a_shared_inversion_gives_the_same_edits_as_their_own(tiny_depth_sd):
+    from dreamlift.methods.common.priors import load_prior
     from dreamlift.methods.handles import HandlesConfig, depth_only, edit, scene_case
-    from dreamlift.methods.handles.edit import invert_image, load_prior
+    from dreamlift.methods.handles.edit import invert_image
 
     case = scene_case("a red cube next to a blue sphere", 0, Transform3D(angle_deg=30), 32)
     kw = {

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from dreamlift.errors import DataError
+from dreamlift.methods.common.priors import check_prompt, load_prior
 from dreamlift.methods.handles.config import HandlesConfig
 from dreamlift.methods.handles.depth_edit import (
     DepthEdit,
@@ -46,7 +47,6 @@ from dreamlift.methods.handles.inputs import (
     as_image,
     check_inputs,
     check_mask,
-    check_prompt,
     check_steps,
 )
 from dreamlift.methods.handles.lift import Intrinsics
@@ -66,13 +66,6 @@ ArrayLike = Tensor | np.ndarray
 PriorLike = DiffusionPrior | str | Path
 GenerationPass = Callable[[DepthEdit, str], tuple[Tensor, list[dict[str, float]]]]
 """generate(3D edit of the depth, progress stage) → (edited image, energy log)."""
-
-
-def load_prior(prior: PriorLike, device: str | torch.device = "auto") -> DiffusionPrior:
-    """A loaded prior, or a zoo name / diffusers folder to load."""
-    if isinstance(prior, DiffusionPrior):
-        return prior
-    return DiffusionPrior.load(prior, device=device)
 
 
 def prepare(

@@ -15,11 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dreamlift.errors import CaptionError, DataError, ModelError
+from dreamlift.errors import DataError, ModelError
 from dreamlift.methods.handles.lift import Intrinsics
 from dreamlift.priors import DiffusionPrior
-from dreamlift.world.captions import parse
-from dreamlift.zoo.tokenizer import uses_world_vocabulary
 
 
 @dataclass
@@ -154,12 +152,3 @@ def check_inputs(
             f"the camera is {intrinsics.width}×{intrinsics.height} but the image {w}×{h}"
         )
     return EditInputs(img, m, d, intrinsics)
-
-
-def check_prompt(prompt: str, prior: DiffusionPrior) -> None:
-    """A non-empty prompt; for a toy prior, a caption of the world's grammar (whose error
-    lists the vocabulary) rather than words that would silently become unknown tokens."""
-    if not prompt.strip():
-        raise CaptionError("the prompt is empty", "describe the image, e.g. 'a red cube'")
-    if uses_world_vocabulary(prior.tokenizer):
-        parse(prompt)
