@@ -28,7 +28,7 @@ import torch
 from rasterize_cuda import PARAMETERS, random_gaussians
 from run_info import command_line, machine
 
-from dreamlift.cameras import Cameras, orbit_cameras
+from dreamlift.cameras import DEFAULT_ORBIT, Cameras, orbit_cameras
 from dreamlift.fields.gaussians import SH_C0
 from dreamlift.fields.rasterize import bin_views, project_gaussians, rasterize_gaussians
 from dreamlift.io.ply import read_gaussians_ply
@@ -104,7 +104,10 @@ def compare(name: str, params: dict, views: int, resolution: int, repeats: int) 
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     azimuths = torch.linspace(0, 360, views + 1)[:views]
     cameras = [
-        orbit_cameras(a[None], torch.tensor([15.0]), 2.7, 40.0, resolution) for a in azimuths
+        orbit_cameras(
+            a[None], torch.tensor([15.0]), DEFAULT_ORBIT.radius, DEFAULT_ORBIT.fov_deg, resolution
+        )
+        for a in azimuths
     ]
     weight = torch.rand(resolution, resolution, 3, generator=torch.Generator().manual_seed(0))
     seconds = {mode: [] for mode in MODES}

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from run_info import machine
 
-from dreamlift.cameras import orbit_cameras
+from dreamlift.cameras import DEFAULT_ORBIT, orbit_cameras
 from dreamlift.fields.rasterize import rasterize_gaussians
 from dreamlift.fields.splat_gsplat import gsplat_available
 
@@ -77,7 +77,13 @@ def compare(n: int, views: int, resolution: int, repeats: int) -> dict:
     device = torch.device("cuda")
     params = random_gaussians(n, seed=n, device=device)
     azimuths = torch.linspace(0, 360, views + 1)[:views]
-    cameras = orbit_cameras(azimuths, torch.full((views,), 20.0), 2.7, 40.0, resolution)
+    cameras = orbit_cameras(
+        azimuths,
+        torch.full((views,), 20.0),
+        DEFAULT_ORBIT.radius,
+        DEFAULT_ORBIT.fov_deg,
+        resolution,
+    )
     cameras = cameras.to(device)
     background = torch.tensor([1.0, 1.0, 1.0], device=device)
     g = torch.Generator().manual_seed(7)

@@ -19,11 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dreamlift.cameras import Cameras, opencv_to_opengl, opengl_to_opencv
+from dreamlift.cameras import DEFAULT_ORBIT, Cameras, opencv_to_opengl, opengl_to_opencv
 from dreamlift.errors import DataError
 from dreamlift.io.media import save_image
-
-ORBIT_RADIUS = 2.7  # the world's camera distance; loaded scenes are scaled to match it
 
 
 @dataclass
@@ -169,7 +167,8 @@ def normalize_scene(cameras: Cameras) -> tuple[Cameras, Tensor, float]:
     """Recentre and rescale poses so the cameras orbit the origin at the world's radius.
 
     The centre is the point nearest (least squares) to all optical axes, i.e. what the
-    cameras look at; the scale brings their mean distance to it to :data:`ORBIT_RADIUS`.
+    cameras look at; the scale brings their mean distance to it to the world's orbit radius
+    (:data:`~dreamlift.cameras.DEFAULT_ORBIT`).
     Returns the new cameras, the centre and the scale (world = (input - centre) * scale).
     """
     origins = cameras.centers
@@ -182,7 +181,7 @@ def normalize_scene(cameras: Cameras) -> tuple[Cameras, Tensor, float]:
         torch.linalg.lstsq(a, b).solution if torch.linalg.matrix_rank(a) == 3 else origins.mean(0)
     )
     dist = (origins - center).norm(dim=-1).mean()
-    scale = float(ORBIT_RADIUS / dist.clamp(min=1e-6))
+    scale = float(DEFAULT_ORBIT.radius / dist.clamp(min=1e-6))
     c2w = cameras.c2w.clone()
     c2w[:, :3, 3] = (origins - center) * scale
     return (

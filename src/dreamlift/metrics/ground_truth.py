@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dreamlift.cameras import Cameras, orbit_cameras
+from dreamlift.cameras import DEFAULT_ORBIT, Cameras, orbit_cameras
 from dreamlift.metrics.image import mask_iou
 from dreamlift.world import RenderSettings, layout, render
 from dreamlift.world.assets import Asset, Description, ObjectSpec
@@ -56,8 +56,8 @@ class GroundTruthSettings:
     """Scoring views, evenly spaced in azimuth from the front."""
     resolution: int = 64
     elevation: float = 20.0
-    radius: float = 2.7
-    fov: float = 40.0
+    radius: float = DEFAULT_ORBIT.radius
+    fov: float = DEFAULT_ORBIT.fov_deg
     supersample: int = 3
     """Anti-aliasing of the asset's scoring renders (odd: unbiased alpha > 0.5 masks)."""
     hull_azimuths: int = 8

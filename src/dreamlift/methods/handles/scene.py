@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from dreamlift.cameras import Cameras, orbit_cameras, view_word
+from dreamlift.cameras import DEFAULT_ORBIT, Cameras, orbit_cameras, view_word
 from dreamlift.errors import DataError
 from dreamlift.methods.handles.depth_edit import object_points
 from dreamlift.methods.handles.lift import Intrinsics
@@ -31,9 +31,6 @@ from dreamlift.world import asset_from_caption, caption
 from dreamlift.world.assets import Asset
 from dreamlift.world.datasets import SCENE_LOOK_HEIGHT
 from dreamlift.world.render import RenderSettings, render
-
-SCENE_RADIUS = 2.7
-SCENE_FOV = 40.0  # the toy prior's training orbits
 
 
 @dataclass
@@ -64,7 +61,11 @@ class SceneCase:
 def scene_camera(resolution: int, azimuth: float = 30.0, elevation: float = 20.0) -> Cameras:
     """An orbit camera looking at a ground scene, as the training data frames scenes."""
     cams = orbit_cameras(
-        torch.tensor([azimuth]), torch.tensor([elevation]), SCENE_RADIUS, SCENE_FOV, resolution
+        torch.tensor([azimuth]),
+        torch.tensor([elevation]),
+        DEFAULT_ORBIT.radius,
+        DEFAULT_ORBIT.fov_deg,
+        resolution,
     )
     cams.c2w[:, 2, 3] += SCENE_LOOK_HEIGHT
     return cams
