@@ -37,3 +37,7 @@ class TrainingError(DreamliftError):
 
 class ModelError(DreamliftError):
     """A model that cannot be loaded: missing or malformed folder, unknown zoo name, no weights."""
+
+
+class ConfigError(DreamliftError):
+    """A settings file that cannot be read, or a setting with an unknown name or a bad value."""

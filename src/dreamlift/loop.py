@@ -222,8 +222,10 @@ def optimize(
 ) -> LoopResult:
     """Run ``settings.steps`` steps (continuing from the checkpoint when ``resume``).
 
-    ``backward(loss)`` replaces ``loss.backward()`` (a method that splits its backward pass to
-    time it); ``sync`` (e.g. ``torch.cuda.synchronize``) runs at each timing boundary.
+    ``on_log(steps_done)`` runs at each logged step (an evaluation, off the clock) and adds
+    its values to the record. ``backward(loss)`` replaces ``loss.backward()`` (a method that
+    splits its backward pass to time it); ``sync`` (e.g. ``torch.cuda.synchronize``) runs at
+    each timing boundary.
     ``state`` is the method's extra state (JSON-able values, e.g. a chosen η): written into
     every checkpoint and, on resume, restored into the same dict. ``make_optimizer`` builds
     the optimiser (default: over all of the field's groups); ``optimizer`` is one to start
@@ -300,7 +302,7 @@ def optimize(
                     record["stage"] = settings.stage
                 if on_log is not None:
                     t6 = time.perf_counter()
-                    record.update(on_log(step))
+                    record.update(on_log(done))
                     timings["log_s"] += time.perf_counter() - t6
                 run.log(record)
                 progress.update(task, status=f"loss {loss_value:.4f}")

@@ -73,9 +73,6 @@ class RunDir:
             self.path / "config.yaml", yaml.safe_dump(to_plain(config), sort_keys=False)
         )
 
-    def read_config(self) -> dict:
-        return yaml.safe_load((self.path / "config.yaml").read_text())
-
     def log(self, record: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(to_plain(record)) + "\n")

@@ -19,14 +19,10 @@ from typing import Any, TypeVar
 
 import yaml
 
-from dreamlift.errors import DreamliftError
+from dreamlift.errors import ConfigError
 from dreamlift.io.run import to_plain
 
 C = TypeVar("C")
-
-
-class ConfigError(DreamliftError):
-    """A settings file that cannot be read, or a setting with an unknown name or a bad value."""
 
 
 def _one_line(exc: Exception) -> str:

@@ -129,7 +129,7 @@ def generate(
     )
     curve = None
     if cfg.eval_every > 0 and desc is not None:
-        curve = EvalCurve(fld, desc, cfg.eval_every, lambda: step_loss.steps_done)
+        curve = EvalCurve(fld, desc, cfg.eval_every)
     with timing_prior(step_loss.timer, prior):
         result = optimize(
             fld,

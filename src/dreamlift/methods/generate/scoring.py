@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from typing import Any
 
 from dreamlift.errors import DreamliftError
@@ -85,20 +84,15 @@ def quick_iou(fld: Field, desc: Description) -> float:
 
 class EvalCurve:
     """The periodic ``eval_iou`` of a run (every ``every`` steps) against its training time,
-    the time spent evaluating left out.
+    the time spent evaluating left out."""
 
-    ``steps_done`` says how many steps have completed when the loop logs, so the curve does
-    not depend on how the loop numbers its logged steps."""
-
-    def __init__(
-        self, fld: Field, desc: Description, every: int, steps_done: Callable[[], int]
-    ) -> None:
-        self.fld, self.desc, self.every, self.steps_done = fld, desc, every, steps_done
+    def __init__(self, fld: Field, desc: Description, every: int) -> None:
+        self.fld, self.desc, self.every = fld, desc, every
         self.points: list[dict[str, float]] = []
         self.started, self.evaluating = time.perf_counter(), 0.0
 
-    def on_log(self, _step: int) -> dict[str, float]:
-        done = self.steps_done()
+    def on_log(self, done: int) -> dict[str, float]:
+        """The loop's ``on_log``: ``done`` steps have completed."""
         if done % self.every:
             return {}
         t = time.perf_counter()

@@ -90,13 +90,10 @@ class TextTo3D:
         self.full = cfg.resolution or self.size
         self.background = torch.ones(3, device=prior.device)
         self.timer = timer or SectionTimer()
-        self.steps_done = 0
-        """Steps whose loss was computed: the step the loop is on, plus one."""
         self._parts: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
 
     def __call__(self, step: int) -> tuple[Tensor, dict[str, float], dict[str, Tensor]]:
         cfg, timer = self.cfg, self.timer
-        self.steps_done = step + 1
         # 1. cameras of the orbit curriculum; renders at the warm-up resolution, at the
         #    prior's size (a mirrored view is what a camera mirrored about the front sees)
         res = max(8, round(self.full * render_scale(step, cfg.resolution_warmup)))

@@ -51,8 +51,8 @@ def reconstruct(
     fld = make_field(cfg.field, cfg.field_config(), field_gen).to(device)
     step_loss = FitViews(cfg, fld, train, batch_gen)
 
-    def on_log(step: int) -> dict[str, float]:
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+    def on_log(steps_done: int) -> dict[str, float]:
+        if cfg.eval_every and steps_done % cfg.eval_every == 0:
             return {f"test_{k}": v for k, v in evaluate(fld, test)[0].items()}
         return {}
 
