@@ -3,23 +3,56 @@
 A world asset seen by evenly spaced orbit cameras on the world's orbit (or random ones), as
 a nerfstudio ``transforms.json`` folder with RGBA images, depth and a preview grid, plus the
 run contract's ``summary.json`` — the input of ``dreamlift reconstruct --data``.
+
+A head (``HeadRequest``: a seed, attribute changes, a light, or a head caption such as 'a
+person with red hair and glasses') is seen by EG3D's cameras instead, and its folder adds
+per-pixel part labels (``parts/``, ``parts.png``), each frame's EG3D 25-value camera in
+``transforms.json`` and an EG3D ``dataset.json``, and the SH light it was rendered under.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import imageio.v2 as imageio
+import numpy as np
 import torch
 
-from dreamlift.cameras import DEFAULT_ORBIT, Cameras, OrbitRange, orbit_cameras, sample_orbit
+from dreamlift.cameras import (
+    DEFAULT_ORBIT,
+    Cameras,
+    Orbit,
+    OrbitRange,
+    orbit_cameras,
+    sample_orbit,
+)
+from dreamlift.errors import CaptionError, ConfigError
 from dreamlift.io.media import image_grid, save_image
 from dreamlift.io.run import RunDir
 from dreamlift.io.transforms import PosedImages, write_transforms
-from dreamlift.world import RenderSettings, asset_from_caption, render
+from dreamlift.world import (
+    HEAD_ORBIT,
+    PART_LABELS,
+    HeadParams,
+    RenderSettings,
+    asset_from_caption,
+    eg3d_camera_vector,
+    head_caption,
+    head_params,
+    is_head_caption,
+    parse_head,
+    render,
+    render_head,
+    with_overrides,
+)
 from dreamlift.world import caption as to_caption
+from dreamlift.world.captions import head_overrides
+from dreamlift.world.heads import check_head_seed
+from dreamlift.world.lighting import light_from_text
 
 RANDOM_ELEVATION = (-10.0, 60.0)
 """Elevation range of random views, degrees (reconstruct's training orbits)."""
@@ -35,15 +68,28 @@ class WorldViews:
     random: bool = False
     seed: int = 0
 
-    def cameras(self, resolution: int) -> Cameras:
+    def cameras(self, resolution: int, orbit: Orbit = DEFAULT_ORBIT) -> Cameras:
         if self.random:
             generator = torch.Generator().manual_seed(self.seed)
-            ranges = OrbitRange(elevation=RANDOM_ELEVATION)
+            ranges = OrbitRange(
+                radius=(orbit.radius, orbit.radius),
+                elevation=RANDOM_ELEVATION,
+                fov=(orbit.fov_deg, orbit.fov_deg),
+            )
             return sample_orbit(self.count, resolution, ranges, generator)[0]
         azimuth = torch.arange(self.count, dtype=torch.float32) * 360.0 / self.count
         elevation = torch.full((self.count,), self.elevation)
-        radius, fov = DEFAULT_ORBIT.radius, DEFAULT_ORBIT.fov_deg
-        return orbit_cameras(azimuth, elevation, radius, fov, resolution)
+        return orbit_cameras(azimuth, elevation, orbit.radius, orbit.fov_deg, resolution)
+
+
+@dataclass(frozen=True)
+class HeadRequest:
+    """A head of the world: its seed, attribute changes (name, value) and light (a name of
+    ``LIGHT_DIRECTIONS`` or 9/27 SH coefficients, comma-separated)."""
+
+    seed: int = 0
+    overrides: tuple[tuple[str, str], ...] = ()
+    light: str = "front"
 
 
 @dataclass(frozen=True)
@@ -56,10 +102,16 @@ class WorldRender:
     supersample: int = 2
     ground: bool = False
     """Stand the objects on a ground plane (a scene)."""
+    head: HeadRequest | None = None
+    """Render a head (``caption``, if any, must then be a head caption)."""
 
 
 def render_world(request: WorldRender, out: Path) -> dict[str, Any]:
     """Render ``request`` into the folder ``out``; returns the canonical caption and outputs."""
+    if request.head is not None or is_head_caption(request.caption):
+        return _render_head_folder(request, out)
+    if not request.caption.strip():
+        raise CaptionError("nothing to render", "give a caption or --head N")
     asset = asset_from_caption(request.caption, ground=request.ground)
     run = RunDir(out).prepare()
     cams = request.views.cameras(request.resolution)
@@ -88,3 +140,106 @@ def render_world(request: WorldRender, out: Path) -> dict[str, Any]:
         f"world render {request.caption!r}", settings, metrics, {"render_s": render_s}, outputs
     )
     return {"caption": canonical, "metrics": metrics, "outputs": outputs}
+
+
+def requested_head(request: WorldRender) -> HeadParams:
+    """The head a request asks for: the seed's, then the caption's attributes, then the
+    explicit changes (each validated, one-line errors)."""
+    head = request.head or HeadRequest()
+    if request.caption.strip() and not is_head_caption(request.caption):
+        raise CaptionError(
+            f"{request.caption!r} is not a head caption",
+            "with --head the caption must read 'a person with ...', or leave it out",
+        )
+    params = head_params(check_head_seed(head.seed))
+    if request.caption.strip():
+        params = with_overrides(params, head_overrides(parse_head(request.caption), params.hair))
+    return with_overrides(params, dict(head.overrides))
+
+
+def _render_head_folder(request: WorldRender, out: Path) -> dict[str, Any]:
+    if request.ground:
+        raise ConfigError("heads do not stand on the ground", "leave out --ground")
+    head = request.head or HeadRequest()
+    params = requested_head(request)
+    lighting = light_from_text(head.light)
+    run = RunDir(out).prepare()
+    cams = request.views.cameras(request.resolution, HEAD_ORBIT)
+    t0 = time.perf_counter()
+    r = render_head(params, cams, lighting, supersample=request.supersample)
+    render_s = time.perf_counter() - t0
+    view = parse_head(request.caption).view if request.caption.strip() else None
+    canonical = head_caption(params, view)
+    extra = {
+        "caption": canonical,
+        "world": "z-up",
+        "head": head.seed,
+        "head_params": asdict(params),
+        "light": head.light,
+        "sh": list(lighting.sh or ()),
+        "part_labels": list(PART_LABELS),
+        "eg3d": "cam2world (OpenCV, EG3D world: y up, face +z, pivot at 0) + K / image size",
+    }
+    data = PosedImages(r["rgb"], cams, r["alpha"], r["depth"])
+    transforms = write_transforms(run.path, data, extra=extra)
+    vectors = eg3d_camera_vector(cams)
+    (run.path / "parts").mkdir(exist_ok=True)
+    meta = json.loads(transforms.read_text())
+    for i, frame in enumerate(meta["frames"]):
+        frame["eg3d_camera"] = vectors[i].tolist()
+        frame["part_label_path"] = f"parts/{i:03d}.png"
+        labels = r["labels"][i].to(torch.uint8).numpy()
+        imageio.imwrite(run.path / frame["part_label_path"], labels)
+    transforms.write_text(json.dumps(meta, indent=1))
+    eg3d = run.path / "dataset.json"
+    eg3d.write_text(
+        json.dumps(
+            {"labels": [[f["file_path"], f["eg3d_camera"]] for f in meta["frames"]]}, indent=1
+        )
+    )
+    columns = min(request.views.count, 8)
+    grid = save_image(run.path / "grid.png", image_grid(r["rgb"], columns=columns))
+    palette = torch.from_numpy(_LABEL_PALETTE)
+    parts = save_image(run.path / "parts.png", image_grid(palette[r["labels"]], columns=columns))
+    outputs = {"transforms": transforms, "grid": grid, "parts": parts, "eg3d_dataset": eg3d}
+    views = request.views
+    settings = {
+        "caption": canonical,
+        "head": head.seed,
+        "set": dict(head.overrides),
+        "light": head.light,
+        "views": views.count,
+        "resolution": request.resolution,
+        "seed": views.seed,
+        "elevation": views.elevation,
+        "random": views.random,
+        "supersample": request.supersample,
+    }
+    coverage = {
+        f"coverage_{name}": float((r["labels"] == i).float().mean())
+        for i, name in enumerate(PART_LABELS)
+        if i
+    }
+    metrics = {"coverage": float(r["alpha"].mean()), **coverage}
+    run.write_summary(
+        f"world render --head {head.seed}", settings, metrics, {"render_s": render_s}, outputs
+    )
+    return {"caption": canonical, "metrics": metrics, "outputs": outputs, "params": params}
+
+
+_LABEL_PALETTE = np.array(
+    [
+        [1.0, 1.0, 1.0],  # background
+        [0.95, 0.75, 0.6],  # skin
+        [0.45, 0.25, 0.1],  # hair
+        [0.9, 0.3, 0.3],  # nose
+        [0.2, 0.5, 0.95],  # eyes
+        [0.85, 0.1, 0.5],  # lips
+        [0.95, 0.6, 0.1],  # ears
+        [0.1, 0.1, 0.1],  # glasses
+        [0.3, 0.75, 0.3],  # hat
+        [0.55, 0.35, 0.75],  # beard
+    ],
+    dtype=np.float32,
+)
+"""Preview colours of the part labels (``parts.png``)."""

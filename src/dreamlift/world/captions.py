@@ -11,15 +11,18 @@ Grammar (case-insensitive, a trailing period is ignored)::
     object   := ("a" | "an") COLOUR SHAPE
 
 :func:`caption` prints the canonical form, so ``parse(caption(d)) == d`` for every
-description and ``caption(parse(c))`` normalises any accepted caption.
+description and ``caption(parse(c))`` normalises any accepted caption. Head captions
+('a person with red hair and glasses') have a grammar of their own: :func:`parse_head`.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from dreamlift.errors import CaptionError
 from dreamlift.world.assets import COLOURS, Description, ObjectSpec
+from dreamlift.world.heads import HeadParams
 from dreamlift.world.shapes import SHAPES
 
 VIEWS = ("front", "side", "back", "overhead")
@@ -107,4 +110,118 @@ def caption(desc: Description, view: str | None = None) -> str:
     else:
         text = f"{objs[0]}, {objs[1]} and {objs[2]}"
     view = view if view is not None else desc.view
+    return f"{text}, {view} view" if view else text
+
+
+# Heads ---------------------------------------------------------------------------------------
+#
+#     head     := "a person" [" with " features] [", " VIEW " view"]
+#     features := feature | feature (", " feature)* " and " feature
+#     feature  := [LENGTH] COLOUR " hair" | COLOUR " hair in a bun" | "no hair"
+#               | [COLOUR] " glasses" | ("a" | "an") [COLOUR] (" hat" | " beard")
+#     LENGTH   := "short" | "long"
+#
+# Head words are kept out of :func:`vocabulary`, whose words are the toy priors' tokens.
+
+HEAD_WORDS = ("person", "no", "hair", "short", "long", "in", "bun", "glasses", "hat", "beard")
+
+
+def head_vocabulary() -> dict[str, tuple[str, ...]]:
+    """The words head captions add to the grammar, by role."""
+    return {"head": HEAD_WORDS, "head structure": ("a", "an", "with", "and", "view")}
+
+
+@dataclass(frozen=True)
+class HeadDescription:
+    """What a head caption says: head attributes (name, value) and the view word."""
+
+    attributes: tuple[tuple[str, str], ...] = ()
+    view: str | None = None
+
+
+def _head_hint() -> str:
+    return (
+        f"colours: {', '.join(COLOURS)}; e.g. 'a person with long red hair and glasses', "
+        "'a person with no hair, a blue hat and a beard, side view'"
+    )
+
+
+def is_head_caption(text: str) -> bool:
+    """Whether a caption describes a head (starts with 'a person')."""
+    return re.match(r"a person\b", " ".join(text.strip().lower().split())) is not None
+
+
+def _head_feature(text: str, whole: str) -> tuple[tuple[str, str], ...]:
+    colours = "|".join(COLOURS)
+    if text == "no hair":
+        return (("hair", "none"),)
+    if m := re.fullmatch(rf"(?:(short|long) )?({colours}) hair", text):
+        return ((("hair", m.group(1)),) if m.group(1) else ()) + (("hair_colour", m.group(2)),)
+    if m := re.fullmatch(rf"({colours}) hair in an? bun", text):
+        return ("hair", "bun"), ("hair_colour", m.group(1))
+    if m := re.fullmatch(rf"(?:({colours}) )?glasses", text):
+        return (("glasses", "yes"),) + ((("glasses_colour", m.group(1)),) if m.group(1) else ())
+    if m := re.fullmatch(rf"an? (?:({colours}) )?(hat|beard)", text):
+        part, colour = m.group(2), m.group(1)
+        return ((part, "yes"),) + (((f"{part}_colour", colour),) if colour else ())
+    raise CaptionError(f"cannot read {text!r} in {whole!r} as a head feature", _head_hint())
+
+
+def parse_head(text: str) -> HeadDescription:
+    """Parse a head caption into a :class:`HeadDescription`; raises :class:`CaptionError`."""
+    whole = text
+    text = " ".join(text.strip().lower().rstrip(".").split())
+    known = {*COLOURS, *VIEWS, *(w for words in head_vocabulary().values() for w in words)}
+    unknown = [w for w in re.findall(r"[a-z0-9']+|[^\sa-z0-9,]", text) if w not in known]
+    if unknown:
+        listed = ", ".join(dict.fromkeys(unknown))
+        raise CaptionError(f"unknown word(s) in head caption: {listed}", _head_hint())
+    view = None
+    if m := re.fullmatch(r"(.*), (\w+) view", text):
+        text, view = m.group(1), m.group(2)
+        if view not in VIEWS:
+            raise CaptionError(f"unknown view {view!r} in {whole!r}", _head_hint())
+    if text == "a person":
+        return HeadDescription((), view)
+    m = re.fullmatch(r"a person with (.+)", text)
+    if not m:
+        raise CaptionError(f"cannot read {whole!r} as 'a person with ...'", _head_hint())
+    attributes: dict[str, str] = {}
+    for feature in re.split(r",? and |, ", m.group(1)):
+        for name, value in _head_feature(feature, whole):
+            if name in attributes and attributes[name] != value:
+                raise CaptionError(f"{whole!r} says two things about {name}", _head_hint())
+            attributes[name] = value
+    return HeadDescription(tuple(attributes.items()), view)
+
+
+def head_overrides(desc: HeadDescription, hair: str) -> dict[str, str]:
+    """The attribute changes a head description asks of a head whose hair style is ``hair``:
+    a hair colour without a style gives a bald head short hair."""
+    attributes = dict(desc.attributes)
+    if "hair_colour" in attributes and "hair" not in attributes and hair == "none":
+        attributes["hair"] = "short"
+    return attributes
+
+
+def head_caption(params: HeadParams, view: str | None = None) -> str:
+    """The canonical caption of a head's visible attributes (hair, glasses, hat, beard)."""
+
+    def article(colour: str) -> str:
+        return "an" if colour[0] in "aeiou" else "a"
+
+    if params.hair == "none":
+        features = ["no hair"]
+    elif params.hair == "bun":
+        features = [f"{params.hair_colour} hair in a bun"]
+    else:
+        features = [f"{params.hair} {params.hair_colour} hair"]
+    if params.glasses:
+        features.append(f"{params.glasses_colour} glasses")
+    for part in ("hat", "beard"):
+        if getattr(params, part):
+            colour = getattr(params, f"{part}_colour")
+            features.append(f"{article(colour)} {colour} {part}")
+    listed = features[0] if len(features) == 1 else f"{', '.join(features[:-1])} and {features[-1]}"
+    text = f"a person with {listed}"
     return f"{text}, {view} view" if view else text

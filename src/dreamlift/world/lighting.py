@@ -86,3 +86,44 @@ def sh_from_directional(
     coeffs = diffuse * band.double() * sh_basis(d)
     coeffs[0] += ambient / _C0
     return tuple(float(c) for c in coeffs)
+
+
+LIGHT_DIRECTIONS: dict[str, tuple[float, float, float]] = {
+    "front": (1.0, 0.0, 0.3),
+    "left": (0.45, -1.0, 0.3),
+    "right": (0.45, 1.0, 0.3),
+    "top": (0.3, 0.0, 1.0),
+    "bottom": (0.5, 0.0, -1.0),
+    "back": (-1.0, 0.0, 0.3),
+}
+"""Where each named light comes from (world space, towards the light). Left and right are
+as seen by the front camera (azimuth 0 looks along -x, so the image's left is world -y)."""
+
+
+def named_light(name: str, ambient: float = 0.35, diffuse: float = 0.75) -> Lighting:
+    """A named 2nd-order SH light (``front``, ``left``, ``right``, ``top``, ``bottom``,
+    ``back``): ambient plus one clamped-cosine light, as 9 SH coefficients."""
+    from dreamlift.errors import ConfigError
+
+    if name not in LIGHT_DIRECTIONS:
+        raise ConfigError(f"unknown light {name!r}", f"lights: {', '.join(LIGHT_DIRECTIONS)}")
+    return Lighting(sh=sh_from_directional(ambient, diffuse, LIGHT_DIRECTIONS[name]))
+
+
+def light_from_text(text: str) -> Lighting:
+    """A light named on the command line: a name of :data:`LIGHT_DIRECTIONS`, or 9 (or 27,
+    channel-major) comma-separated SH coefficients."""
+    from dreamlift.errors import ConfigError
+
+    if text.strip().lower() in LIGHT_DIRECTIONS:
+        return named_light(text.strip().lower())
+    try:
+        coeffs = tuple(float(c) for c in text.split(","))
+    except ValueError:
+        coeffs = ()
+    if len(coeffs) not in (9, 27):
+        raise ConfigError(
+            f"unknown light {text!r}",
+            f"lights: {', '.join(LIGHT_DIRECTIONS)}, or 9 or 27 comma-separated SH coefficients",
+        )
+    return Lighting(sh=coeffs)
