@@ -289,3 +289,25 @@ def test_world_render_head_writes_images_depth_parts_and_eg3d_cameras(capsys, tm
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["coverage_glasses"] > 0
     assert (out / "grid.png").exists() and (out / "parts.png").exists()
+
+
+def test_a_head_caption_renders_that_head_and_lights_take_sh_coefficients(tmp_path):
+    from dreamlift.methods.world_render import HeadRequest, WorldRender, WorldViews, render_world
+    from dreamlift.world.lighting import light_from_text
+
+    views = WorldViews(count=1, elevation=0.0)
+    bald = next(s for s in range(50) if world.head_params(s).hair == "none")
+    request = WorldRender(
+        "a person with red hair and a green hat", views, 32, supersample=1,
+        head=HeadRequest(bald),
+    )  # fmt: skip
+    result = render_world(request, tmp_path / "c")
+    params = result["params"]
+    assert (params.hair, params.hair_colour, params.hat, params.hat_colour) == (
+        "short", "red", True, "green",
+    )  # fmt: skip
+    assert result["caption"] == world.head_caption(params)
+    assert light_from_text("left") == named_light("left")
+    assert light_from_text(",".join(["0.5"] * 27)).sh == (0.5,) * 27
+    with pytest.raises(ConfigError):
+        light_from_text("1,2,3")

@@ -126,7 +126,9 @@ def _ring(center: Vec, major: float, minor: float) -> Callable[[Tensor], Tensor]
     return sdf
 
 
-def _disc(center: Vec, radius: float, half_height: float, round_: float = 0.0) -> Callable:
+def _disc(
+    center: Vec, radius: float, half_height: float, round_: float = 0.0
+) -> Callable[[Tensor], Tensor]:
     """A (rounded) cylinder about the z axis."""
 
     def sdf(p: Tensor) -> Tensor:
