@@ -311,3 +311,17 @@ def test_a_head_caption_renders_that_head_and_lights_take_sh_coefficients(tmp_pa
     assert light_from_text(",".join(["0.5"] * 27)).sh == (0.5,) * 27
     with pytest.raises(ConfigError):
         light_from_text("1,2,3")
+
+
+def test_labels_sit_where_the_parts_project():
+    params = world.with_overrides(world.head_params(6), {"glasses": "no", "hat": "no"})
+    asset = world.head_asset(params)
+    cams = _front(96)
+    labels = world.render_head(params, cams)["labels"][0]
+    for part in asset.parts:
+        if part.label in ("eyes", "nose", "lips") and part.center[0] > 0:
+            # The front-most point of the part, seen by the front camera.
+            tip = torch.tensor(part.center) + torch.tensor([part.radius * 0.5, 0.0, 0.0])
+            pixel, _ = cams.project(tip[None, None])
+            u, v = (int(c) for c in pixel[0, 0])
+            assert world.PART_LABELS[int(labels[v, u])] == part.label, part.label
