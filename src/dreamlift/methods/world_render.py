@@ -124,17 +124,7 @@ def render_world(request: WorldRender, out: Path) -> dict[str, Any]:
     columns = min(request.views.count, 8)
     grid = save_image(run.path / "grid.png", image_grid(r["rgb"], columns=columns))
     outputs = {"transforms": transforms, "grid": grid}
-    views = request.views
-    settings = {
-        "caption": canonical,
-        "views": views.count,
-        "resolution": request.resolution,
-        "seed": views.seed,
-        "elevation": views.elevation,
-        "random": views.random,
-        "supersample": request.supersample,
-        "ground": request.ground,
-    }
+    settings = {"caption": canonical, **_view_settings(request), "ground": request.ground}
     metrics = {"coverage": float(r["alpha"].mean())}
     run.write_summary(
         f"world render {request.caption!r}", settings, metrics, {"render_s": render_s}, outputs
@@ -202,18 +192,12 @@ def _render_head_folder(request: WorldRender, out: Path) -> dict[str, Any]:
     palette = torch.from_numpy(_LABEL_PALETTE)
     parts = save_image(run.path / "parts.png", image_grid(palette[r["labels"]], columns=columns))
     outputs = {"transforms": transforms, "grid": grid, "parts": parts, "eg3d_dataset": eg3d}
-    views = request.views
     settings = {
         "caption": canonical,
         "head": head.seed,
         "set": dict(head.overrides),
         "light": head.light,
-        "views": views.count,
-        "resolution": request.resolution,
-        "seed": views.seed,
-        "elevation": views.elevation,
-        "random": views.random,
-        "supersample": request.supersample,
+        **_view_settings(request),
     }
     coverage = {
         f"coverage_{name}": float((r["labels"] == i).float().mean())
@@ -243,3 +227,16 @@ _LABEL_PALETTE = np.array(
     dtype=np.float32,
 )
 """Preview colours of the part labels (``parts.png``)."""
+
+
+def _view_settings(request: WorldRender) -> dict[str, Any]:
+    """The cameras and render settings a summary records, for objects and heads alike."""
+    views = request.views
+    return {
+        "views": views.count,
+        "resolution": request.resolution,
+        "seed": views.seed,
+        "elevation": views.elevation,
+        "random": views.random,
+        "supersample": request.supersample,
+    }
