@@ -455,3 +455,14 @@ def test_gpu_runs_without_gsplat_are_warned_before_training(monkeypatch, caplog)
     assert gen.backend_warnings(explicit, cuda) == []
     monkeypatch.setattr(gen_run, "gsplat_available", lambda: True)
     assert gen.backend_warnings(build_config("fast"), cuda) == []
+
+
+def test_the_gsplat_warning_on_a_gpu_says_why_gsplat_cannot_be_used(monkeypatch):
+    reason = "ModuleNotFoundError: No module named 'gsplat'"
+    monkeypatch.setattr(gen_run, "gsplat_unavailable_reason", lambda: reason)
+    cfg = build_config("fast", prompt="a red cube")
+    (message,) = gen_run.backend_warnings(cfg, torch.device("cuda"))
+    assert reason in message and "pure-torch" in message
+    assert gen_run.backend_warnings(cfg, torch.device("cpu")) == []
+    monkeypatch.setattr(gen_run, "gsplat_unavailable_reason", lambda: None)
+    assert gen_run.backend_warnings(cfg, torch.device("cuda")) == []

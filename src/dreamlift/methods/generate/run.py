@@ -30,7 +30,7 @@ from dreamlift.fields.base import Field
 from dreamlift.fields.gaussians import GaussianField
 from dreamlift.fields.nerf import NerfField
 from dreamlift.fields.registry import make_field
-from dreamlift.fields.splat_gsplat import gsplat_available
+from dreamlift.fields.splat_gsplat import gsplat_unavailable_reason
 from dreamlift.loop import LoopSettings, optimize
 from dreamlift.methods.common import priors
 from dreamlift.methods.common.folders import open_run
@@ -53,11 +53,12 @@ def backend_warnings(cfg: GenerateConfig, device: torch.device) -> list[str]:
     of 0.6 s, hours for a run that gsplat does in half an hour."""
     if cfg.field != "gaussians" or device.type != "cuda" or cfg.gaussians.backend != "auto":
         return []
-    if gsplat_available():
+    reason = gsplat_unavailable_reason()
+    if reason is None:
         return []
     message = (
-        "gsplat is not installed: Gaussians render through the pure-torch rasteriser, "
-        "140-650x slower on a GPU (pip install 'dreamlift[cuda]')"
+        f"gsplat cannot be used ({reason}): Gaussians render through the pure-torch "
+        "rasteriser, 140-650x slower on a GPU (pip install 'dreamlift[cuda]')"
     )
     log.warning(message)
     return [message]
