@@ -174,17 +174,29 @@ def restore(
     Returns (optimiser, step, extra)."""
     path = checkpoint_path(run, settings.checkpoint_name)
     ckpt = load_checkpoint(path, expected_kind=settings.kind)
+    load_state(ckpt, path, fld, generators)
     try:
-        fld.load_state_tensors(ckpt.field)
         opt = make_optimizer() if make_optimizer is not None else fld.make_optimizer()
         opt.load_state_dict(ckpt.optimizer)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise TrainingError(
+            f"checkpoint {path} does not match this run's settings ({exc})"
+        ) from None
+    return opt, ckpt.step, ckpt.extra
+
+
+def load_state(
+    ckpt: Checkpoint, path: Path, fld: Field, generators: dict[str, torch.Generator]
+) -> None:
+    """Load a checkpoint's field and generator states; a mismatch is a one-line error."""
+    try:
+        fld.load_state_tensors(ckpt.field)
         for name, gen in generators.items():
             gen.set_state(ckpt.generators[name])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise TrainingError(
             f"checkpoint {path} does not match this run's settings ({exc})"
         ) from None
-    return opt, ckpt.step, ckpt.extra
 
 
 def check_guidance(

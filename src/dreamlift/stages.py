@@ -28,7 +28,14 @@ from dreamlift.fields.base import Field
 from dreamlift.fields.registry import field_from_checkpoint
 from dreamlift.io.checkpoint import load_checkpoint, read_metadata
 from dreamlift.io.run import RunDir
-from dreamlift.loop import CHECKPOINT_NAME, LoopResult, LoopSettings, StepLoss, optimize
+from dreamlift.loop import (
+    CHECKPOINT_NAME,
+    LoopResult,
+    LoopSettings,
+    StepLoss,
+    load_state,
+    optimize,
+)
 
 StageState = dict
 """The method's extra state: JSON-able values shared by every stage, checkpointed with each."""
@@ -156,12 +163,7 @@ def _first_stage_to_run(
     ckpt = load_checkpoint(path, expected_kind=f"{settings.kind}/{stage.name}")
     if ckpt.step < stage.steps or latest == len(stages) - 1:
         return latest, None  # continue it (a complete last stage: zero steps left)
-    try:
-        fld.load_state_tensors(ckpt.field)
-        for name, gen in generators.items():
-            gen.set_state(ckpt.generators[name])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {path} does not match this run ({exc})") from None
+    load_state(ckpt, path, fld, generators)
     state.clear()
     state.update(ckpt.extra)
     return latest + 1, ckpt.optimizer
