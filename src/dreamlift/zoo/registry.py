@@ -69,6 +69,14 @@ ZOO: dict[str, ZooEntry] = {
             ("config.json", "model.safetensors", "tokenizer_config.json"),
             "dreamlift.zoo.recipes.clip",
         ),
+        ZooEntry(
+            "toy-eg3d",
+            "tri-plane generator of world heads (EG3D's design: w/W+ → tri-planes → MLP → "
+            "volume rendering), with the training heads' latents",
+            ("generator",),
+            ("config.json", "model.safetensors", "latents.safetensors"),
+            "dreamlift.zoo.recipes.eg3d",
+        ),
     )
 }
 

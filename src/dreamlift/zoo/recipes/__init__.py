@@ -9,6 +9,7 @@ toy-sd         unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` → ``toy-s
 toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) → ``toy-sd-depth``
 toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` → ``toy-sd-camera``
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
+toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
 =============  ========  ==============================================================
 
 A stage trains in ``<workdir>/<stage>`` (checkpoint, ``metrics.jsonl``); render, latent and
@@ -79,6 +80,7 @@ def make_recipe(
     from dreamlift.zoo.recipes.camera import CameraRecipe
     from dreamlift.zoo.recipes.clip import CLIPConfig, CLIPRecipe
     from dreamlift.zoo.recipes.decoder import DecoderConfig, DecoderRecipe
+    from dreamlift.zoo.recipes.eg3d import EG3DConfig, EG3DRecipe
     from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe
     from dreamlift.zoo.recipes.vae import VAEConfig, VAERecipe
 
@@ -98,6 +100,9 @@ def make_recipe(
     if (model, stage) == ("toy-sd", "decoder"):
         dcfg = with_steps(DecoderConfig.tiny() if tiny else DecoderConfig())
         return DecoderRecipe(dcfg, folder, data_root, vae_siblings(root), quiet)
+    if model == "toy-eg3d":
+        ecfg = with_steps(EG3DConfig.tiny() if tiny else EG3DConfig())
+        return EG3DRecipe(ecfg, folder, data_root, quiet)
     if model == "toy-sd-camera":
         camera_cfg = with_steps(SDConfig.tiny() if tiny else SDConfig.camera())
         return CameraRecipe(
