@@ -14,6 +14,7 @@ from rich.text import Text
 from dreamlift.cli.common import console
 from dreamlift.cli.generate import generate_command
 from dreamlift.cli.handles import handles_command
+from dreamlift.cli.invert import invert_command
 from dreamlift.cli.list import list_command
 from dreamlift.cli.reconstruct import reconstruct_command
 from dreamlift.cli.sample import sample_command
@@ -32,6 +33,7 @@ app.add_typer(zoo_app, name="zoo")
 app.command("generate")(generate_command)
 app.command("reconstruct")(reconstruct_command)
 app.command("handles")(handles_command)
+app.command("invert")(invert_command)
 app.command("sample")(sample_command)
 app.command("list")(list_command)
 

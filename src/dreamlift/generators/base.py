@@ -53,12 +53,21 @@ class Generator3D(Protocol):
         """ws → tri-planes (B, 3, C, R, R)."""
         ...
 
-    def render(self, planes: Tensor, cameras: Cameras) -> PlaneRender:
-        """Volume-render the planes at ``cameras`` (one camera per latent)."""
+    def render(
+        self, planes: Tensor, cameras: Cameras, samples: tuple[int, int] | None = None
+    ) -> PlaneRender:
+        """Volume-render the planes at ``cameras`` (one camera per latent, or one latent);
+        ``samples`` (coarse, importance) per ray overrides the generator's own."""
         ...
 
     def render_rays(
-        self, planes: Tensor, origins: Tensor, dirs: Tensor, jitter: bool = False
+        self,
+        planes: Tensor,
+        origins: Tensor,
+        dirs: Tensor,
+        jitter: bool = False,
+        gen: object = None,
+        samples: tuple[int, int] | None = None,
     ) -> dict[str, Tensor]:
         """Render rays (B, R, 3) of each latent: ``rgb`` (B, R, 3), ``alpha`` (B, R, 1) and
         ``t`` (B, R, 1), the expected ray length (training renders a subset of rays)."""

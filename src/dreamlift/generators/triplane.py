@@ -84,8 +84,13 @@ class TriplaneConfig:
     def tiny(cls) -> TriplaneConfig:
         """Test size: 16×16 planes, few samples."""
         return cls(
-            z_dim=8, w_dim=8, channels=(16, 16, 8), plane_channels=4, decoder_hidden=16,
-            coarse_samples=8, fine_samples=8,
+            z_dim=8,
+            w_dim=8,
+            channels=(16, 16, 8),
+            plane_channels=4,
+            decoder_hidden=16,
+            coarse_samples=8,
+            fine_samples=8,
         )
 
 
@@ -125,7 +130,8 @@ class TriplaneSynthesis(nn.Module):
         c0 = cfg.channels[0]
         self.input = nn.Linear(cfg.w_dim, c0 * 16)
         self.blocks = nn.ModuleList(
-            SynthesisBlock(cfg.w_dim, a, b) for a, b in zip(cfg.channels, cfg.channels[1:])
+            SynthesisBlock(cfg.w_dim, a, b)
+            for a, b in zip(cfg.channels, cfg.channels[1:], strict=False)
         )
         self.output = nn.Conv2d(cfg.channels[-1], 3 * cfg.plane_channels, 1)
         self.output_mod = Modulation(cfg.w_dim, 3 * cfg.plane_channels)
@@ -151,7 +157,10 @@ class TriplaneDecoder(nn.Module):
         super().__init__()
         h = cfg.decoder_hidden
         self.net = nn.Sequential(
-            nn.Linear(cfg.plane_channels, h), nn.Softplus(), nn.Linear(h, h), nn.Softplus(),
+            nn.Linear(cfg.plane_channels, h),
+            nn.Softplus(),
+            nn.Linear(h, h),
+            nn.Softplus(),
             nn.Linear(h, 4),
         )
 
@@ -258,14 +267,16 @@ class TriplaneGenerator(nn.Module):
         dirs: Tensor,
         jitter: bool = False,
         gen: torch.Generator | None = None,
+        samples: tuple[int, int] | None = None,
     ) -> dict[str, Tensor]:
         """Coarse stratified samples (no gradient: they only place the fine ones), then
-        importance samples from their weights; the union is rendered with gradients."""
+        importance samples from their weights; the union is rendered with gradients.
+        ``samples`` (coarse, importance) overrides the config's counts."""
         cfg = self.cfg
         b, r, _ = origins.shape
         o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
         near, far, _ = ray_aabb(o, d, -cfg.box, cfg.box)
-        n_c, n_f = cfg.coarse_samples, cfg.fine_samples
+        n_c, n_f = samples if samples else (cfg.coarse_samples, cfg.fine_samples)
         noise = torch.rand(o.shape[0], n_c, generator=gen, device=o.device) if jitter else None
         t_c, _ = stratified_samples(near, far, n_c, noise)
         with torch.no_grad():
@@ -291,7 +302,13 @@ class TriplaneGenerator(nn.Module):
             "t": depth_t.view(b, r, 1),
         }
 
-    def render(self, planes: Tensor, cameras: Cameras, chunk: int = 8192) -> PlaneRender:
+    def render(
+        self,
+        planes: Tensor,
+        cameras: Cameras,
+        chunk: int = 8192,
+        samples: tuple[int, int] | None = None,
+    ) -> PlaneRender:
         if planes.shape[0] not in (1, len(cameras)):
             raise GeneratorError(
                 f"{planes.shape[0]} latents for {len(cameras)} cameras: give one camera per "
@@ -302,8 +319,10 @@ class TriplaneGenerator(nn.Module):
         origins, dirs, z_per_t = cameras.rays()
         b, h, w, _ = origins.shape
         o, d = origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3)
-        parts = [self.render_rays(planes, o[:, i : i + chunk], d[:, i : i + chunk])
-                 for i in range(0, h * w, chunk)]
+        parts = [
+            self.render_rays(planes, o[:, i : i + chunk], d[:, i : i + chunk], samples=samples)
+            for i in range(0, h * w, chunk)
+        ]
         out = {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
 
         def image(x: Tensor) -> Tensor:
@@ -321,8 +340,9 @@ class TriplaneGenerator(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / CONFIG_NAME).write_text(json.dumps(self.cfg.to_json(), indent=2) + "\n")
         state = {
-            k: (v.half() if half and v.is_floating_point() and k not in ("w_mean", "w_chol")
-                else v).contiguous()
+            k: (
+                v.half() if half and v.is_floating_point() and k not in ("w_mean", "w_chol") else v
+            ).contiguous()
             for k, v in self.state_dict().items()
         }
         save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
@@ -343,14 +363,18 @@ class TriplaneGenerator(nn.Module):
         try:
             cfg = TriplaneConfig.from_json(json.loads((folder / CONFIG_NAME).read_text()))
         except (ValueError, TypeError) as exc:
-            raise GeneratorError(f"{folder / CONFIG_NAME} is not a generator config ({exc})") from None
+            raise GeneratorError(
+                f"{folder / CONFIG_NAME} is not a generator config ({exc})"
+            ) from None
         model = cls(cfg)
         try:
             state = load_file(str(folder / WEIGHTS_NAME))
             model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
         except (SafetensorError, RuntimeError, OSError) as exc:
             first = (str(exc).strip().splitlines() or ["unreadable"])[0][:160]
-            raise GeneratorError(f"{folder / WEIGHTS_NAME} does not match its config ({first})") from None
+            raise GeneratorError(
+                f"{folder / WEIGHTS_NAME} does not match its config ({first})"
+            ) from None
         return model.to(device).eval()
 
 

@@ -74,8 +74,15 @@ class EG3DConfig:
     latent_init_std: float = 0.01
     train: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
-            steps=10_000, lr=1e-3, weight_decay=0.0, warmup=200, ema_decay=0.999,
-            grad_clip=1.0, checkpoint_every=250, log_every=25, lr_scale=(("latents", 10.0),),
+            steps=10_000,
+            lr=1e-3,
+            weight_decay=0.0,
+            warmup=200,
+            ema_decay=0.999,
+            grad_clip=1.0,
+            checkpoint_every=250,
+            log_every=25,
+            lr_scale=(("latents", 10.0),),
         )
     )
 
@@ -116,8 +123,9 @@ class HeadViews:
 def render_head_views(spec: HeadViewsSpec, head: int) -> dict[str, Tensor]:
     yaw, pitch = view_angles(spec, head)
     cams = head_cameras(yaw, pitch, spec.resolution)
-    out = render_head(head_params(head), cams, Lighting(sh=head_light(spec, head)),
-                      supersample=spec.supersample)
+    out = render_head(
+        head_params(head), cams, Lighting(sh=head_light(spec, head)), supersample=spec.supersample
+    )
     return {
         "images": (out["rgb"].permute(0, 3, 1, 2) * 255).round().to(torch.uint8),
         "alpha": (out["alpha"].permute(0, 3, 1, 2) * 255).round().to(torch.uint8),
@@ -135,8 +143,11 @@ def build_head_views(spec: HeadViewsSpec, root: Path, quiet: bool = False) -> He
         for i, head in enumerate(spec.seeds):
             parts.append(render_head_views(spec, head))
             if not quiet and (i + 1) % 25 == 0:
-                print(f"head views: {i + 1}/{len(spec.seeds)} heads rendered "
-                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(
+                    f"head views: {i + 1}/{len(spec.seeds)} heads rendered "
+                    f"({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
         tensors = {k: torch.stack([p[k] for p in parts]).contiguous() for k in parts[0]}
         tmp = path.with_suffix(".tmp")
         save_file(tensors, str(tmp), metadata={"spec": json.dumps(asdict(spec))})
@@ -144,7 +155,9 @@ def build_head_views(spec: HeadViewsSpec, root: Path, quiet: bool = False) -> He
     try:
         t = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt by deleting it
-        raise DataError(f"head render cache {path} is unreadable ({exc})", "delete it to rebuild")
+        raise DataError(
+            f"head render cache {path} is unreadable ({exc})", "delete it to rebuild"
+        ) from None
     return HeadViews(t["images"], t["alpha"], t["c2w"], float(t["focal"][0, 0]), spec.seeds)
 
 
@@ -174,8 +187,9 @@ class EG3DRecipe:
         self.latents = nn.Embedding(n, config.generator.w_dim)
         with torch.no_grad():
             g = torch.Generator().manual_seed(config.train.seed + 1)
-            self.latents.weight.copy_(torch.randn(n, config.generator.w_dim, generator=g)
-                                      * config.latent_init_std)
+            self.latents.weight.copy_(
+                torch.randn(n, config.generator.w_dim, generator=g) * config.latent_init_std
+            )
         self.views: HeadViews | None = None
 
     def prepare(self) -> None:
@@ -222,8 +236,10 @@ class EG3DRecipe:
         alpha = F.mse_loss(out["alpha"], b["alpha"])
         prior = w.square().sum(dim=-1).mean()
         loss = rgb + cfg.alpha_weight * alpha + cfg.latent_prior * prior
-        return loss, {"psnr": -10 * math.log10(max(float(rgb.detach()), 1e-10)),
-                      "alpha_mse": float(alpha.detach())}
+        return loss, {
+            "psnr": -10 * math.log10(max(float(rgb.detach()), 1e-10)),
+            "alpha_mse": float(alpha.detach()),
+        }
 
     def export(self, modules: dict[str, nn.Module]) -> Path:
         gen_model = modules["generator"]
@@ -254,8 +270,9 @@ class EG3DRecipe:
         heads = list(range(0, len(v.seeds), max(1, len(v.seeds) // 16)))[:16]
         whole, inner = [], []
         for k in heads:
-            cams = head_cameras(*[a[:1] for a in view_angles(self.config.data, v.seeds[k])],
-                                v.images.shape[-1])
+            cams = head_cameras(
+                *[a[:1] for a in view_angles(self.config.data, v.seeds[k])], v.images.shape[-1]
+            )
             out = model.render(model.synthesis(model.broadcast(codes[k : k + 1])), cams)
             target = v.images[k, :1].float() / 255
             mask = (v.alpha[k, :1].float() / 255 > 0.02).float()

@@ -1,0 +1,194 @@
+"""The three optimisations of an inversion: W, then W+, then pivotal tuning.
+
+Every step renders the whole input view (the perceptual distance needs whole images) with the
+config's reduced sample counts; outputs are rendered afterwards with the generator's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dreamlift.cameras import Cameras
+from dreamlift.errors import TrainingError
+from dreamlift.generators.base import Generator3D
+from dreamlift.methods.invert.config import InvertConfig
+from dreamlift.methods.invert.perceptual import FeatureDistance
+from dreamlift.world.heads import head_cameras
+
+Progress = Callable[[str, int, int, float], None]
+"""progress(stage, steps done, stage steps, loss)."""
+
+
+@dataclass
+class Target:
+    """The image to invert (1, 3, H, W) in [0, 1], its camera, and its features."""
+
+    image: Tensor
+    camera: Cameras
+    features: list[Tensor] | None = None
+
+
+@dataclass
+class InversionState:
+    ws: Tensor  # (1, num_ws, w_dim) the pivot
+    generator: Generator3D  # tuned copy after PTI, else the input generator
+    tuned: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+def ramp(step: int, total: int, rampup: float = 0.05, rampdown: float = 0.25) -> float:
+    """FaceDNeRF's projector schedule (StyleGAN2's, arXiv:1912.04958 App. D): the learning
+    rate rises linearly over the first 5 % of the steps and falls as a half cosine over the
+    last 25 %. Evaluated at the middle of each step, so no step has a zero rate."""
+    t = (step + 0.5) / max(1, total)
+    down = 0.5 - 0.5 * math.cos(min(1.0, (1 - t) / rampdown) * math.pi)
+    return down * min(1.0, t / rampup)
+
+
+def reconstruction_loss(
+    image: Tensor, target: Target, distance: FeatureDistance | None, weight: float
+) -> Tensor:
+    loss = F.mse_loss(image, target.image)
+    if distance is not None and weight > 0 and target.features is not None:
+        loss = loss + weight * distance.distance(image, target.features)
+    return loss
+
+
+def _check(loss: Tensor, stage: str, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"non-finite inversion loss in stage {stage} at step {step}",
+            "lower the learning rate (--set latent_lr=… or pti_lr=…)",
+        )
+
+
+def fit_latent(
+    gen: Generator3D,
+    target: Target,
+    ws_init: Tensor,
+    steps: int,
+    cfg: InvertConfig,
+    distance: FeatureDistance | None,
+    per_layer: bool,
+    progress: Progress | None = None,
+) -> Tensor:
+    """Optimise one w (broadcast to every layer) or, with ``per_layer``, the full W+ latent."""
+    stage = "wplus" if per_layer else "w"
+    w_avg = gen.w_avg().detach()
+    param = (ws_init.clone() if per_layer else ws_init[:, 0].clone()).requires_grad_(True)
+    opt = torch.optim.Adam([param], lr=cfg.latent_lr, betas=(0.9, 0.999))
+    samples = cfg.samples if cfg.samples[0] else None
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.latent_lr * ramp(step, steps)
+        ws = param if per_layer else gen.broadcast(param)
+        image = gen.render(gen.synthesis(ws), target.camera, samples=samples).rgb
+        loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
+        loss = loss + cfg.latent_prior * (ws - w_avg).square().sum(-1).mean()
+        _check(loss, stage, step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress:
+            progress(stage, step + 1, steps, float(loss.detach()))
+    final = param.detach()
+    return final if per_layer else gen.broadcast(final).clone()
+
+
+def random_orbit_camera(gen_rng: torch.Generator, size: int) -> Cameras:
+    """A camera of the generator's training orbit (yaw ±90° of the front, pitch −10…40°)."""
+    yaw = float(torch.empty(()).uniform_(-90, 90, generator=gen_rng))
+    pitch = float(torch.empty(()).uniform_(-10, 40, generator=gen_rng))
+    return head_cameras(yaw, pitch, size)
+
+
+def pivotal_tuning(
+    gen: Generator3D,
+    ws: Tensor,
+    target: Target,
+    cfg: InvertConfig,
+    distance: FeatureDistance | None,
+    progress: Progress | None = None,
+) -> Generator3D:
+    """Fine-tune a copy of the generator with the pivot ``ws`` frozen (PTI, arXiv:2106.05744
+    §3.2), anchored as ``cfg.anchor`` says. The input generator is left untouched."""
+    if not isinstance(gen, torch.nn.Module):
+        raise TrainingError("pivotal tuning needs a torch generator")
+    tuned = copy.deepcopy(gen).train().requires_grad_(True)
+    frozen = gen.eval().requires_grad_(False)
+    params = [p for p in tuned.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.pti_lr)
+    rng = torch.Generator().manual_seed(cfg.seed + 17)
+    samples = cfg.samples if cfg.samples[0] else None
+    size = target.image.shape[-1]
+    ws = ws.detach()
+    for step in range(cfg.pti_steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.pti_lr * ramp(step, cfg.pti_steps)
+        image = tuned.render(tuned.synthesis(ws), target.camera, samples=samples).rgb
+        loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
+        if cfg.anchor == "views":
+            cam = random_orbit_camera(rng, size)
+            with torch.no_grad():
+                anchor = frozen.render(frozen.synthesis(ws), cam, samples=samples).rgb
+            mine = tuned.render(tuned.synthesis(ws), cam, samples=samples).rgb
+            loss = loss + cfg.anchor_weight * F.mse_loss(mine, anchor)
+        elif cfg.anchor == "locality":
+            z = torch.randn(1, frozen.z_dim, generator=rng)
+            w_s = frozen.mapping(z, truncation=0.7)
+            direction = w_s - ws
+            w_r = ws + cfg.locality_alpha * direction / direction.norm().clamp(min=1e-8)
+            with torch.no_grad():
+                anchor = frozen.render(frozen.synthesis(w_r), target.camera, samples=samples).rgb
+            mine = tuned.render(tuned.synthesis(w_r), target.camera, samples=samples).rgb
+            loss = loss + cfg.locality_weight * F.mse_loss(mine, anchor)
+        _check(loss, "pti", step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress:
+            progress("pti", step + 1, cfg.pti_steps, float(loss.detach()))
+    return tuned.eval().requires_grad_(False)
+
+
+def invert_target(
+    gen: Generator3D,
+    target: Target,
+    cfg: InvertConfig,
+    distance: FeatureDistance | None,
+    progress: Progress | None = None,
+    keep: Callable[[str, Tensor], None] | None = None,
+) -> InversionState:
+    """W → W+ → PTI; ``keep(stage, ws)`` sees each stage's latent (for scoring each stage)."""
+    if distance is not None:
+        with torch.no_grad():
+            target.features = distance.features(target.image)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ws = gen.broadcast(gen.w_avg()[None]).clone()
+    torch.manual_seed(cfg.seed)
+    ws = fit_latent(gen, target, ws, cfg.w_steps, cfg, distance, False, progress)
+    seconds["w_s"] = time.perf_counter() - t0
+    if keep:
+        keep("w", ws)
+    t0 = time.perf_counter()
+    if cfg.wplus_steps:
+        ws = fit_latent(gen, target, ws, cfg.wplus_steps, cfg, distance, True, progress)
+        if keep:
+            keep("wplus", ws)
+    seconds["wplus_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tuned, was_tuned = gen, False
+    if cfg.pti_steps:
+        tuned, was_tuned = pivotal_tuning(gen, ws, target, cfg, distance, progress), True
+    seconds["pti_s"] = time.perf_counter() - t0
+    return InversionState(ws, tuned, was_tuned, seconds)

@@ -1,0 +1,202 @@
+"""``dreamlift invert``: one image → a latent (W, then W+) → a pivotally tuned generator.
+
+Outputs in the run folder: ``latent.safetensors`` (the W+ pivot and its W), ``generator/``
+(the tuned generator, written only when PTI ran, since otherwise it is the input one),
+``input.png``, ``views.png`` (the input and novel views), ``turntable.mp4/.gif``,
+``mesh.glb`` (marching cubes on the generator's density) and ``summary.json`` with the time
+of each stage. Inverting a world head (``--head N``) also scores every stage against the
+head's true renders (:mod:`dreamlift.methods.invert.scores`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from dreamlift.errors import ConfigError
+from dreamlift.generators.base import GeneratorError
+from dreamlift.generators.triplane import TriplaneGenerator
+from dreamlift.io.media import image_grid, save_image, save_turntable
+from dreamlift.io.mesh import extract_mesh, write_mesh
+from dreamlift.io.run import RunDir
+from dreamlift.methods.common.folders import refuse_existing_run
+from dreamlift.methods.invert.config import InvertConfig
+from dreamlift.methods.invert.inputs import Pose, load_photo, render_world_head
+from dreamlift.methods.invert.optimize import Progress, Target, invert_target
+from dreamlift.methods.invert.perceptual import load_feature_distance
+from dreamlift.methods.invert.scores import (
+    NOVEL_POSES,
+    mesh_silhouette_iou,
+    novel_view_scores,
+    psnr,
+)
+from dreamlift.world.heads import check_head_seed, head_cameras
+
+
+@dataclass(frozen=True)
+class InvertRequest:
+    """What to invert: an image file, or world head ``head`` rendered at ``pose``."""
+
+    image: Path | None = None
+    head: int | None = None
+    pose: Pose | None = None
+
+    def __post_init__(self) -> None:
+        if (self.image is None) == (self.head is None):
+            raise ConfigError("give an image or --head N (not both)")
+        if self.head is not None:
+            check_head_seed(self.head)
+
+
+def load_generator(name_or_folder: str | Path, device: str = "cpu") -> TriplaneGenerator:
+    """A zoo generator by name (``toy-eg3d``) or a generator folder."""
+    from dreamlift.zoo.registry import ZOO, resolve
+
+    name = str(name_or_folder)
+    folder = resolve(name) if name in ZOO else Path(name)
+    if not folder.is_dir():
+        raise GeneratorError(
+            f"generator {name!r} is neither a zoo model nor a folder",
+            "use toy-eg3d or a folder with config.json and model.safetensors",
+        )
+    return TriplaneGenerator.from_pretrained(folder, device)
+
+
+def _target(request: InvertRequest, resolution: int) -> tuple[Target, Pose]:
+    if request.head is not None:
+        pose = request.pose or Pose(0.0, 10.0)
+        image = render_world_head(request.head, [pose], resolution)["rgb"]
+    else:
+        if request.pose is None:
+            raise ConfigError(
+                "a photo's pose is needed: give --yaw and --pitch in degrees",
+                "0, 0 is a frontal view at eye level; the pose estimator is not in the zoo yet",
+            )
+        pose = request.pose
+        image = load_photo(request.image, resolution)  # type: ignore[arg-type]
+    return Target(image, pose.camera(resolution)), pose
+
+
+def _turntable(gen: TriplaneGenerator, ws: Tensor, cfg: InvertConfig) -> Tensor:
+    yaw = torch.linspace(-180, 180, cfg.turntable_frames + 1)[:-1]
+    frames = []
+    with torch.no_grad():
+        planes = gen.synthesis(ws)
+        for y in yaw.tolist():
+            cam = head_cameras(y, 10.0, cfg.turntable_resolution)
+            frames.append(gen.render(planes, cam).rgb[0].permute(1, 2, 0))
+    return torch.stack(frames)
+
+
+def _mesh(gen: TriplaneGenerator, ws: Tensor, cfg: InvertConfig, path: Path):  # noqa: ANN202
+    with torch.no_grad():
+        planes = gen.synthesis(ws)
+        verts, faces, colours = extract_mesh(
+            lambda p: gen.sigma(planes, p[None])[0],
+            lambda p: gen.raw(planes, p[None])[1][0],
+            gen.cfg.box,
+            cfg.mesh_resolution,
+            cfg.mesh_threshold,
+        )
+    write_mesh(path, verts, faces, colours, y_up=True)
+    return verts, faces
+
+
+def invert(
+    request: InvertRequest,
+    out: Path,
+    cfg: InvertConfig,
+    progress: Progress | None = None,
+    resume_allowed: bool = False,
+) -> dict:
+    """Run an inversion into ``out``; returns the summary (also written to summary.json)."""
+    out = Path(out)
+    if not resume_allowed:
+        refuse_existing_run(out)
+    run = RunDir(out).prepare()
+    run.write_config(cfg)
+    torch.manual_seed(cfg.seed)
+    t_start = time.perf_counter()
+    target, pose = _target(request, cfg.resolution)  # bad input fails before any loading
+    gen = load_generator(cfg.generator, cfg.device)
+    distance = load_feature_distance() if cfg.perceptual_weight > 0 else None
+    load_s = time.perf_counter() - t_start
+
+    stage_scores: dict[str, dict[str, float]] = {}
+    score_s = 0.0
+
+    def keep(stage: str, ws: Tensor, generator: TriplaneGenerator = gen) -> None:
+        nonlocal score_s
+        if request.head is None:
+            return
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            own = generator.render(generator.synthesis(ws), target.camera).rgb
+        stage_scores[stage] = {
+            "input_psnr": psnr(own, target.image),
+            **novel_view_scores(generator, ws, request.head, cfg.resolution),
+        }
+        score_s += time.perf_counter() - t0
+
+    state = invert_target(gen, target, cfg, distance, progress, keep)
+    if state.tuned:
+        keep("pti", state.ws, state.generator)  # type: ignore[arg-type]
+    final: TriplaneGenerator = state.generator  # type: ignore[assignment]
+
+    t0 = time.perf_counter()
+    outputs: dict[str, Path] = {}
+    latent = out / "latent.safetensors"
+    save_file(
+        {"ws": state.ws.clone(), "w": state.ws[:, 0].clone()},
+        str(latent),
+        metadata={"generator": str(cfg.generator), "yaw": str(pose.yaw), "pitch": str(pose.pitch)},
+    )
+    outputs["latent"] = latent
+    if state.tuned:
+        final.save_pretrained(out / "generator")
+        outputs["generator"] = out / "generator" / "config.json"
+    outputs["input"] = save_image(out / "input.png", target.image[0].permute(1, 2, 0))
+    with torch.no_grad():
+        poses = [pose, *NOVEL_POSES]
+        cams = head_cameras(
+            torch.tensor([p.yaw for p in poses]),
+            torch.tensor([p.pitch for p in poses]),
+            cfg.resolution,
+        )
+        views = final.render(final.synthesis(state.ws), cams).rgb
+    outputs["views"] = save_image(out / "views.png", image_grid(views.permute(0, 2, 3, 1), 4))
+    outputs.update(save_turntable(out, _turntable(final, state.ws, cfg)))
+    verts, faces = _mesh(final, state.ws, cfg, out / "mesh.glb")
+    outputs["mesh"] = out / "mesh.glb"
+    output_s = time.perf_counter() - t0
+
+    metrics: dict[str, object] = {"perceptual": distance.name if distance else None}
+    if request.head is not None:
+        t0 = time.perf_counter()
+        metrics["stages"] = stage_scores
+        metrics["mesh_silhouette_iou"] = mesh_silhouette_iou(verts, faces, request.head)
+        metrics["identity_similarity"] = None  # toy-id is not in the zoo yet
+        score_s += time.perf_counter() - t0
+    timings = {
+        "load_s": load_s,
+        **state.seconds,
+        "outputs_s": output_s,
+        "scoring_s": score_s,
+        "inversion_s": sum(state.seconds.values()),
+    }
+    source = {"head": request.head} if request.head is not None else {"image": str(request.image)}
+    run.write_summary(
+        "invert",
+        cfg,
+        metrics,
+        timings,
+        outputs,
+        input={**source, "yaw": pose.yaw, "pitch": pose.pitch},
+    )
+    return json.loads((out / "summary.json").read_text())

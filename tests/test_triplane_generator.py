@@ -1,0 +1,110 @@
+"""The tri-plane generator: latent space, planes, rendering, files (tiny random models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreamlift.generators import Generator3D, GeneratorError, TriplaneConfig, TriplaneGenerator
+from dreamlift.generators.triplane import importance_samples
+from dreamlift.world.heads import head_cameras
+
+
+@pytest.fixture()
+def gen() -> TriplaneGenerator:
+    torch.manual_seed(0)
+    return TriplaneGenerator(TriplaneConfig.tiny()).eval()
+
+
+def test_it_is_a_generator3d_with_the_eg3d_shapes(gen):
+    cfg = gen.cfg
+    assert isinstance(gen, Generator3D)
+    ws = gen.mapping(torch.randn(3, cfg.z_dim))
+    assert ws.shape == (3, cfg.num_ws, cfg.w_dim)
+    planes = gen.synthesis(ws)
+    assert planes.shape == (3, 3, cfg.plane_channels, cfg.plane_resolution, cfg.plane_resolution)
+
+
+def test_truncation_zero_is_the_mean_latent(gen):
+    with torch.no_grad():
+        gen.w_mean.normal_()
+    ws = gen.mapping(torch.randn(4, gen.z_dim), truncation=0.0)
+    assert torch.allclose(ws, gen.w_avg().expand_as(ws))
+
+
+def test_mapping_samples_the_fitted_latent_distribution(gen):
+    g = torch.Generator().manual_seed(1)
+    mix = torch.randn(gen.w_dim, gen.w_dim, generator=g) * 0.5
+    codes = torch.randn(4000, gen.w_dim, generator=g) @ mix.T + 2.0
+    gen.fit_latent_distribution(codes)
+    samples = gen.mapping(torch.randn(20000, gen.z_dim, generator=g))[:, 0]
+    assert torch.allclose(samples.mean(0), codes.mean(0), atol=0.05)
+    assert torch.allclose(torch.cov(samples.T), torch.cov(codes.T), atol=0.06)
+
+
+def test_each_layer_of_w_plus_changes_the_planes(gen):
+    ws = gen.mapping(torch.randn(1, gen.z_dim))
+    base = gen.synthesis(ws)
+    for layer in range(gen.num_ws):
+        moved = ws.clone()
+        moved[:, layer] += 1.0
+        with torch.no_grad():
+            for m in gen.modules():  # the modulations start as the identity: open them
+                if isinstance(m, torch.nn.Linear) and m.weight.abs().sum() == 0:
+                    m.weight.normal_(0, 0.1)
+        assert not torch.allclose(gen.synthesis(moved), gen.synthesis(ws))
+    assert base.shape == gen.synthesis(ws).shape
+
+
+def test_render_shapes_ranges_and_empty_space(gen):
+    cams = head_cameras(torch.tensor([0.0, 90.0]), torch.tensor([10.0, 0.0]), 12)
+    out = gen.render(gen.synthesis(gen.mapping(torch.randn(2, gen.z_dim))), cams)
+    assert out.rgb.shape == (2, 3, 12, 12) and out.alpha.shape == (2, 1, 12, 12)
+    assert out.alpha.min() >= 0 and out.alpha.max() <= 1 + 1e-5
+    with torch.no_grad():
+        gen.decoder.net[-1].bias.fill_(-100.0)  # density softplus(-101) ≈ 0 everywhere
+        gen.decoder.net[-1].weight.zero_()
+    empty = gen.render(gen.synthesis(gen.mapping(torch.zeros(1, gen.z_dim))), cams[:1])
+    assert empty.alpha.max() < 1e-3
+    assert torch.allclose(empty.rgb, torch.ones_like(empty.rgb), atol=1e-3)  # white background
+
+
+def test_density_is_zero_outside_the_box_and_differentiable_inside(gen):
+    planes = gen.synthesis(gen.mapping(torch.randn(1, gen.z_dim))).detach().requires_grad_(True)
+    pts = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.0, gen.cfg.box * 1.5]]])
+    sigma = gen.sigma(planes, pts)
+    assert sigma[0, 1] == 0 and sigma[0, 0] > 0
+    sigma[0, 0].backward()
+    assert planes.grad.abs().sum() > 0
+
+
+def test_importance_samples_follow_the_weights():
+    bins = torch.linspace(0, 1, 11)[None]
+    weights = torch.zeros(1, 10)
+    weights[0, 7] = 1.0
+    u = torch.rand(1, 500, generator=torch.Generator().manual_seed(0))
+    t = importance_samples(bins, weights, 500, u)
+    assert ((t >= 0.7) & (t <= 0.8)).float().mean() > 0.95
+
+
+def test_save_and_load_round_trip(gen, tmp_path):
+    gen.fit_latent_distribution(torch.randn(50, gen.w_dim))
+    gen.save_pretrained(tmp_path / "g")
+    back = TriplaneGenerator.from_pretrained(tmp_path / "g")
+    assert back.cfg == gen.cfg
+    for (k, a), b in zip(gen.state_dict().items(), back.state_dict().values(), strict=False):
+        assert torch.equal(a, b), k
+
+
+def test_missing_and_corrupt_generator_files_are_clear_errors(gen, tmp_path):
+    with pytest.raises(GeneratorError, match="missing config.json, model.safetensors"):
+        TriplaneGenerator.from_pretrained(tmp_path)
+    gen.save_pretrained(tmp_path / "g")
+    (tmp_path / "g" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(GeneratorError, match="does not match"):
+        TriplaneGenerator.from_pretrained(tmp_path / "g")
+    bigger = TriplaneGenerator(TriplaneConfig.tiny())
+    bigger.save_pretrained(tmp_path / "h")
+    (tmp_path / "h" / "config.json").write_text('{"w_dim": 9}')
+    with pytest.raises(GeneratorError):
+        TriplaneGenerator.from_pretrained(tmp_path / "h")
