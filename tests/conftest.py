@@ -28,3 +28,25 @@ def tiny_depth_sd(tmp_path_factory):
     config = TinySDConfig(unet_channels=(16, 32, 32), unet_out_scale=0.1)
     root = tmp_path_factory.mktemp("tiny_depth_sd")
     return save_tiny_sd(root / "depth", sample_size=16, config=config, depth=True, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_folder(tmp_path_factory):
+    """A tiny random tri-plane generator folder whose images depend on the latent and are
+    neither empty nor solid (modulations opened, density biased to half opacity)."""
+    from dreamlift.generators import TriplaneConfig, TriplaneGenerator
+    from dreamlift.generators.triplane import Modulation
+
+    torch.manual_seed(0)
+    gen = TriplaneGenerator(TriplaneConfig.tiny())
+    with torch.no_grad():
+        for m in gen.modules():
+            if isinstance(m, Modulation):
+                m.affine.weight.normal_(0, 0.5)
+        gen.decoder.net[-1].bias[0] = -1.0
+        for p in gen.decoder.parameters():
+            p.mul_(2.0)
+    gen.fit_latent_distribution(torch.randn(20, gen.w_dim))
+    folder = tmp_path_factory.mktemp("gen") / "tiny-eg3d"
+    gen.save_pretrained(folder)
+    return folder

@@ -12,7 +12,6 @@ from PIL import Image
 
 from dreamlift.errors import ConfigError, DataError
 from dreamlift.generators import TriplaneConfig, TriplaneGenerator
-from dreamlift.generators.triplane import Modulation
 from dreamlift.io.mesh import extract_mesh
 from dreamlift.methods.invert import InvertRequest, Pose, Target, invert, preset_config
 from dreamlift.methods.invert.inputs import load_photo, render_world_head
@@ -22,20 +21,8 @@ from dreamlift.world.heads import head_cameras
 
 
 @pytest.fixture(scope="module")
-def generator_folder(tmp_path_factory):
-    torch.manual_seed(0)
-    gen = TriplaneGenerator(TriplaneConfig.tiny())
-    with torch.no_grad():  # a random generator whose images depend on w and are not empty
-        for m in gen.modules():
-            if isinstance(m, Modulation):
-                m.affine.weight.normal_(0, 0.5)
-        gen.decoder.net[-1].bias[0] = -1.0
-        for p in gen.decoder.parameters():
-            p.mul_(2.0)
-    gen.fit_latent_distribution(torch.randn(20, gen.w_dim))
-    folder = tmp_path_factory.mktemp("gen") / "tiny-eg3d"
-    gen.save_pretrained(folder)
-    return folder
+def generator_folder(tiny_generator_folder):
+    return tiny_generator_folder
 
 
 def quick(folder, **kw):

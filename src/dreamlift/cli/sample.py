@@ -10,8 +10,12 @@ from dreamlift.cli.common import RunOptions, command, report
 @command(out="out/sample")
 def sample_command(
     options: RunOptions,
-    prompt: str = typer.Argument(..., help="e.g. 'a red cube, side view' (world grammar for toys)"),
-    prior: str = typer.Option("toy-sd", help="Zoo name or diffusers folder of the prior."),
+    prompt: str | None = typer.Argument(
+        None, help="e.g. 'a red cube, side view' (world grammar for toys); none for toy-eg3d"
+    ),
+    prior: str = typer.Option(
+        "toy-sd", help="Zoo name or folder: a diffusers prior, or a 3D generator (toy-eg3d)."
+    ),
     n: int = typer.Option(8, "--n", min=1, max=1024, help="Number of samples."),
     steps: int = typer.Option(50, min=1, max=1000, help="DDIM steps."),
     cfg: float = typer.Option(7.5, "--cfg", min=0.0, help="Classifier-free guidance scale."),
@@ -30,9 +34,37 @@ def sample_command(
         "toy-clip", help="CLIP folder or zoo name judging world captions; 'none' to skip."
     ),
     batch: int = typer.Option(8, min=1, help="Samples per UNet call."),
+    views: int = typer.Option(4, min=1, max=64, help="3D generators: views of each sample."),
+    truncation: float = typer.Option(
+        0.7, min=0.0, max=1.0, help="3D generators: truncation ψ toward the mean latent."
+    ),
 ) -> None:
-    """Draw N samples of PROMPT; writes grid.png, samples/, summary.json."""
+    """Draw N samples of PROMPT (or of a 3D generator, several views each); writes grid.png,
+    samples/, summary.json."""
+    from dreamlift.errors import DreamliftError
     from dreamlift.methods.sample import SampleConfig, sample
+    from dreamlift.methods.sample.heads import (
+        GeneratorSampleConfig,
+        is_generator,
+        sample_generator,
+    )
+
+    if is_generator(prior):
+        if prompt:
+            raise DreamliftError(f"{prior} is an unconditional 3D generator; it takes no prompt")
+        gen_config = GeneratorSampleConfig(
+            generator=prior,
+            n=n,
+            views=views,
+            truncation=truncation,
+            seed=options.seed if options.seed is not None else 0,
+            device="cpu" if options.device in (None, "auto") else options.device,
+        )
+        result = sample_generator(gen_config, options.out)
+        report(f"{n} samples × {views} views in {options.out}", result)
+        return
+    if not prompt:
+        raise DreamliftError("no prompt given", "dreamlift sample 'a red cube' --out out/s1")
 
     config = SampleConfig(
         prompt=prompt,
