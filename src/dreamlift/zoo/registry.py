@@ -77,6 +77,21 @@ ZOO: dict[str, ZooEntry] = {
             ("config.json", "model.safetensors", "latents.safetensors"),
             "dreamlift.zoo.recipes.eg3d",
         ),
+        *(
+            ZooEntry(
+                name,
+                description,
+                ("net",),
+                ("config.json", "model.safetensors"),
+                "dreamlift.zoo.recipes.head_nets",
+            )
+            for name, description in (
+                ("toy-pose", "head image → camera yaw and pitch (BlendNeRF's pose encoder)"),
+                ("toy-parts", "head image → part label per pixel (BiSeNet's role)"),
+                ("toy-light", "grey head image → its 9 SH light coefficients (DPR's role)"),
+                ("toy-id", "head image → identity embedding (ArcFace's role)"),
+            )
+        ),
     )
 }
 

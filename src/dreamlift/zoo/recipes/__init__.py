@@ -10,6 +10,8 @@ toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) →
 toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` → ``toy-sd-camera``
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
 toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
+toy-pose …     net       :class:`~dreamlift.zoo.recipes.head_nets.HeadNetRecipe` (also
+                         toy-parts, toy-light, toy-id; one head render cache)
 =============  ========  ==============================================================
 
 A stage trains in ``<workdir>/<stage>`` (checkpoint, ``metrics.jsonl``); render, latent and
@@ -81,6 +83,7 @@ def make_recipe(
     from dreamlift.zoo.recipes.clip import CLIPConfig, CLIPRecipe
     from dreamlift.zoo.recipes.decoder import DecoderConfig, DecoderRecipe
     from dreamlift.zoo.recipes.eg3d import EG3DConfig, EG3DRecipe
+    from dreamlift.zoo.recipes.head_nets import TASK_OF_MODEL, HeadNetRecipe, HeadNetRecipeConfig
     from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe
     from dreamlift.zoo.recipes.vae import VAEConfig, VAERecipe
 
@@ -100,6 +103,10 @@ def make_recipe(
     if (model, stage) == ("toy-sd", "decoder"):
         dcfg = with_steps(DecoderConfig.tiny() if tiny else DecoderConfig())
         return DecoderRecipe(dcfg, folder, data_root, vae_siblings(root), quiet)
+    if model in TASK_OF_MODEL:
+        task = TASK_OF_MODEL[model]
+        hcfg = HeadNetRecipeConfig.tiny(task) if tiny else HeadNetRecipeConfig.for_task(task)
+        return HeadNetRecipe(model, with_steps(hcfg), folder, data_root, quiet)
     if model == "toy-eg3d":
         ecfg = with_steps(EG3DConfig.tiny() if tiny else EG3DConfig())
         return EG3DRecipe(ecfg, folder, data_root, quiet)
