@@ -34,7 +34,7 @@ from dreamlift.io.mesh import extract_mesh
 from dreamlift.methods.invert import Pose, Target, preset_config
 from dreamlift.methods.invert.inputs import render_world_head
 from dreamlift.methods.invert.optimize import fit_latent, pivotal_tuning
-from dreamlift.methods.invert.perceptual import load_feature_distance
+from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.methods.invert.run import load_generator
 from dreamlift.methods.invert.scores import (
     SILHOUETTE_POSES,

@@ -12,6 +12,7 @@ import typer
 from rich.text import Text
 
 from dreamlift.cli.common import console
+from dreamlift.cli.edit import edit_command
 from dreamlift.cli.generate import generate_command
 from dreamlift.cli.handles import handles_command
 from dreamlift.cli.invert import invert_command
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.add_typer(world_app, name="world")
 app.add_typer(zoo_app, name="zoo")
 app.command("generate")(generate_command)
+app.command("edit")(edit_command)
 app.command("reconstruct")(reconstruct_command)
 app.command("handles")(handles_command)
 app.command("invert")(invert_command)

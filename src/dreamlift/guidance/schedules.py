@@ -47,17 +47,23 @@ def sds_t_range(
     t_range: tuple[float, float] = (0.02, 0.98),
     t_max_end: float | None = 0.5,
     anneal_fraction: float = 1.0,
+    t_min_end: float | None = None,
 ) -> tuple[float, float]:
     """SDS's (t_min, t_max) at ``step``: t_max falls linearly to ``t_max_end``.
 
     The fall ends at ``anneal_fraction * total`` (the toy-prior runs used 0.98 → 0.5 over the
     whole run: early steps need large t for shape, late ones small t for detail).
-    ``t_max_end=None`` keeps the range fixed (DreamFusion, FaceDNeRF).
+    ``t_max_end=None`` keeps the range fixed (DreamFusion, FaceDNeRF). ``t_min_end`` moves
+    t_min the same way (Perturb-and-Revise starts both at 0.75 and ends at [0.02, 0.40],
+    arXiv:2412.05279 §4.1).
     """
     t_min, t_max = t_range
+    end = round(anneal_fraction * total)
+    if t_min_end is not None:
+        t_min = linear_anneal(step, end, t_min, t_min_end)
     if t_max_end is None:
-        return float(t_min), float(t_max)
-    t_max = linear_anneal(step, round(anneal_fraction * total), t_max, t_max_end)
+        return float(t_min), max(float(t_min), float(t_max))
+    t_max = linear_anneal(step, end, t_max, t_max_end)
     return float(t_min), max(float(t_min), t_max)
 
 

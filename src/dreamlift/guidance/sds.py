@@ -54,6 +54,8 @@ class SDSConfig:
     """t_max anneals linearly to this (None: fixed range); large t shapes, small t details."""
     anneal_fraction: float = 1.0
     """Fraction of the run over which t_max anneals."""
+    t_min_end: float | None = None
+    """t_min anneals linearly to this too (None: fixed); Perturb-and-Revise's revise stage."""
     weighting: Weighting = "auto"
     """w(t): "sds" 1-ᾱ_t (DreamFusion), "uniform" 1; "auto" = "sds" for the eps form and
     "uniform" for the x0 forms, whose residual already carries sqrt((1-ᾱ)/ᾱ)."""
@@ -119,7 +121,8 @@ class SDSGuidance(Guidance[SDSConfig]):
         z = self.latents(prior, inp, grad=not image_form)
         b, total = z.shape[0], prior.num_train_timesteps
         t_min, t_max = sds_t_range(
-            inp.step, inp.total_steps, cfg.t_range, cfg.t_max_end, cfg.anneal_fraction
+            inp.step, inp.total_steps, cfg.t_range, cfg.t_max_end, cfg.anneal_fraction,
+            cfg.t_min_end,
         )
         lo, hi = round(total * t_min), min(round(total * t_max), total - 1)
         t = timesteps_or_draw(inp, lo, hi + 1, b, total, self.name).to(z.device)

@@ -91,6 +91,10 @@ class TextTo3D:
         self.background = torch.ones(3, device=prior.device)
         self.timer = timer or SectionTimer()
         self._parts: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
+        self.last_cameras: Cameras | None = None
+        """The last step's cameras and background (a method comparing with another field's
+        renders at the same views reads them)."""
+        self.last_background: Tensor | None = None
 
     def __call__(self, step: int) -> tuple[Tensor, dict[str, float], dict[str, Tensor]]:
         cfg, timer = self.cfg, self.timer
@@ -102,6 +106,7 @@ class TextTo3D:
                 cfg.views_per_step, res, orbit_range(cfg, step), self.cameras_gen
             )
             background = self.step_background()
+            self.last_cameras, self.last_background = cams, background
             images, out = render_views(
                 self.field, cams.to(self.prior.device), self.size, background
             )

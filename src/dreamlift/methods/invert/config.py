@@ -35,7 +35,7 @@ class InvertConfig:
     """Adam, with FaceDNeRF's ramp (linear up over 5 %, cosine down over the last 25 %)."""
     pti_lr: float = 3e-4
     perceptual_weight: float = 0.5
-    """Weight of the feature distance (see :mod:`dreamlift.methods.invert.perceptual`)."""
+    """Weight of the feature distance (see :mod:`dreamlift.metrics.perceptual`)."""
     latent_prior: float = 1e-3
     """‖w − w_avg‖² keeps the latent where the generator was trained (FaceDNeRF Eq. 9)."""
     anchor: Anchor = "views"

@@ -20,7 +20,7 @@ from dreamlift.cameras import Cameras
 from dreamlift.errors import TrainingError
 from dreamlift.generators.base import Generator3D
 from dreamlift.methods.invert.config import InvertConfig
-from dreamlift.methods.invert.perceptual import FeatureDistance
+from dreamlift.metrics.perceptual import FeatureDistance
 from dreamlift.world.heads import head_cameras
 
 Progress = Callable[[str, int, int, float], None]

@@ -29,13 +29,13 @@ from dreamlift.methods.common.folders import refuse_existing_run
 from dreamlift.methods.invert.config import InvertConfig
 from dreamlift.methods.invert.inputs import Pose, load_photo, render_world_head
 from dreamlift.methods.invert.optimize import Progress, Target, invert_target
-from dreamlift.methods.invert.perceptual import load_feature_distance
 from dreamlift.methods.invert.scores import (
     NOVEL_POSES,
     mesh_silhouette_iou,
     novel_view_scores,
     psnr,
 )
+from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.world.heads import check_head_seed, head_cameras
 
 

@@ -1,4 +1,4 @@
-"""A perceptual distance for inversion without downloaded weights.
+"""A perceptual distance without downloaded weights (inversion, identity-preserving edits).
 
 LPIPS (arXiv:1801.03924, §3) compares unit-normalised deep features position by position. It
 needs VGG or AlexNet weights, which this project never downloads; the zoo's own image encoder
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -43,6 +44,12 @@ class FeatureDistance:
             )
         out = self.vision(pixel_values=pixel_values(images), output_hidden_states=True)
         return [F.normalize(out.hidden_states[i][:, 1:], dim=-1) for i in self.layers]
+
+    def between(self, images: Tensor, reference: Tensor) -> Tensor:
+        """Distance of ``images`` to ``reference`` images (no gradient through the reference)."""
+        with torch.no_grad():
+            target = self.features(reference)
+        return self.distance(images, target)
 
     def distance(self, images: Tensor, target: list[Tensor]) -> Tensor:
         feats = self.features(images)
