@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
 
 from cli_helpers import run_main  # noqa: E402
+
 from dreamlift.errors import ConfigError, TrainingError  # noqa: E402
 from dreamlift.fields.nerf import NerfConfig, NerfField  # noqa: E402
 from dreamlift.methods.edit import (  # noqa: E402

@@ -163,7 +163,6 @@ def source_kind(cfg: EditConfig) -> str:
         raise CheckpointError(
             f"{cfg.source} holds no run checkpoint",
             "give the folder of a generate or reconstruct run",
-            "give the folder of a generate or reconstruct run",
         )
     try:
         kind = read_metadata(paths[-1]).get("field_kind")
