@@ -206,6 +206,8 @@ def row_of(result: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "shape_winner",
         "colour_correct",
         "colour_winner",
+        "colour_verdict",
+        "caption_correct",
         "clip_similarity",
         "clip_r_precision",
         "neighbour_view_iou",

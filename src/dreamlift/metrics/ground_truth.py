@@ -40,12 +40,14 @@ from torch import Tensor
 
 from dreamlift.cameras import DEFAULT_ORBIT, Cameras, orbit_cameras
 from dreamlift.metrics.image import mask_iou
-from dreamlift.world import RenderSettings, layout, render
+from dreamlift.world import Lighting, RenderSettings, layout, render
 from dreamlift.world.assets import Asset, Description, ObjectSpec
 from dreamlift.world.shapes import SHAPES
 
 RenderFn = Callable[[Cameras], dict[str, Tensor]]
-"""Renders the result: cameras → ``rgb`` (B, H, W, 3) on white and ``opacity`` (B, H, W, 1)."""
+"""Renders the result: cameras → ``rgb`` (B, H, W, 3) on white and ``opacity`` (B, H, W, 1),
+and ``depth`` (B, H, W, 1) z-depth where the scorer needs surface points
+(:mod:`dreamlift.metrics.composition`)."""
 
 
 @dataclass(frozen=True)
@@ -151,12 +153,17 @@ def _silhouettes(render_fn: RenderFn, cameras: Cameras) -> Tensor:
         return render_fn(cameras)["opacity"][..., 0].detach().cpu() > 0.5
 
 
-def asset_renderer(asset: Asset, supersample: int = 1) -> RenderFn:
+def asset_renderer(
+    asset: Asset, supersample: int = 1, lighting: Lighting | None = None
+) -> RenderFn:
     """The world renderer as a :data:`RenderFn` (``alpha`` reported as ``opacity``)."""
+    settings = RenderSettings(supersample=supersample)
+    if lighting is not None:
+        settings = replace(settings, lighting=lighting)
 
     def fn(cameras: Cameras) -> dict[str, Tensor]:
-        out = render(asset, cameras, RenderSettings(supersample=supersample))
-        return {"rgb": out["rgb"], "opacity": out["alpha"]}
+        out = render(asset, cameras, settings)
+        return {"rgb": out["rgb"], "opacity": out["alpha"], "depth": out["depth"]}
 
     return fn
 

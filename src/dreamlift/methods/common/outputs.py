@@ -39,14 +39,14 @@ def run_files(run: RunDir) -> dict[str, Path]:
 
 
 def field_renderer(fld: Field) -> Callable[[Cameras], dict[str, Tensor]]:
-    """The field as a render function: no grad, white background, ``rgb`` and ``opacity``
-    on the CPU (the ground-truth metrics' form)."""
+    """The field as a render function: no grad, white background, ``rgb``, ``opacity`` and
+    ``depth`` on the CPU (the ground-truth metrics' form)."""
     device = next(fld.parameters()).device
 
     @torch.no_grad()
     def render_fn(cameras: Cameras) -> dict[str, Tensor]:
         out = fld.render(cameras.to(device), torch.ones(3, device=device))
-        return {k: out[k].cpu() for k in ("rgb", "opacity")}
+        return {k: out[k].cpu() for k in ("rgb", "opacity", "depth") if k in out}
 
     return render_fn
 

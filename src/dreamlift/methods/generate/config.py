@@ -113,9 +113,10 @@ class GenerateConfig:
     score: bool = True
     """Score world captions against ground truth (8 aligned views) and with toy-clip."""
     rank_shapes: bool = True
-    """Also rank every world shape in the described colour (single objects; slower)."""
+    """Also rank every world shape (single objects: the aligned hull IoU of the result with
+    each world shape, ``shape_ious`` / ``shape_winner`` / ``shape_correct``)."""
     score_refinements: int = 32
-    """Re-renders refining each ground-truth alignment (shape ranking uses a third)."""
+    """Re-renders refining each ground-truth alignment."""
     judge: str = "toy-clip"
     time_budget_s: float | None = None
     """Stop early, with a checkpoint, after this much training time; the schedules still

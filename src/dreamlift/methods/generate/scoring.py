@@ -1,7 +1,9 @@
 """Scores of a generated field against the world asset its caption describes.
 
 ``world_scores`` is the end-of-run report (aligned silhouette IoU and colour error over 8
-views, the shape and colour rankings, toy-clip similarity and R-precision); ``quick_iou`` is
+views, the shape and colour rankings, the caption judged object by object — ``caption``:
+per object what it was meant to be and what it looks like, and ``caption_correct`` —
+toy-clip similarity and R-precision); ``quick_iou`` is
 the cheap periodic evaluation (4 views, a coarser hull, few refinements) that traces
 quality against training time, in an :class:`EvalCurve`.
 """
@@ -38,13 +40,13 @@ def described_asset(desc: Description):
 def world_scores(
     cfg: GenerateConfig, fld: Field, desc: Description, warnings: list[str]
 ) -> dict[str, Any]:
-    """Ground truth (aligned silhouette IoU, colour error, shape and colour rankings) and
-    toy-clip similarity and R-precision."""
+    """Ground truth (aligned silhouette IoU, colour error, shape and colour rankings, the
+    caption judged object by object) and toy-clip similarity and R-precision."""
     from dreamlift.metrics.colour import colour_ranking
+    from dreamlift.metrics.composition import score_caption
     from dreamlift.metrics.ground_truth import (
         GroundTruthSettings,
         ground_truth_scores,
-        shape_ranking,
         toy_clip_scores,
     )
 
@@ -53,13 +55,19 @@ def world_scores(
     scores: dict[str, Any] = dict(ground_truth_scores(render_fn, described_asset(desc), settings))
     if len(desc.objects) == 1:
         scores.update(colour_ranking(render_fn, desc, settings))
+    caption_scores = score_caption(render_fn, desc, settings)
+    scores["caption"] = caption_scores
+    scores["caption_correct"] = caption_scores["caption_correct"]
     if cfg.rank_shapes and len(desc.objects) == 1:
-        quick = GroundTruthSettings(render_evaluations=max(cfg.score_refinements // 3, 1))
-        ranking = shape_ranking(render_fn, desc, quick)
-        scores["shape_ious"] = ranking["ious"]
-        scores["shape_winner"] = ranking["winner"]
-        scores["shape_margin"] = ranking["margin"]
-        scores["shape_correct"] = ranking["winner"] == desc.objects[0].shape
+        # the object's aligned hull IoU with every world shape (metrics/composition.py): the
+        # silhouette ranking of metrics/ground_truth.py asks the same in twice the time
+        (judged,) = caption_scores["objects"]
+        ious = judged["shape_ious"]
+        others = [v for k, v in ious.items() if k != desc.objects[0].shape]
+        scores["shape_ious"] = ious
+        scores["shape_winner"] = judged["shape_winner"]
+        scores["shape_margin"] = ious[desc.objects[0].shape] - max(others)
+        scores["shape_correct"] = judged["shape_correct"]
     try:
         scores.update(toy_clip_scores(cfg.judge, render_fn, desc))
     except DreamliftError as exc:
