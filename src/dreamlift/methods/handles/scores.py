@@ -32,6 +32,12 @@ from dreamlift.methods.handles.result import HandlesResult
 from dreamlift.methods.handles.scene import SceneCase
 
 MAX_REFERENCE = 8192  # input pixels kept as colour references (a random subset beyond that)
+OBJECT_IOU_RIGHT = 0.5
+"""An edit puts the object where it belongs when its object IoU reaches this (more of the
+found object inside the true region than outside it)."""
+BACKGROUND_PSNR_RIGHT = 25.0
+"""...and keeps the rest when the background PSNR reaches this (dB): the toy prior's own
+reconstruction of an input holds 27–36 dB (docs/benchmarks.md, Diffusion Handles)."""
 
 
 def mask_iou(a: Tensor, b: Tensor) -> float:
@@ -83,4 +89,13 @@ def score_edit(
         "geometry_iou": mask_iou(result.mask, target),
         "background_psnr": psnr(result.image, case.target_image, outside),
         "object_l1": object_l1,
+    }
+
+
+def edit_verdicts(scores: dict[str, float]) -> dict[str, bool]:
+    """Whether an edit's object and background are right (``OBJECT_IOU_RIGHT``,
+    ``BACKGROUND_PSNR_RIGHT``), from :func:`score_edit`'s scores."""
+    return {
+        "object_right": scores["object_iou"] >= OBJECT_IOU_RIGHT,
+        "background_right": scores["background_psnr"] >= BACKGROUND_PSNR_RIGHT,
     }
