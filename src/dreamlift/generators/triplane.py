@@ -51,8 +51,8 @@ class TriplaneConfig:
     box: float = 0.45
     """Half-size of the cube the planes cover, centred at the head's pivot (world units)."""
     density_scale: float = 10.0
-    coarse_samples: int = 24
-    fine_samples: int = 24
+    coarse_samples: int = 16
+    fine_samples: int = 16
     background: float = 1.0
 
     def __post_init__(self) -> None:

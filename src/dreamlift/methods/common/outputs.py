@@ -30,11 +30,15 @@ TURNTABLE_CHUNK = 8
 
 
 def run_files(run: RunDir) -> dict[str, Path]:
-    """The run contract's files of a training run: config, metrics and checkpoint."""
+    """The run contract's files of a training run: config, metrics and checkpoint (a staged
+    run's: the last stage's)."""
+    from dreamlift.stages import run_checkpoints
+
+    staged = run_checkpoints(run.path)
     return {
         "config": run.path / "config.yaml",
         "metrics": run.metrics_path,
-        "checkpoint": checkpoint_path(run),
+        "checkpoint": staged[-1] if staged else checkpoint_path(run),
     }
 
 

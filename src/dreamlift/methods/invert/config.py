@@ -42,8 +42,8 @@ class InvertConfig:
     anchor_weight: float = 1.0
     locality_alpha: float = 30.0
     locality_weight: float = 0.1
-    samples: tuple[int, int] = (16, 16)
-    """Coarse and importance samples per ray while optimising (the generator's own for outputs)."""
+    samples: tuple[int, int] = (0, 0)
+    """Coarse and importance samples per ray while optimising; (0, 0): the generator's own."""
     resolution: int = 64
     turntable_frames: int = 24
     turntable_resolution: int = 64
@@ -69,9 +69,7 @@ def preset_config(preset: str, **overrides: object) -> InvertConfig:
     1000 W+ steps and 400 PTI steps, arXiv:2312.00224 App. A, with the generator's full
     sampling)."""
     if preset == "paper":
-        base = InvertConfig(
-            preset="paper", w_steps=300, wplus_steps=1000, pti_steps=400, samples=(0, 0)
-        )
+        base = InvertConfig(preset="paper", w_steps=300, wplus_steps=1000, pti_steps=400)
     else:
         base = InvertConfig(preset=preset)
     return replace(base, **overrides)  # type: ignore[arg-type]
