@@ -1,0 +1,244 @@
+"""Edit benchmark: Perturb-and-Revise and its ablations on world edits whose result is an asset.
+
+    .venv/bin/python benchmarks/edit.py [--edits 12] [--methods pnr sds eta0.3 eta0.6 pnr-noipg]
+
+Prints a table and writes benchmarks/results/edit.json. Each edit's source is reconstructed
+from the world's views of the source caption (the field is then in world coordinates, like
+the target's ground truth), once, and every method edits that same field with the same step
+count (equal budgets):
+
+* ``pnr``: adaptive η and the identity-preserving stage (the paper's method);
+* ``sds``: the paper's SDS-edit baseline, η = 0 and no IPG stage;
+* ``eta0.3`` / ``eta0.6``: fixed η with IPG;
+* ``pnr-noipg``: adaptive η without IPG.
+
+Metrics, per edit and method: the caption judged object by object against the *target*
+(``caption_correct``: every object's shape and colour right and the relation right — the
+target ranks first among the compositions one object away), the aligned silhouette IoU and
+colour error against the target over 8 views, fidelity (PSNR of the edited field's renders
+against the source field's, over the pixels of the object the edit must leave alone, from the
+world's instance masks; additions and removals only), toy-clip directional similarity
+(edit strength) and directional consistency, η, and the time.
+
+Bars (the edit issue): fast preset ≤ 5 minutes an edit; colour and shape edits with target
+IoU ≥ 0.8 and caption judged right for ≥ 80 %; additions keep the untouched object at PSNR
+≥ 25 dB against the source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dreamlift.cameras import DEFAULT_ORBIT, orbit_cameras
+from dreamlift.methods.common.outputs import field_renderer
+from dreamlift.methods.edit import build_config, edit
+from dreamlift.stages import load_field
+from dreamlift.world import asset_from_caption
+from dreamlift.world.render import RenderSettings, render
+
+RESULTS = Path(__file__).parent / "results" / "edit.json"
+
+
+@dataclass(frozen=True)
+class EditCase:
+    kind: str  # colour, shape, add, remove
+    source: str
+    target: str
+    keep: int | None = None
+    """Index (in the target caption's objects, the renderer's instance ids) of the object the
+    edit must leave alone."""
+
+
+CASES = (
+    EditCase("colour", "a red cube", "a blue cube"),
+    EditCase("colour", "a yellow torus", "a green torus"),
+    EditCase("colour", "a white sphere", "a purple sphere"),
+    EditCase("colour", "an orange cone", "a cyan cone"),
+    EditCase("shape", "a red cube", "a red sphere"),
+    EditCase("shape", "a blue cylinder", "a blue cone"),
+    EditCase("shape", "a green pyramid", "a green cube"),
+    EditCase("shape", "a pink sphere", "a pink torus"),
+    EditCase("add", "a red cube", "a red cube with a yellow cone on top", keep=0),
+    EditCase("add", "a blue cylinder", "a blue cylinder with a white sphere on top", keep=0),
+    EditCase("add", "a green cube", "a green cube next to a red sphere", keep=0),
+    EditCase("remove", "a red cube with a blue sphere on top", "a red cube", keep=0),
+)
+METHODS = {
+    "pnr": {},
+    "sds": {"eta": 0.0, "ipg_steps": 0},
+    "eta0.3": {"eta": 0.3},
+    "eta0.6": {"eta": 0.6},
+    "pnr-noipg": {"ipg_steps": 0},
+}
+
+
+def views(n: int = 8, size: int = 64):  # noqa: ANN201
+    az = torch.arange(n, dtype=torch.float32) * 360.0 / n
+    return orbit_cameras(
+        az, torch.full((n,), 20.0), DEFAULT_ORBIT.radius, DEFAULT_ORBIT.fov_deg, size
+    )
+
+
+def keep_mask(case: EditCase, cams) -> torch.Tensor | None:  # noqa: ANN001
+    """(V, H, W) pixels of the object the edit must leave alone, in the target's truth."""
+    if case.keep is None:
+        return None
+    out = render(asset_from_caption(case.target), cams, RenderSettings())
+    return out["instance"] == case.keep
+
+
+def fidelity_psnr(edited, source, mask: torch.Tensor | None, cams) -> float | None:  # noqa: ANN001
+    if mask is None or not mask.any():
+        return None
+    a = field_renderer(edited)(cams)["rgb"]
+    b = field_renderer(source)(cams)["rgb"]
+    mse = float(((a - b).square().mean(-1))[mask].mean())
+    return 10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-10))).item()
+
+
+def clip_direction(source, edited, case: EditCase, cams) -> dict[str, float]:  # noqa: ANN001
+    from dreamlift.metrics.clip import ClipScorer
+
+    scorer = ClipScorer.load("toy-clip")
+    a = field_renderer(source)(cams)["rgb"]
+    b = field_renderer(edited)(cams)["rgb"]
+    sim = scorer.clip_direction_similarity(a, b, case.source, case.target)
+    ea, eb = scorer.image_embeddings(a), scorer.image_embeddings(b)
+    d = torch.nn.functional.normalize(eb - ea, dim=-1)
+    consistency = float((d[:-1] * d[1:]).sum(-1).mean())  # neighbouring views' edit directions
+    return {"clip_direction": float(sim.mean()), "clip_consistency": consistency}
+
+
+def source_run(case: EditCase, root: Path, field: str, steps: int | None) -> Path:
+    from dreamlift.methods.reconstruct import build_config as build_reconstruct
+    from dreamlift.methods.reconstruct import reconstruct
+
+    folder = root / "sources" / case.source.replace(" ", "_")
+    if not (folder / "summary.json").is_file():
+        cfg = build_reconstruct("fast", asset=case.source, field=field, steps=steps, device="cpu")
+        reconstruct(cfg, folder, resume=(folder / "config.yaml").is_file(), quiet=True)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", type=int, default=len(CASES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--field", default="nerf")
+    parser.add_argument("--prior", default=None, help="zoo name or folder (default: the step's)")
+    parser.add_argument("--source-steps", type=int, default=None)
+    parser.add_argument("--steps", type=int, nargs=3, metavar=("PROBE", "REVISE", "IPG"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path("out/bench-edit"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--set", action="append", default=[], help="edit config KEY=VALUE")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from dreamlift.methods.common.config import merge, parse_settings
+
+    extra = parse_settings(args.set)
+    t_start = time.perf_counter()
+    rows = []
+    cams = views()
+    for case in CASES[: args.edits]:
+        src_dir = source_run(case, args.work, args.field, args.source_steps)
+        source = load_field(src_dir)
+        mask = keep_mask(case, cams)
+        for method in args.methods:
+            out = args.work / "edits" / f"{case.target.replace(' ', '_')}__{method}"
+            values = {
+                "prompt": case.target,
+                "source": str(src_dir),
+                "device": "cpu",
+                **METHODS[method],
+            }
+            if args.prior:
+                values["step"] = {"prior": args.prior}
+            if args.steps:
+                values.update(probe_steps=args.steps[0], revise_steps=args.steps[1])
+                if METHODS[method].get("ipg_steps", None) != 0:
+                    values["ipg_steps"] = args.steps[2]
+            cfg = build_config("fast", **merge(values, extra))
+            t0 = time.perf_counter()
+            result = edit(cfg, out, resume=(out / "config.yaml").is_file(), quiet=True)
+            seconds = time.perf_counter() - t0
+            edited = load_field(out)
+            m = result["metrics"]
+            row = {
+                "kind": case.kind,
+                "source": case.source,
+                "target": case.target,
+                "method": method,
+                "eta": m.get("eta"),
+                "caption_correct": m.get("caption_correct"),
+                "silhouette_iou": m.get("silhouette_iou"),
+                "colour_error": m.get("colour_error"),
+                "fidelity_psnr": fidelity_psnr(edited, source, mask, cams),
+                **clip_direction(source, edited, case, cams),
+                "seconds": seconds,
+            }
+            rows.append(row)
+            print(
+                f"{case.kind:6s} {case.target[:40]:40s} {method:9s} η {row['eta'] or 0:.2f} "
+                f"IoU {row['silhouette_iou'] or 0:.3f} right {row['caption_correct']} "
+                f"fid {row['fidelity_psnr'] or float('nan'):.1f} dir {row['clip_direction']:.3f} "
+                f"{seconds:.0f} s",
+                flush=True,
+            )
+
+    summary: dict[str, dict[str, float]] = {}
+    for method in args.methods:
+        mine = [r for r in rows if r["method"] == method]
+        fid = [r["fidelity_psnr"] for r in mine if r["fidelity_psnr"] is not None]
+        summary[method] = {
+            "caption_correct": statistics.mean(float(bool(r["caption_correct"])) for r in mine),
+            "silhouette_iou": statistics.mean(r["silhouette_iou"] or 0.0 for r in mine),
+            "fidelity_psnr": statistics.mean(fid) if fid else float("nan"),
+            "clip_direction": statistics.mean(r["clip_direction"] for r in mine),
+            "clip_consistency": statistics.mean(r["clip_consistency"] for r in mine),
+            "seconds": statistics.mean(r["seconds"] for r in mine),
+        }
+    print(
+        f"\n{'method':10s} {'right':>6s} {'IoU':>6s} {'fid dB':>7s} {'dir':>6s} {'cons':>6s} "
+        f"{'s':>5s}"
+    )
+    for method, s in summary.items():
+        print(
+            f"{method:10s} {s['caption_correct']:6.2f} {s['silhouette_iou']:6.3f} "
+            f"{s['fidelity_psnr']:7.1f} {s['clip_direction']:6.3f} "
+            f"{s['clip_consistency']:6.3f} {s['seconds']:5.0f}"
+        )
+    pnr = [r for r in rows if r["method"] == "pnr"]
+    edits = [r for r in pnr if r["kind"] in ("colour", "shape")]
+    adds = [r for r in pnr if r["kind"] == "add" and r["fidelity_psnr"] is not None]
+    bars = {
+        "time_5_min": all(r["seconds"] <= 300 for r in pnr),
+        "colour_shape_edits": bool(edits)
+        and sum(bool(r["caption_correct"]) and (r["silhouette_iou"] or 0) >= 0.8 for r in edits)
+        >= 0.8 * len(edits),
+        "additions_keep_25db": all(r["fidelity_psnr"] >= 25.0 for r in adds),
+    }
+    from run_info import command_line, machine, write_verdict
+
+    result = {
+        "command": command_line("edit.py", argv),
+        "machine": machine(args.threads),
+        "date": time.strftime("%Y-%m-%d"),
+        "summary": summary,
+        "rows": rows,
+        "bars": bars,
+        "all_pass": all(bars.values()),
+        "wall_s": time.perf_counter() - t_start,
+    }
+    write_verdict(args.out, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
