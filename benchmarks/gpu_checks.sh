@@ -14,7 +14,9 @@
 # 3. The real-weights path end to end: the same model saved as a diffusers folder, then
 #    `dreamlift generate "a hamburger" --prior FOLDER --device cuda --preset paper`, and
 #    `--resume` of that run to more steps.
-# 4. Once gsplat is built: the backend parity tests, benchmarks/rasterize_cuda.py (parity and
+# 4. The new methods' paper presets on CUDA: `edit --preset paper` (shortened stages) on the
+#    random-weight SD 2.1 folder and the hamburger run, `invert --preset paper` on toy-eg3d.
+# 5. Once gsplat is built: the backend parity tests, benchmarks/rasterize_cuda.py (parity and
 #    speed at the paper preset's sizes), and the split again through gsplat.
 # Each step has its own time limit, and every result is a file in OUT_DIR as soon as it exists.
 set -u
@@ -65,6 +67,17 @@ for f in summary.json metrics.jsonl turntable.gif; do
     cp "$SCRATCH/hamburger/$f" "$OUT/hamburger_$f" 2>/dev/null
 done
 ls -la "$SCRATCH/hamburger" 2>/dev/null
+
+step "edit --preset paper on the random-weight SD 2.1 folder (probe, revise, IPG on CUDA)"
+timeout 120 "$PY" -m dreamlift edit "$SCRATCH/hamburger" "a cheeseburger" --prior "$SCRATCH/sd21" \
+    --device cuda --preset paper --out "$SCRATCH/edit" --quiet --set probe_steps=20 \
+    --set probe_window=5 --set revise_steps=6 --set ipg_steps=4 --set step.turntable_frames=8
+cp "$SCRATCH/edit/summary.json" "$OUT/edit_paper_summary.json" 2>/dev/null
+
+step "invert --preset paper on toy-eg3d (W 300, W+ 1000, PTI 400) on CUDA"
+timeout 150 "$PY" -m dreamlift invert --head 203 --yaw 25 --preset paper --device cuda \
+    --out "$SCRATCH/invert" --quiet
+cp "$SCRATCH/invert/summary.json" "$OUT/invert_paper_summary.json" 2>/dev/null
 
 step "waiting for the gsplat build"
 while [ ! -f "$SCRATCH/gsplat_build.rc" ]; do sleep 2; done

@@ -137,13 +137,13 @@ def pivotal_tuning(
         image = tuned.render(tuned.synthesis(ws), target.camera, samples=samples).rgb
         loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
         if cfg.anchor == "views":
-            cam = random_orbit_camera(rng, size)
+            cam = random_orbit_camera(rng, size).to(ws.device)
             with torch.no_grad():
                 anchor = frozen.render(frozen.synthesis(ws), cam, samples=samples).rgb
             mine = tuned.render(tuned.synthesis(ws), cam, samples=samples).rgb
             loss = loss + cfg.anchor_weight * F.mse_loss(mine, anchor)
         elif cfg.anchor == "locality":
-            z = torch.randn(1, frozen.z_dim, generator=rng)
+            z = torch.randn(1, frozen.z_dim, generator=rng).to(ws.device)
             w_s = frozen.mapping(z, truncation=0.7)
             direction = w_s - ws
             w_r = ws + cfg.locality_alpha * direction / direction.norm().clamp(min=1e-8)

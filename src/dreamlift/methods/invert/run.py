@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
+from dreamlift.devices import resolve_device
 from dreamlift.errors import ConfigError
 from dreamlift.generators.base import GeneratorError
 from dreamlift.generators.triplane import TriplaneGenerator
@@ -89,8 +90,8 @@ def _turntable(gen: TriplaneGenerator, ws: Tensor, cfg: InvertConfig) -> Tensor:
     with torch.no_grad():
         planes = gen.synthesis(ws)
         for y in yaw.tolist():
-            cam = head_cameras(y, 10.0, cfg.turntable_resolution)
-            frames.append(gen.render(planes, cam).rgb[0].permute(1, 2, 0))
+            cam = head_cameras(y, 10.0, cfg.turntable_resolution).to(planes.device)
+            frames.append(gen.render(planes, cam).rgb[0].permute(1, 2, 0).cpu())
     return torch.stack(frames)
 
 
@@ -98,8 +99,8 @@ def _mesh(gen: TriplaneGenerator, ws: Tensor, cfg: InvertConfig, path: Path):  #
     with torch.no_grad():
         planes = gen.synthesis(ws)
         verts, faces, colours = extract_mesh(
-            lambda p: gen.sigma(planes, p[None])[0],
-            lambda p: gen.raw(planes, p[None])[1][0],
+            lambda p: gen.sigma(planes, p[None].to(planes.device))[0],
+            lambda p: gen.raw(planes, p[None].to(planes.device))[1][0],
             gen.cfg.box,
             cfg.mesh_resolution,
             cfg.mesh_threshold,
@@ -124,7 +125,9 @@ def invert(
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
     target, pose = _target(request, cfg.resolution)  # bad input fails before any loading
-    gen = load_generator(cfg.generator, cfg.device)
+    device = resolve_device(cfg.device)
+    gen = load_generator(cfg.generator, device)
+    target = Target(target.image.to(device), target.camera.to(device))
     distance = load_feature_distance() if cfg.perceptual_weight > 0 else None
     load_s = time.perf_counter() - t_start
 
@@ -139,7 +142,7 @@ def invert(
         with torch.no_grad():
             own = generator.render(generator.synthesis(ws), target.camera).rgb
         stage_scores[stage] = {
-            "input_psnr": psnr(own, target.image),
+            "input_psnr": psnr(own.cpu(), target.image.cpu()),
             **novel_view_scores(generator, ws, request.head, cfg.resolution),
         }
         score_s += time.perf_counter() - t0
@@ -161,7 +164,7 @@ def invert(
     if state.tuned:
         final.save_pretrained(out / "generator")
         outputs["generator"] = out / "generator" / "config.json"
-    outputs["input"] = save_image(out / "input.png", target.image[0].permute(1, 2, 0))
+    outputs["input"] = save_image(out / "input.png", target.image[0].permute(1, 2, 0).cpu())
     with torch.no_grad():
         poses = [pose, *NOVEL_POSES]
         cams = head_cameras(

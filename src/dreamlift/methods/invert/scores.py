@@ -51,7 +51,8 @@ def novel_view_scores(
     cams = head_cameras(
         torch.tensor([p.yaw for p in poses]), torch.tensor([p.pitch for p in poses]), resolution
     )
-    pred = gen.render(gen.synthesis(ws), cams).rgb
+    planes = gen.synthesis(ws)
+    pred = gen.render(planes, cams.to(planes.device)).rgb.cpu()
     whole = [psnr(pred[i], truth["rgb"][i]) for i in range(len(poses))]
     inner = [
         psnr(pred[i], truth["rgb"][i], head_pixels(truth["alpha"][i : i + 1])[0])
