@@ -165,7 +165,8 @@ def judge(control: Control, settings: GroundTruthSettings | None = None) -> dict
     out: dict[str, Any] = {"silhouette_iou": (iou, iou >= SILHOUETTE_IOU_RIGHT)}
     if len(desc.objects) == 1:
         ranking = shape_ranking(fn, desc, settings)
-        out["shape"] = (ranking["winner"], bool(ranking["described_wins"]))
+        seen = max(ranking["ious"].values()) > 0  # type: ignore[union-attr]
+        out["shape"] = (ranking["winner"] if seen else "–", bool(ranking["described_wins"]))
         colour = colour_ranking(fn, desc, settings)
         out["colour"] = (
             colour["colour_named"] or colour["colour_verdict"],
