@@ -76,8 +76,9 @@ def _looks_like_path(text: str) -> bool:
     return any(sep in text for sep in ("/", "\\")) or text.startswith((".", "~"))
 
 
-def read_model_index(folder: Path) -> dict[str, Any]:
-    """Check the folder's layout and return its ``model_index.json``."""
+def read_model_index(folder: Path, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check the folder's layout and return its ``model_index.json``; the components in
+    ``without`` (given otherwise, e.g. a UNet from another checkpoint) are not checked."""
     if not folder.is_dir():
         raise ModelError(f"model folder not found: {folder}")
     index_file = folder / "model_index.json"
@@ -87,12 +88,14 @@ def read_model_index(folder: Path) -> dict[str, Any]:
         index = json.loads(index_file.read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"unreadable model_index.json in {folder}: {exc}") from None
-    missing = [name for name in REQUIRED if not _declared(index.get(name))]
+    required = [name for name in REQUIRED if name not in without]
+    missing = [name for name in required if not _declared(index.get(name))]
     if missing:
         raise ModelError(f"model_index.json in {folder} lacks component(s): {', '.join(missing)}")
     for name in WEIGHTED:
-        _weights_variant(folder / name)
-    for name in REQUIRED:
+        if name not in without:
+            _weights_variant(folder / name)
+    for name in required:
         check_json_objects(folder / name)
     return index
 
@@ -231,21 +234,29 @@ def model_load_errors(what: str) -> Iterator[None]:
 
 
 def load_components(
-    folder: Path, device: str | torch.device = "auto", dtype: str | torch.dtype | None = None
+    folder: Path,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    unet: torch.nn.Module | None = None,
 ) -> PriorComponents:
     """Load and freeze the five parts of a diffusers text-to-image folder.
 
     Components are loaded one by one (not through a pipeline class) so that SD 1.x, 2.x,
     2-depth and the zoo's folders share the code, and the depth estimator or safety checker a
     folder may carry is never loaded. The scheduler's config is kept; the prior always does
-    DDIM with it, whatever scheduler class the folder names.
+    DDIM with it, whatever scheduler class the folder names. A given ``unet`` (MVDream's,
+    from its own checkpoint) replaces the folder's, which then need not exist.
     """
     folder = Path(folder)
-    index = read_model_index(folder)
+    index = read_model_index(folder, without=("unet",) if unet is not None else ())
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     loaded: dict[str, Any] = {}
+    if unet is not None:
+        loaded["unet"] = unet.requires_grad_(False).eval().to(dev, dt)
     for name in ("unet", "vae", "text_encoder"):
+        if name in loaded:
+            continue
         cls = _component_class(folder, name, index[name])
         kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True}
         variant = _weights_variant(folder / name)

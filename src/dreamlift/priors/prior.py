@@ -44,6 +44,9 @@ class EpsParts:
 class DiffusionPrior:
     """A frozen latent diffusion model with the operations 3D lifting methods need."""
 
+    num_views: int = 1
+    """Views denoised together (a multi-view prior's group size; 1: each image alone)."""
+
     def __init__(self, parts: PriorComponents) -> None:
         self.folder = parts.folder
         self.unet = parts.unet
@@ -80,9 +83,16 @@ class DiffusionPrior:
 
         Depth conditioning is detected from the UNet (5 input channels), v-prediction from
         the scheduler config. ``device="auto"`` picks CUDA when present; ``dtype`` defaults to
-        fp16 on CUDA and fp32 on CPU.
+        fp16 on CUDA and fp32 on CPU. A multi-view folder (``multiview.json`` or MVDream's
+        checkpoint) loads as a :class:`~dreamlift.priors.multiview.MultiViewPrior`.
         """
-        return cls(load_components(resolve_model(name_or_path), device, dtype))
+        folder = resolve_model(name_or_path)
+        if cls is DiffusionPrior:
+            from dreamlift.priors.multiview import MultiViewPrior, is_multiview_folder
+
+            if is_multiview_folder(folder):
+                return MultiViewPrior.load(folder, device, dtype)
+        return cls(load_components(folder, device, dtype))
 
     # ------------------------------------------------------------------ schedule
     @property
