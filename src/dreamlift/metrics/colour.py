@@ -18,7 +18,8 @@ out "grey"). So the judge:
    dull olive is far from grey (chroma, hue).
 4. **Names a colour only when a person would** (:func:`colour_verdict`): the nearest
    palette colour is a ``match`` when the estimate lies within ``MATCH_FRACTION`` of the
-   distance from that colour to its nearest palette neighbour, and the second nearest is at
+   distance from that colour to its nearest palette neighbour (or within ``MATCH_FLOOR``
+   ΔE00 where two palette colours sit close together), and the second nearest is at
    least ``MARGIN_RATIO`` times farther; otherwise the verdict is ``ambiguous`` (between two
    palette colours) or ``none`` (far from every one: olive, a colour the palette lacks). A
    colour half-way between two palette colours — the point of the CIELAB segment between
@@ -50,6 +51,11 @@ LIT_FRACTION = 0.25
 MATCH_FRACTION = 0.5
 """A palette colour matches when ΔE00 to it is at most this share of the ΔE00 from it to its
 nearest palette neighbour: nearer than half-way."""
+MATCH_FLOOR = 12.0
+"""...or at most this ΔE00, whichever is larger: blue and purple are only 13.9 apart, and
+half of that would refuse a result a person calls blue at once (an edit's blue cube measured
+ΔE00 10.3 from blue and 20.9 from purple); the margin below still makes the nearer colour
+clearly nearer."""
 MARGIN_RATIO = 1.5
 """...and the second nearest palette colour is at least this many times farther."""
 
@@ -194,7 +200,7 @@ def colour_verdict(albedo: Tensor) -> dict[str, object]:
     de = terms["de"]
     order = de.argsort()
     first, second = int(order[0]), int(order[1])
-    close = float(de[first]) <= MATCH_FRACTION * float(neighbour[first])
+    close = float(de[first]) <= max(MATCH_FRACTION * float(neighbour[first]), MATCH_FLOOR)
     clear = float(de[second]) >= MARGIN_RATIO * float(de[first])
     verdict = "match" if close and clear else ("none" if clear else "ambiguous")
     return {
