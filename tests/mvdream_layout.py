@@ -127,3 +127,32 @@ def official_checkpoint(seed: int = 0, **layout: object) -> dict[str, Tensor]:
     state["betas"] = betas
     state["alphas_cumprod"] = torch.cumprod(1 - betas, 0)
     return state
+
+
+TINY_LAYOUT = {
+    "model_channels": 32,
+    "channel_mult": (1, 2),
+    "num_res_blocks": 1,
+    "attention_levels": (True, False),
+    "context_dim": 32,
+}
+"""A tiny MultiViewUNetModel (GroupNorm's 32 groups need 32-channel multiples); its context
+width is the tiny SD folder's text encoder width."""
+
+
+def write_mvdream_folder(folder):  # noqa: ANN001, ANN201 - a test helper
+    """A tiny SD folder (VAE, text encoder, tokenizer, scheduler; no unet/) with a random
+    checkpoint in the official key layout beside it, 16-channel heads, 8² latents."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from dreamlift.priors.multiview import MultiViewSettings
+    from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd
+
+    config = TinySDConfig(unet_channels=(8, 8), unet_groups=4, attention_head_dim=2)
+    save_tiny_sd(folder, sample_size=8, config=config)
+    shutil.rmtree(folder / "unet")
+    save_file(official_checkpoint(**TINY_LAYOUT), str(folder / "sd-v2.1-base-4view.safetensors"))
+    MultiViewSettings(head_channels=16, sample_size=8).save(folder)
+    return folder

@@ -7,13 +7,17 @@ import json
 
 import pytest
 import torch
-from mvdream_layout import official_checkpoint, official_unet_shapes
+from mvdream_layout import (
+    TINY_LAYOUT,
+    official_checkpoint,
+    official_unet_shapes,
+    write_mvdream_folder,
+)
 from safetensors.torch import save_file
 
 from dreamlift.errors import ModelError
 from dreamlift.priors import DiffusionPrior, MultiViewPrior
 from dreamlift.priors.multiview import (
-    MultiViewSettings,
     add_camera_embedding,
     camera_codes,
     group_azimuths,
@@ -100,33 +104,12 @@ def test_camera_codes_are_mvdreams_normalised_opengl_cam2world():
 
 
 # ---------------------------------------------------------------------- official checkpoint
-LAYOUT = {
-    "model_channels": 32,
-    "channel_mult": (1, 2),
-    "num_res_blocks": 1,
-    "attention_levels": (True, False),
-    "context_dim": 32,
-}
+LAYOUT = TINY_LAYOUT
 
 
 @pytest.fixture(scope="module")
 def mvdream_folder(tmp_path_factory):
-    """A tiny SD folder (VAE, text encoder, tokenizer, scheduler) with a random checkpoint in
-    the official key layout beside it, and no unet/ of its own."""
-    import shutil
-
-    from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd
-
-    folder = tmp_path_factory.mktemp("mvdream")
-    save_tiny_sd(
-        folder,
-        sample_size=8,
-        config=TinySDConfig(unet_channels=(8, 8), unet_groups=4, attention_head_dim=2),
-    )
-    shutil.rmtree(folder / "unet")
-    save_file(official_checkpoint(**LAYOUT), str(folder / "sd-v2.1-base-4view.safetensors"))
-    MultiViewSettings(head_channels=16, sample_size=8).save(folder)
-    return folder
+    return write_mvdream_folder(tmp_path_factory.mktemp("mvdream"))
 
 
 def test_official_layout_converts_with_no_missing_or_unexpected_key():

@@ -33,6 +33,7 @@ from dreamlift.guidance.ge3d import (
 )
 from dreamlift.guidance.guard import NonFiniteGuard
 from dreamlift.guidance.ism import ISMConfig, ISMGuidance
+from dreamlift.guidance.mvsds import MVSDSConfig, MVSDSGuidance
 from dreamlift.guidance.perpneg import PerpNegConfig
 from dreamlift.guidance.sds import SDSConfig, SDSGuidance
 
@@ -47,6 +48,8 @@ __all__ = [
     "GuidanceSpec",
     "ISMConfig",
     "ISMGuidance",
+    "MVSDSConfig",
+    "MVSDSGuidance",
     "NonFiniteGuard",
     "PerpNegConfig",
     "SDSConfig",

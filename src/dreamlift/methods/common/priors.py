@@ -13,7 +13,7 @@ from dreamlift.world import parse
 from dreamlift.world.assets import Description
 from dreamlift.zoo.tokenizer import uses_world_vocabulary
 
-TOY_PRIORS = ("toy-sd", "toy-sd-depth", "toy-sd-camera")
+TOY_PRIORS = ("toy-sd", "toy-sd-depth", "toy-sd-camera", "toy-mvdream")
 """Zoo priors that know only the world's caption grammar."""
 
 

@@ -57,15 +57,17 @@ def step_config(
     anneal_fraction: float,
 ):  # noqa: ANN201
     """The generate step's config of one stage: the edit prompt, the stage's length and its
-    t schedule (fixed at ``t_range`` or annealed to ``t_end``)."""
-    sds = dataclasses.replace(
-        cfg.step.sds,
+    t schedule (fixed at ``t_range`` or annealed to ``t_end``) on the step's guidance, SDS or
+    MV-SDS (both take the same t settings)."""
+    name = cfg.step.guidance if cfg.step.guidance == "mvsds" else "sds"
+    guidance = dataclasses.replace(
+        getattr(cfg.step, name),
         t_range=t_range,
         t_max_end=None if t_end is None else t_end[1],
         t_min_end=None if t_end is None else t_end[0],
         anneal_fraction=anneal_fraction,
     )
-    return dataclasses.replace(cfg.step, prompt=cfg.prompt, steps=steps, sds=sds)
+    return dataclasses.replace(cfg.step, prompt=cfg.prompt, steps=steps, **{name: guidance})
 
 
 class ProbeStep:

@@ -19,7 +19,7 @@ from dreamlift.errors import DreamliftError
 from dreamlift.fields.gaussians import GaussiansConfig
 from dreamlift.fields.nerf import NerfConfig
 from dreamlift.fields.registry import check_field_name
-from dreamlift.guidance import GE3DConfig, ISMConfig, SDSConfig
+from dreamlift.guidance import GE3DConfig, ISMConfig, MVSDSConfig, SDSConfig
 from dreamlift.guidance.base import guidance_spec
 from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT
 from dreamlift.methods.common import config as settings
@@ -63,6 +63,8 @@ class GenerateConfig:
     resolution_warmup: tuple[tuple[int, float], ...] = ((0, 0.5), (150, 1.0))
     """(start step, fraction of ``resolution``): coarse renders first (cheap, shape only)."""
     views_per_step: int = 1
+    """Renders per step; with a multi-view prior, rounded up to whole groups of its views
+    (4 azimuths 90° apart from a random start, one elevation: MVDream's cameras)."""
     radius: tuple[float, float] = (DEFAULT_ORBIT.radius, DEFAULT_ORBIT.radius)
     elevation: tuple[float, float] = (0.0, 40.0)
     fov: tuple[float, float] = (DEFAULT_ORBIT.fov_deg, DEFAULT_ORBIT.fov_deg)
@@ -132,6 +134,7 @@ class GenerateConfig:
     sds: SDSConfig = dataclass_field(default_factory=lambda: SDSConfig(form="x0"))
     ism: ISMConfig = dataclass_field(default_factory=ISMConfig)
     ge3d: GE3DConfig = dataclass_field(default_factory=GE3DConfig)
+    mvsds: MVSDSConfig = dataclass_field(default_factory=MVSDSConfig)
 
     def field_config(self) -> Any:
         return getattr(self, self.field)

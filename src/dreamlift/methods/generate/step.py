@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dreamlift.cameras import Cameras, OrbitRange, sample_orbit
+from dreamlift.cameras import Cameras, OrbitRange, orbit_cameras, sample_orbit
 from dreamlift.fields.base import Field
 from dreamlift.fields.gaussians import GaussianField
 from dreamlift.guidance import GuidanceInput, make_guidance
@@ -29,6 +29,23 @@ from dreamlift.utils.timing import SectionTimer
 def orbit_range(cfg: GenerateConfig, step: int) -> OrbitRange:
     half = azimuth_half_range(step, cfg.azimuth_start, cfg.azimuth_growth, cfg.azimuth_every)
     return OrbitRange(cfg.radius, cfg.elevation, (-half, half), cfg.fov)
+
+
+def sample_views(
+    n: int, size: int, ranges: OrbitRange, generator: torch.Generator, group: int = 1
+) -> tuple[Cameras, Tensor, Tensor]:
+    """``n`` orbit cameras; with ``group`` > 1, whole groups (n rounded up) of ``group``
+    azimuths evenly spaced from a random start within ``ranges``, sharing one camera's
+    elevation, radius and field of view (MVDream's camera groups, arXiv 2308.16512 Sec. 3.1)."""
+    if group <= 1:
+        return sample_orbit(n, size, ranges, generator)
+    lead, start, elevation = sample_orbit(-(-n // group), size, ranges, generator)
+    spread = start[:, None] + torch.arange(group) * (360.0 / group)
+    azimuth = ((spread + 180.0) % 360.0 - 180.0).reshape(-1)
+    radius = lead.centers.norm(dim=-1).repeat_interleave(group)
+    fov = torch.rad2deg(2 * torch.atan(0.5 * size / lead.fx)).repeat_interleave(group)
+    elevation = elevation.repeat_interleave(group)
+    return orbit_cameras(azimuth, elevation, radius, fov, size), azimuth, elevation
 
 
 def render_views(
@@ -102,8 +119,9 @@ class TextTo3D:
         #    prior's size (a mirrored view is what a camera mirrored about the front sees)
         res = max(8, round(self.full * render_scale(step, cfg.resolution_warmup)))
         with timer.section("render_forward"):
-            cams, azimuth, elevation = sample_orbit(
-                cfg.views_per_step, res, orbit_range(cfg, step), self.cameras_gen
+            cams, azimuth, elevation = sample_views(
+                cfg.views_per_step, res, orbit_range(cfg, step), self.cameras_gen,
+                self.prior.num_views,
             )
             background = self.step_background()
             self.last_cameras, self.last_background = cams, background
