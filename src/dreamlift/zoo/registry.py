@@ -63,6 +63,14 @@ ZOO: dict[str, ZooEntry] = {
             "dreamlift.zoo.recipes.camera",
         ),
         ZooEntry(
+            "toy-mvdream",
+            "toy-sd as a multi-view prior (MVDream's design: 4 views denoised together, "
+            "self-attention across them, camera MLP on the timestep embedding)",
+            ("unet",),
+            (*_SD_FILES, "multiview.json"),
+            "dreamlift.zoo.recipes.mvdream",
+        ),
+        ZooEntry(
             "toy-clip",
             "contrastive image–text model of world renders (metrics, sample judging)",
             ("clip",),

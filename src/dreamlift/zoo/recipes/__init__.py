@@ -8,6 +8,7 @@ toy-sd         decoder   :class:`~dreamlift.zoo.recipes.decoder.DecoderRecipe` �
 toy-sd         unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` → ``toy-sd``
 toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) → ``toy-sd-depth``
 toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` → ``toy-sd-camera``
+toy-mvdream    unet      :class:`~dreamlift.zoo.recipes.mvdream.MVDreamRecipe` → ``toy-mvdream``
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
 toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
 toy-pose …     net       :class:`~dreamlift.zoo.recipes.head_nets.HeadNetRecipe` (also
@@ -110,6 +111,14 @@ def make_recipe(
     if model == "toy-eg3d":
         ecfg = with_steps(EG3DConfig.tiny() if tiny else EG3DConfig())
         return EG3DRecipe(ecfg, folder, data_root, quiet)
+    if model == "toy-mvdream":
+        from dreamlift.zoo.recipes.mvdream import MVDreamConfig, MVDreamRecipe
+
+        mcfg = with_steps(MVDreamConfig.tiny() if tiny else MVDreamConfig())
+        return MVDreamRecipe(
+            mcfg, folder, data_root, root / "toy-sd", root / "toy-clip", root / "toy-sd-camera",
+            quiet,
+        )
     if model == "toy-sd-camera":
         camera_cfg = with_steps(SDConfig.tiny() if tiny else SDConfig.camera())
         return CameraRecipe(
