@@ -152,6 +152,8 @@ def test_edit_runs_probe_revise_ipg_and_records_eta(source_run, tiny_prior, tmp_
         assert (tmp_path / "e" / result["outputs"][name]).is_file()
     summary = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert summary["metrics"]["source_run"] == str(source_run)
+    split = summary["iteration_split"]
+    assert split["iterations"] == 4 + 3 + 2 and 0 < split["prior_fraction"] < 1
     records = [json.loads(x) for x in (tmp_path / "e" / "metrics.jsonl").read_text().splitlines()]
     assert any("loss_ipg_l1" in r for r in records)
 

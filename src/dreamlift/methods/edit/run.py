@@ -42,9 +42,11 @@ from dreamlift.methods.edit.perturb import perturb_geometry
 from dreamlift.methods.generate.prompts import resolve_prompt, world_description
 from dreamlift.methods.generate.scoring import world_scores
 from dreamlift.methods.generate.step import TextTo3D
+from dreamlift.methods.generate.timing import iteration_split, timing_prior
 from dreamlift.metrics.perceptual import FeatureDistance, load_feature_distance
 from dreamlift.priors import DiffusionPrior
 from dreamlift.stages import Stage, StageState, load_field, run_checkpoints, run_stages
+from dreamlift.utils.timing import SectionTimer
 
 SOURCE_FOLDER = "source"
 
@@ -235,10 +237,13 @@ def edit(
         "perturb": torch.Generator().manual_seed(cfg.seed + 3),
     }
     prompt, template = resolve_prompt(dataclasses.replace(cfg.step, prompt=cfg.prompt), prior)
+    timer = SectionTimer()  # every stage's step adds into it: one iteration split for the run
 
     def text_step(steps: int, t_range, t_end, fraction) -> TextTo3D:  # noqa: ANN001
         scfg = step_config(cfg, steps, t_range, t_end, fraction)
-        return TextTo3D(scfg, fld, prior, prompt, template, gens["cameras"], gens["guidance"])
+        return TextTo3D(
+            scfg, fld, prior, prompt, template, gens["cameras"], gens["guidance"], timer
+        )
 
     t_probe = (cfg.probe_t, cfg.probe_t)
 
@@ -298,8 +303,15 @@ def edit(
         quiet=quiet,
     )
     state: StageState = {}
-    staged = run_stages(fld, stages, run, gens, resume, settings, state)
-    timings["train_s"] = sum(r.timings.get("step_s", 0.0) for r in staged.results.values())
+    with timing_prior(timer, prior):
+        staged = run_stages(fld, stages, run, gens, resume, settings, state)
+    loop: dict[str, float] = {}
+    for result in staged.results.values():
+        for key, value in result.timings.items():
+            loop[key] = loop.get(key, 0.0) + value
+    timings["train_s"] = loop.get("step_s", 0.0)
+    split = iteration_split(loop, timer.seconds)
+    split["iterations"] = sum(r.steps_done - r.resumed_from for r in staged.results.values())
 
     fld.eval()
     warnings: list[str] = []
@@ -345,5 +357,12 @@ def edit(
         prompt=cfg.prompt,
         warnings=warnings,
         stages_skipped=staged.skipped,
+        iteration_split=split,
     )
-    return {"metrics": metrics, "timings": timings, "outputs": outputs, "warnings": warnings}
+    return {
+        "metrics": metrics,
+        "timings": timings,
+        "outputs": outputs,
+        "warnings": warnings,
+        "iteration_split": split,
+    }
