@@ -77,7 +77,7 @@ class EG3DConfig:
     latent_init_std: float = 0.01
     train: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
-            steps=10_000,
+            steps=7_000,
             lr=1e-3,
             weight_decay=0.0,
             warmup=200,
