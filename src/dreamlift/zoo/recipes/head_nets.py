@@ -121,7 +121,7 @@ def build_head_cache(spec: HeadCacheSpec, root: Path, quiet: bool = False) -> di
 @dataclass(frozen=True)
 class HeadNetConfig:
     task: Task = "pose"
-    channels: tuple[int, ...] = (32, 64, 128, 256)
+    channels: tuple[int, ...] = (16, 32, 64, 128)
     embedding: int = 128
     resolution: int = 64
 
@@ -270,13 +270,13 @@ class HeadNetRecipeConfig:
     held_out: HeadCacheSpec = field(
         default_factory=lambda: HeadCacheSpec(split="held_out", items=1000, seed=1)
     )
-    batch: int = 64
-    heads_per_batch: int = 16
+    batch: int = 32
+    heads_per_batch: int = 8
     """toy-id: a batch is this many heads × (batch / heads) renders of each."""
     temperature: float = 0.1
     train: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
-            steps=3000,
+            steps=2000,
             lr=2e-3,
             weight_decay=1e-4,
             warmup=100,
