@@ -1,7 +1,7 @@
 """The three optimisations of an inversion: W, then W+, then pivotal tuning.
 
-Every step renders the whole input view (the perceptual distance needs whole images) with the
-config's reduced sample counts; outputs are rendered afterwards with the generator's own.
+Every step renders the whole input view (the perceptual distance needs whole images), with
+the config's sample counts when it sets them and the generator's own otherwise.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ class InversionState:
     generator: Generator3D  # tuned copy after PTI, else the input generator
     tuned: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
-    losses: dict[str, float] = field(default_factory=dict)
 
 
 def ramp(step: int, total: int, rampup: float = 0.05, rampdown: float = 0.25) -> float:
