@@ -40,8 +40,8 @@ from dreamlift.methods.invert.scores import (
     mesh_silhouette_iou,
     mesh_silhouettes,
     novel_view_scores,
-    psnr,
 )
+from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.world.heads import HELD_OUT_HEADS, head_cameras, training_head_seeds
 
@@ -113,7 +113,7 @@ def invert_head(gen, distance, head: int, pose: Pose, cfg) -> dict:  # noqa: ANN
         with torch.no_grad():
             own = g.render(g.synthesis(ws), target.camera).rgb
         row[name] = {
-            "input_psnr": psnr(own, image),
+            "input_psnr": masked_psnr(own, image),
             **novel_view_scores(g, ws, head, cfg.resolution),
             "seconds": seconds,
         }

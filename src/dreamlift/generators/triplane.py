@@ -22,7 +22,6 @@ are XY (seen from above), XZ (from the side) and YZ (from the front, where the f
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -376,18 +375,3 @@ class TriplaneGenerator(nn.Module):
                 f"{folder / WEIGHTS_NAME} does not match its config ({first})"
             ) from None
         return model.to(device).eval()
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def psnr(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
-    """PSNR in dB of images in [0, 1]; over ``mask``'s pixels only when given."""
-    err = (a - b).square()
-    if mask is not None:
-        m = mask.expand_as(err)
-        mse = float((err * m).sum() / m.sum().clamp(min=1))
-    else:
-        mse = float(err.mean())
-    return 10 * math.log10(1.0 / max(mse, 1e-10))

@@ -6,6 +6,8 @@ can average over views itself.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -14,6 +16,19 @@ from torch import Tensor
 def psnr(pred: Tensor, target: Tensor) -> Tensor:
     mse = ((pred - target) ** 2).flatten(1).mean(1)
     return -10.0 * torch.log10(mse.clamp(min=1e-10))
+
+
+def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> float:
+    """One PSNR in dB over all of ``pred``'s values (any layout), or over ``mask``'s pixels
+    only (broadcast to the images): on a white background most pixels are easy, and the
+    object's own pixels say more."""
+    err = (pred - target).square()
+    if mask is None:
+        mse = float(err.mean())
+    else:
+        m = mask.expand_as(err)
+        mse = float((err * m).sum() / m.sum().clamp(min=1))
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
 def _gaussian_window(size: int, sigma: float, channels: int, like: Tensor) -> Tensor:

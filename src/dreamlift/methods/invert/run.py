@@ -34,8 +34,8 @@ from dreamlift.methods.invert.scores import (
     NOVEL_POSES,
     mesh_silhouette_iou,
     novel_view_scores,
-    psnr,
 )
+from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
 from dreamlift.world.heads import check_head_seed, head_cameras
@@ -156,7 +156,7 @@ def _invert(
         with torch.no_grad():
             own = generator.render(generator.synthesis(ws), target.camera).rgb
         stage_scores[stage] = {
-            "input_psnr": psnr(own.cpu(), target.image.cpu()),
+            "input_psnr": masked_psnr(own.cpu(), target.image.cpu()),
             **novel_view_scores(generator, ws, request.head, cfg.resolution),
         }
         score_s += time.perf_counter() - t0

@@ -6,8 +6,6 @@ PSNR over the head's pixels (its silhouette dilated by one pixel) is reported be
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,21 +14,12 @@ from torch import Tensor
 from dreamlift.cameras import Cameras
 from dreamlift.generators.base import Generator3D
 from dreamlift.methods.invert.inputs import Pose, render_world_head
+from dreamlift.metrics.image import masked_psnr
 from dreamlift.world.heads import head_cameras
 
 NOVEL_POSES = (Pose(-40.0, 10.0), Pose(40.0, 10.0), Pose(0.0, 45.0))
 """±40° of yaw and a view from above: the views a single-image inversion must invent."""
 SILHOUETTE_POSES = tuple(Pose(45.0 * i, 10.0) for i in range(8))
-
-
-def psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> float:
-    err = (pred - target).square()
-    if mask is not None:
-        m = mask.expand_as(err)
-        mse = float((err * m).sum() / m.sum().clamp(min=1))
-    else:
-        mse = float(err.mean())
-    return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
 def head_pixels(alpha: Tensor) -> Tensor:
@@ -53,9 +42,9 @@ def novel_view_scores(
     )
     planes = gen.synthesis(ws)
     pred = gen.render(planes, cams.to(planes.device)).rgb.cpu()
-    whole = [psnr(pred[i], truth["rgb"][i]) for i in range(len(poses))]
+    whole = [masked_psnr(pred[i], truth["rgb"][i]) for i in range(len(poses))]
     inner = [
-        psnr(pred[i], truth["rgb"][i], head_pixels(truth["alpha"][i : i + 1])[0])
+        masked_psnr(pred[i], truth["rgb"][i], head_pixels(truth["alpha"][i : i + 1])[0])
         for i in range(len(poses))
     ]
     return {"novel_psnr": sum(whole) / len(whole), "novel_psnr_head": sum(inner) / len(inner)}

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from dreamlift.errors import DataError
 from dreamlift.generators.triplane import TriplaneConfig, TriplaneGenerator
+from dreamlift.metrics.image import masked_psnr
 from dreamlift.world.head_datasets import HeadDatasetConfig, random_light
 from dreamlift.world.heads import head_cameras, head_params, training_head_seeds
 from dreamlift.world.heads_geometry import render_head
@@ -263,8 +264,6 @@ class EG3DRecipe:
     def evaluate(self) -> dict[str, float]:
         """Fit on training heads: PSNR of 16 heads' first training view, whole image and head
         pixels, rendered from the exported generator at each head's trained latent."""
-        from dreamlift.generators.triplane import psnr
-
         if self.views is None:
             self.prepare()
         model = TriplaneGenerator.from_pretrained(self.folder)
@@ -279,6 +278,6 @@ class EG3DRecipe:
             out = model.render(model.synthesis(model.broadcast(codes[k : k + 1])), cams)
             target = v.images[k, :1].float() / 255
             mask = (v.alpha[k, :1].float() / 255 > 0.02).float()
-            whole.append(psnr(out.rgb, target))
-            inner.append(psnr(out.rgb, target, mask))
+            whole.append(masked_psnr(out.rgb, target))
+            inner.append(masked_psnr(out.rgb, target, mask))
         return {"train_psnr": sum(whole) / len(whole), "train_psnr_head": sum(inner) / len(inner)}
