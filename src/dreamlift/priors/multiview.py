@@ -261,11 +261,5 @@ class MultiViewPrior(DiffusionPrior):
         if b % n:
             raise ModelError(f"a batch of {b} latents for {n} cameras")
         camera = self._camera.repeat(b // n, 1).to(self.dtype)
-        out = self.unet(
-            latents.to(self.dtype),
-            t,
-            encoder_hidden_states=states.to(self.dtype),
-            class_labels=camera,
-            return_dict=False,
-        )[0]
+        out = self.unet_call(latents.to(self.dtype), t, states.to(self.dtype), camera)
         return self.schedule.eps_from_output(out, latents, t)

@@ -28,6 +28,7 @@ from dreamlift.priors.features import FeatureCapture
 from dreamlift.priors.loading import PriorComponents, load_components, resolve_model
 from dreamlift.priors.schedule import NoiseSchedule, Timestep
 from dreamlift.priors.text import TextEmbeddings, encode_prompts, view_prompts
+from dreamlift.priors.unet_call import UNetCall
 
 StepCallback = Callable[[int, Tensor, Tensor], None]
 
@@ -50,6 +51,9 @@ class DiffusionPrior:
     def __init__(self, parts: PriorComponents) -> None:
         self.folder = parts.folder
         self.unet = parts.unet
+        self.unet_call = UNetCall(self.unet, trace=torch.device(parts.device).type == "cpu")
+        """Every UNet forward goes through this (traced without autograd on CPU; see
+        :mod:`dreamlift.priors.unet_call`); time the UNet by hooks on it."""
         self.vae = parts.vae
         self.text_encoder = parts.text_encoder
         self.tokenizer = parts.tokenizer
@@ -220,9 +224,7 @@ class DiffusionPrior:
 
     def _eps(self, latents: Tensor, t: Tensor, states: Tensor, depth: Tensor | None) -> Tensor:
         x = latents if depth is None else torch.cat([latents, depth.to(latents)], dim=1)
-        out = self.unet(
-            x.to(self.dtype), t, encoder_hidden_states=states.to(self.dtype), return_dict=False
-        )[0]
+        out = self.unet_call(x.to(self.dtype), t, states.to(self.dtype))
         return self.schedule.eps_from_output(out, latents, t)
 
     def predict_eps(

@@ -25,7 +25,7 @@ def timing_prior(timer: SectionTimer, prior: DiffusionPrior) -> AbstractContextM
     """A context timing every call of the prior's UNet, VAE encoder and decoder, and text
     encoder into ``timer`` (forward hooks, removed on exit)."""
     vae = prior.vae
-    modules = {"unet": prior.unet, "text_encoder": prior.text_encoder}
+    modules = {"unet": prior.unet_call, "text_encoder": prior.text_encoder}
     if hasattr(vae, "encoder") and hasattr(vae, "decoder"):
         modules.update(vae_encode=vae.encoder, vae_decode=vae.decoder)
     return timer.modules(modules)

@@ -1,0 +1,113 @@
+"""The prior's one door to its UNet: eager when autograd or hooks need the modules, a traced
+graph when neither does.
+
+Why: the toy UNets are small (1.7 M parameters at 16² latents), so on a CPU a diffusers
+forward spends about a third of its time in Python — module calls, config look-ups, shape
+checks — rather than in kernels. Score distillation calls the UNet many times a step without
+gradients (GE3D: up to 12 calls, an inversion and a guided trajectory), so that overhead is
+most of a run. A TorchScript trace of the same forward runs the same ATen kernels in the same
+order without the Python: the outputs are bit-identical (tested at every batch size and
+thread count), so traced and eager runs give the same result, step for step, and ``--resume``
+stays exact across the two.
+
+A trace is specific to its input shapes and to the Python branches taken while tracing, so
+one is kept per call signature (shapes, dtypes, device, whether a camera code is passed). It
+is used only when nothing needs the eager modules:
+
+* autograd is off (``torch.no_grad`` / ``inference_mode``) — a call that needs the UNet's
+  Jacobian, or trains it, runs eagerly;
+* the UNet is in eval mode;
+* no forward hook is registered on any of its modules (feature capture, as Diffusion
+  Handles records, runs eagerly);
+* the attention processors are the ones traced (installing others, e.g. the multi-view
+  attention, retraces).
+
+The graph reads the UNet's parameter tensors, so in-place weight updates are seen; replacing
+a parameter object, or moving the UNet, needs :meth:`UNetCall.clear` (``.to()`` on the
+prior's modules keeps the objects). Set ``DREAMLIFT_EAGER_UNET=1`` to turn tracing off.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+_Key = tuple[Any, ...]
+
+
+class _Forward(nn.Module):
+    """The UNet's forward with positional tensors only (what ``torch.jit.trace`` takes)."""
+
+    def __init__(self, unet: nn.Module, with_class_labels: bool) -> None:
+        super().__init__()
+        self.unet = unet
+        self.with_class_labels = with_class_labels
+
+    def forward(self, x: Tensor, t: Tensor, states: Tensor, *labels: Tensor) -> Tensor:
+        class_labels = labels[0] if self.with_class_labels else None
+        return self.unet(
+            x, t, encoder_hidden_states=states, class_labels=class_labels, return_dict=False
+        )[0]
+
+
+class UNetCall(nn.Module):
+    """``UNetCall(unet)(x, t, states, class_labels=None)`` → the UNet's output tensor.
+
+    The prior times its UNet by hooks on this module (the iteration split), which stay on
+    whichever path a call takes.
+    """
+
+    def __init__(self, unet: nn.Module, trace: bool = True) -> None:
+        super().__init__()
+        self.unet = unet
+        self.trace = trace and os.environ.get("DREAMLIFT_EAGER_UNET", "") in ("", "0")
+        self._traces: dict[_Key, Any] = {}
+        self._processors: tuple[int, ...] | None = None
+
+    def clear(self) -> None:
+        """Forget every trace (after replacing parameters or moving the UNet)."""
+        self._traces.clear()
+        self._processors = None
+
+    def forward(
+        self, x: Tensor, t: Tensor, states: Tensor, class_labels: Tensor | None = None
+    ) -> Tensor:
+        args = (x, t, states) if class_labels is None else (x, t, states, class_labels)
+        if not self._traceable():
+            return self.unet(
+                x, t, encoder_hidden_states=states, class_labels=class_labels, return_dict=False
+            )[0]
+        key = tuple((tuple(a.shape), a.dtype, a.device) for a in args)
+        graph = self._traces.get(key)
+        if graph is None:
+            graph = self._traces[key] = self._trace(args)
+        return graph(*args)
+
+    def _traceable(self) -> bool:
+        if not self.trace or torch.is_grad_enabled() or self.unet.training:
+            return False
+        processors = []
+        for module in self.unet.modules():
+            if module._forward_hooks or module._forward_pre_hooks:
+                return False
+            processor = getattr(module, "processor", None)
+            if processor is not None:
+                processors.append(id(processor))
+        if tuple(processors) != self._processors:
+            self.clear()
+            self._processors = tuple(processors)
+        return True
+
+    def _trace(self, args: tuple[Tensor, ...]) -> Any:
+        forward = _Forward(self.unet, len(args) == 4).eval()
+        with warnings.catch_warnings():
+            # Shape checks and branches on sizes are baked in; the cache key holds the sizes.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # torch 2.13 marks jit tracing deprecated in favour of torch.compile/export; the
+            # compile is ~a minute on this CPU (a fresh run's whole budget), the trace 0.5 s.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.trace(forward, args, check_trace=False)
