@@ -184,7 +184,9 @@ def test_generate_with_mvsds_on_the_toy_layout(prior, toy_mv_folder, tmp_path):
 
 def test_generate_then_edit_through_the_cli_on_an_official_checkpoint(capsys, tmp_path):
     """The official key layout loads from --prior PATH; a 2-step MV-SDS source, then one
-    revise and one IPG iteration of Perturb-and-Revise with MV-SDS, through the CLI."""
+    revise and one IPG iteration of Perturb-and-Revise with MV-SDS, through the CLI. MV-SDS
+    is chosen because the prior is multi-view (no --guidance); a single-view guidance is
+    refused with a one-line error."""
     folder = write_mvdream_folder(tmp_path / "mvdream")
     nerf = "nerf.resolutions=[[0,12]]"
     code, err = run_main(
@@ -193,8 +195,6 @@ def test_generate_then_edit_through_the_cli_on_an_official_checkpoint(capsys, tm
         "a red cube",
         "--prior",
         str(folder),
-        "--guidance",
-        "mvsds",
         "--field",
         "nerf",
         "--steps",
@@ -214,6 +214,13 @@ def test_generate_then_edit_through_the_cli_on_an_official_checkpoint(capsys, tm
         str(tmp_path / "g"),
     )
     assert code == 0, err
+    records = [json.loads(x) for x in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss_mvsds" in r for r in records)
+    code, err = run_main(
+        capsys, "generate", "a red cube", "--prior", str(folder), "--guidance", "sds",
+        "--out", str(tmp_path / "refused"),
+    )  # fmt: skip
+    assert code == 2 and "multi-view prior" in err and not (tmp_path / "refused").exists()
     code, err = run_main(
         capsys,
         "edit",
@@ -232,8 +239,6 @@ def test_generate_then_edit_through_the_cli_on_an_official_checkpoint(capsys, tm
         "ipg_steps=1",
         "--set",
         "ipg_perceptual=0",
-        "--set",
-        "step.guidance=mvsds",
         "--set",
         f"step.{nerf}",
         "--set",

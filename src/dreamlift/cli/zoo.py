@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamlift.cli.common import RunOptions, command, console
+from dreamlift.zoo.registry import ZOO
 
 zoo_app = typer.Typer(no_args_is_help=True, help="The model zoo: toy models trained on the world.")
 
@@ -47,7 +48,7 @@ def zoo_list() -> None:
 @command(options=("threads", "quiet"))
 def zoo_train(
     options: RunOptions,
-    name: str = typer.Argument(..., help="toy-sd, toy-sd-depth or toy-clip"),
+    name: str = typer.Argument(..., help="A zoo name (dreamlift zoo list): " + ", ".join(ZOO)),
     steps: int | None = typer.Option(
         None, min=1, help="Total steps of each stage run (default: the recipe's fast setting)."
     ),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from dreamlift.errors import CaptionError
+from dreamlift.errors import CaptionError, DreamliftError
 from dreamlift.priors import DiffusionPrior
 from dreamlift.world import parse
 from dreamlift.world.assets import Description
@@ -32,6 +32,29 @@ def check_prompt(prompt: str, prior: DiffusionPrior | None = None) -> Descriptio
         return parse(prompt)
     except CaptionError:
         return None
+
+
+def is_multiview_prior(prior: str | Path | DiffusionPrior) -> bool:
+    """Whether ``prior`` (a zoo name, a folder or a loaded prior) denoises groups of views,
+    read from its folder without loading it; a name that does not resolve is not (loading
+    it reports why)."""
+    if isinstance(prior, DiffusionPrior):
+        return prior.num_views > 1
+    from dreamlift.priors.loading import resolve_model
+    from dreamlift.priors.multiview import is_multiview_folder
+
+    try:
+        return is_multiview_folder(resolve_model(prior))
+    except DreamliftError:
+        return False
+
+
+def guidance_for_prior(prior: str | Path, given: str | None, default: str) -> str:
+    """The guidance asked for, else MV-SDS for a multi-view prior (the only guidance that
+    denoises its groups of views), else ``default``."""
+    if given is not None:
+        return given
+    return "mvsds" if is_multiview_prior(prior) else default
 
 
 def load_prior(

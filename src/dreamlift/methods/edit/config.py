@@ -12,6 +12,7 @@ from dreamlift.errors import ConfigError
 from dreamlift.io.run import to_plain
 from dreamlift.methods.common import config as settings
 from dreamlift.methods.common.folders import resume_config as resumed
+from dreamlift.methods.common.priors import guidance_for_prior
 from dreamlift.methods.generate.config import GenerateConfig
 from dreamlift.methods.generate.config import build_config as build_step_config
 
@@ -111,6 +112,9 @@ def build_config(preset: str = "fast", **overrides: Any) -> EditConfig:
     values = settings.merge({"step": step_defaults}, PRESETS[preset])
     values = settings.merge(values, {k: v for k, v in overrides.items() if v is not None})
     values["preset"] = preset
+    step, given_step = values["step"], overrides.get("step") or {}
+    # the revision's guidance: MV-SDS on a multi-view prior, SDS otherwise (run.step_config)
+    step["guidance"] = guidance_for_prior(step["prior"], given_step.get("guidance"), "sds")
     return settings.config_from_values(EditConfig, values)
 
 

@@ -24,6 +24,7 @@ from dreamlift.guidance.base import guidance_spec
 from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT
 from dreamlift.methods.common import config as settings
 from dreamlift.methods.common.folders import resume_config as resumed
+from dreamlift.methods.common.priors import guidance_for_prior, is_multiview_prior
 
 
 # ---------------------------------------------------------------------- schedules
@@ -245,6 +246,9 @@ def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
     values = settings.merge(PRESETS[preset], given)
     values["preset"] = preset
+    values["guidance"] = guidance_for_prior(
+        values.get("prior", GenerateConfig.prior), given.get("guidance"), GenerateConfig.guidance
+    )
     return check_config(config_from_dict(values))
 
 
@@ -258,6 +262,13 @@ def check_config(cfg: GenerateConfig) -> GenerateConfig:
     """Names in registries and values that only make sense together."""
     check_field_name(cfg.field)
     guidance_spec(cfg.guidance)
+    if cfg.guidance != "mvsds" and is_multiview_prior(cfg.prior):
+        raise DreamliftError(
+            f"{cfg.guidance} guidance denoises one view at a time; {cfg.prior} is a multi-view "
+            "prior",
+            "leave --guidance out (MV-SDS is the default with a multi-view prior) or give "
+            "--guidance mvsds",
+        )
     if cfg.export not in ("auto", "mesh"):
         raise DreamliftError(f"unknown export {cfg.export!r}", "choose auto or mesh")
     if cfg.steps < 1:

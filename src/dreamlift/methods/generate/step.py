@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlift.cameras import Cameras, OrbitRange, orbit_cameras, sample_orbit
+from dreamlift.errors import DreamliftError
 from dreamlift.fields.base import Field
 from dreamlift.fields.gaussians import GaussianField
 from dreamlift.guidance import GuidanceInput, make_guidance
@@ -100,6 +101,13 @@ class TextTo3D:
         if hasattr(gcfg, "perpneg"):
             gcfg = dataclasses.replace(
                 gcfg, perpneg=dataclasses.replace(gcfg.perpneg, template=template)
+            )
+        if prior.num_views > 1 and cfg.guidance != "mvsds":
+            raise DreamliftError(
+                f"{cfg.guidance} guidance denoises one view at a time; {prior.folder.name} is a "
+                f"multi-view prior ({prior.num_views} views denoised together)",
+                "use --guidance mvsds (the default with a multi-view prior), or a single-view "
+                "prior such as toy-sd-camera",
             )
         self.guidance = make_guidance(cfg.guidance, gcfg)
         self.cameras_gen, self.guidance_gen = cameras_gen, guidance_gen
