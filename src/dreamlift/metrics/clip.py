@@ -28,15 +28,12 @@ CHUNK = 256
 
 def resolve_clip_folder(name_or_path: str | Path) -> Path:
     """An existing folder as is; otherwise a zoo name (ModelError naming the train command)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    text = str(name_or_path)
-    if isinstance(name_or_path, Path) or any(s in text for s in ("/", "\\")) or text[:1] in ".~":
-        raise ModelError(f"CLIP model folder not found: {path}")
-    from dreamlift.zoo.registry import resolve
+    from dreamlift.zoo.registry import model_folder
 
-    return resolve(text)
+    folder = model_folder(name_or_path)
+    if not folder.is_dir():
+        raise ModelError(f"CLIP model folder not found: {folder}")
+    return folder
 
 
 def as_channels_first(images: Tensor) -> Tensor:

@@ -59,7 +59,6 @@ class FeatureDistance:
 
 
 def load_feature_distance(clip: str | Path = "toy-clip") -> FeatureDistance:
-    from dreamlift.zoo.registry import ZOO, resolve
+    from dreamlift.metrics.clip import resolve_clip_folder
 
-    folder = resolve(str(clip)) if str(clip) in ZOO else Path(clip)
-    return FeatureDistance(folder)
+    return FeatureDistance(resolve_clip_folder(clip))

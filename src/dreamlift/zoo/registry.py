@@ -142,6 +142,18 @@ def resolve(name: str) -> Path:
     return model_dir(name)
 
 
+def model_folder(name_or_path: str | Path) -> Path:
+    """The folder a ``--prior`` / ``--generator`` / ``--judge`` value names: a path (a ``Path``,
+    an existing one, or text with a separator or a leading ``.`` / ``~``) as it is, existing
+    or not (its loader says what is missing), otherwise a zoo name (:func:`resolve`)."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    looks_like_path = any(sep in text for sep in ("/", "\\")) or text.startswith((".", "~"))
+    if isinstance(name_or_path, Path) or path.exists() or looks_like_path:
+        return path
+    return resolve(text)
+
+
 @dataclass(frozen=True)
 class ZooRow:
     name: str

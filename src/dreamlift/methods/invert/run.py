@@ -58,10 +58,10 @@ class InvertRequest:
 
 def load_generator(name_or_folder: str | Path, device: str = "cpu") -> TriplaneGenerator:
     """A zoo generator by name (``toy-eg3d``) or a generator folder."""
-    from dreamlift.zoo.registry import ZOO, resolve
+    from dreamlift.zoo.registry import model_folder
 
     name = str(name_or_folder)
-    folder = resolve(name) if name in ZOO else Path(name)
+    folder = model_folder(name_or_folder)
     if not folder.is_dir():
         raise GeneratorError(
             f"generator {name!r} is neither a zoo model nor a folder",
