@@ -232,3 +232,31 @@ def test_an_unknown_word_and_a_folder_that_is_not_a_run(capsys, source_run, tiny
         str(tmp_path / "o2"),
     )
     assert code == 2 and "no run checkpoint" in err
+
+
+def test_a_corrupt_source_checkpoint_and_a_field_the_source_lacks(
+    capsys, source_run, tiny_prior, tmp_path
+):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(source_run, broken)
+    checkpoint = broken / "checkpoint.safetensors"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    common = ["--prior", str(tiny_prior), "--device", "cpu", "--quiet"]
+    code, err = run_main(
+        capsys, "edit", str(broken), "a blue cube", *common, "--out", str(tmp_path / "o1")
+    )
+    assert code == 2 and "checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "o1" / "summary.json").exists()
+    code, err = run_main(
+        capsys, "edit", str(source_run), "a blue cube", *common,
+        "--field", "gaussians", "--out", str(tmp_path / "o2"),
+    )  # fmt: skip
+    assert code == 2 and "holds a nerf field" in err and "Traceback" not in err
+    code, err = run_main(
+        capsys, "edit", str(source_run), "a blue cube", *common,
+        "--set", "step.field=gaussians", "--out", str(tmp_path / "o3"),
+    )  # fmt: skip
+    assert code == 2 and "holds a nerf field" in err
+    assert (source_run / "checkpoint.safetensors").stat().st_size > 100  # the source intact

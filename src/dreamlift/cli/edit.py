@@ -25,6 +25,9 @@ def edit_command(
         None, help="Fixed perturbation size in [0, 1] (default: chosen by the probe)."
     ),
     no_ipg: bool = typer.Option(False, "--no-ipg", help="Skip the identity-preserving stage."),
+    field: str | None = typer.Option(
+        None, help="nerf or gaussians: --asset's field; a source run must hold this kind."
+    ),
     prior: str | None = typer.Option(None, help="Zoo name or diffusers folder (toy-sd-camera)."),
     preset: str | None = typer.Option(None, help="fast (CPU minutes) or paper (PnR's code)."),
     cfg: float | None = typer.Option(None, "--cfg", min=0.0, help="CFG scale."),
@@ -52,6 +55,7 @@ def edit_command(
         "prompt": prompt,
         "source": source,
         "asset": asset,
+        "field": field,
         "eta": eta,
         "preset": preset,
         "ipg_steps": 0 if no_ipg else None,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamlift.errors import ConfigError
+from dreamlift.fields.registry import check_field_name
 from dreamlift.io.run import to_plain
 from dreamlift.methods.common import config as settings
 from dreamlift.methods.common.folders import resume_config as resumed
@@ -35,6 +36,10 @@ class EditConfig:
     """Folder of the run whose field is edited (generate, reconstruct or edit)."""
     asset: str | None = None
     """Instead of ``source``: a world caption, reconstructed from its views first."""
+    field: str | None = None
+    """The field kind to edit (``nerf`` or ``gaussians``): an ``asset`` is reconstructed as
+    one; a source run must hold one (refused otherwise). None: the source's kind (``asset``:
+    ``step.field``). ``--set step.field=...`` means the same."""
     preset: str = "fast"
     eta: float | None = None
     """Fixed perturbation size in [0, 1]; None: chosen by the probe (adaptive η)."""
@@ -81,6 +86,8 @@ class EditConfig:
                 f"the probe needs at least {2 * self.probe_window} steps for adaptive η",
                 "raise probe_steps or give a fixed --eta",
             )
+        if self.field is not None:
+            check_field_name(self.field)
         if (not self.source) == (self.asset is None):
             raise ConfigError("give a source run folder or --asset CAPTION (one of them)")
 
@@ -113,6 +120,7 @@ def build_config(preset: str = "fast", **overrides: Any) -> EditConfig:
     values = settings.merge(values, {k: v for k, v in overrides.items() if v is not None})
     values["preset"] = preset
     step, given_step = values["step"], overrides.get("step") or {}
+    values["field"] = values.get("field") or given_step.get("field")
     # the revision's guidance: MV-SDS on a multi-view prior, SDS otherwise (run.step_config)
     step["guidance"] = guidance_for_prior(step["prior"], given_step.get("guidance"), "sds")
     return settings.config_from_values(EditConfig, values)

@@ -161,7 +161,7 @@ def source_kind(cfg: EditConfig) -> str:
     """The field kind the edit works on: the source run's (read from its last checkpoint), or
     the one an ``asset`` source is reconstructed as."""
     if cfg.asset:
-        return cfg.step.field
+        return cfg.field or cfg.step.field
     paths = run_checkpoints(Path(cfg.source)) if Path(cfg.source).is_dir() else []
     if not paths:
         raise CheckpointError(
@@ -172,7 +172,13 @@ def source_kind(cfg: EditConfig) -> str:
         kind = read_metadata(paths[-1]).get("field_kind")
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint in any way
         raise CheckpointError(f"cannot read the checkpoint {paths[-1]}: {exc}") from None
-    return kind or cfg.step.field
+    kind = kind or cfg.step.field
+    if cfg.field is not None and cfg.field != kind:
+        raise ConfigError(
+            f"the source run {cfg.source} holds a {kind} field, not {cfg.field}",
+            f"leave --field out (the edit works on the source's {kind}), or edit a {cfg.field} run",
+        )
+    return kind
 
 
 def load_source(folder: Path, device: torch.device) -> Field:
