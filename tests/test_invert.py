@@ -10,14 +10,15 @@ import torch
 from cli_helpers import run_main
 from PIL import Image
 
-from dreamlift.errors import ConfigError, DataError
+from dreamlift.errors import DataError, ModelError
 from dreamlift.generators import TriplaneConfig, TriplaneGenerator
 from dreamlift.io.mesh import extract_mesh
 from dreamlift.methods.invert import InvertRequest, Pose, Target, invert, preset_config
-from dreamlift.methods.invert.inputs import load_photo, render_world_head
+from dreamlift.methods.invert.inputs import estimate_pose, load_photo, render_world_head
 from dreamlift.methods.invert.optimize import fit_latent, pivotal_tuning, ramp
 from dreamlift.methods.invert.scores import mesh_silhouettes
 from dreamlift.world.heads import head_cameras
+from dreamlift.zoo.registry import PACKAGE_MODELS
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_invert_a_world_head_writes_outputs_and_scores_each_stage(generator_fold
         assert (tmp_path / "run" / summary["outputs"][name]).is_file(), name
     t = summary["timings"]
     assert t["inversion_s"] == pytest.approx(t["w_s"] + t["wplus_s"] + t["pti_s"])
-    assert summary["input"] == {"head": 203, "yaw": 25.0, "pitch": 10.0}
+    assert summary["input"] == {"head": 203, "yaw": 25.0, "pitch": 10.0, "pose_from": "given"}
     from safetensors.torch import load_file
 
     latent = load_file(str(tmp_path / "run" / "latent.safetensors"))
@@ -128,9 +129,20 @@ def test_photo_inputs_are_checked(tmp_path):
         load_photo(text, 24)
 
 
-def test_a_photo_needs_a_pose(generator_folder, tmp_path):
-    with pytest.raises(ConfigError, match="--yaw and --pitch"):
-        invert(InvertRequest(image=tmp_path / "x.png"), tmp_path / "run", quick(generator_folder))
+def test_a_photo_without_a_pose_gets_toy_poses_estimate(generator_folder, tmp_path):
+    """The world knows the camera of its render: toy-pose's estimate is within 3° of it."""
+    truth = Pose(-25.0, 12.0)
+    world = render_world_head(207, [truth], 64)["rgb"][0].permute(1, 2, 0)
+    png = tmp_path / "head.png"
+    Image.fromarray((world.numpy() * 255).round().astype(np.uint8)).save(png)
+    estimate = estimate_pose(png)
+    assert abs(estimate.yaw - truth.yaw) < 3 and abs(estimate.pitch - truth.pitch) < 3
+    cfg = quick(generator_folder, w_steps=1, wplus_steps=0, pti_steps=0)
+    summary = invert(InvertRequest(image=png), tmp_path / "run", cfg)
+    assert summary["input"]["pose_from"] == "toy-pose"
+    assert summary["input"]["yaw"] == pytest.approx(estimate.yaw, abs=1e-4)
+    with pytest.raises(ModelError, match="not a pose estimator"):
+        estimate_pose(load_photo(png, 64), str(PACKAGE_MODELS / "toy-light"))
 
 
 def test_mesh_silhouette_of_a_sphere_is_its_projected_disc():

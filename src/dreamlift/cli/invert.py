@@ -35,7 +35,9 @@ def invert_command(
         None, help="Invert world head N instead (200-249 are held out) and score it."
     ),
     yaw: float | None = typer.Option(
-        None, help="Camera yaw in degrees (0 = facing the head; a world head's default 0)."
+        None,
+        help="Camera yaw in degrees (0 = facing the head; a world head's default 0; a photo's "
+        "is estimated by toy-pose when --yaw and --pitch are both left out).",
     ),
     pitch: float | None = typer.Option(
         None, help="Camera pitch in degrees above eye level (a world head's default 10)."

@@ -27,6 +27,9 @@ class InvertConfig:
     """
 
     generator: str = "toy-eg3d"
+    pose_estimator: str = "toy-pose"
+    """Zoo name or folder of the pose network that gives a photo's camera when no --yaw /
+    --pitch is given."""
     preset: str = "fast"
     w_steps: int = 100
     wplus_steps: int = 50

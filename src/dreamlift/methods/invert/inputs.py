@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlift.cameras import Cameras
-from dreamlift.errors import DataError
+from dreamlift.errors import DataError, ModelError
 from dreamlift.world.heads import check_head_seed, head_cameras, head_params
 from dreamlift.world.heads_geometry import render_head
 from dreamlift.world.lighting import Lighting
@@ -31,6 +31,29 @@ class Pose:
 
     def camera(self, resolution: int) -> Cameras:
         return head_cameras(self.yaw, self.pitch, resolution)
+
+
+def estimate_pose(image: Tensor | Path, estimator: str | Path = "toy-pose") -> Pose:
+    """A head photo's camera from a pose network, BlendNeRF's pose encoder's role (arXiv
+    2312.03584 §3.1): ``image`` a photo file (read at the network's own size, so the estimate
+    does not depend on the inversion's resolution) or (1, 3, H, W) in [0, 1]; ``estimator`` a
+    zoo name or folder of a ``pose`` head network (toy-pose: 0.81° mean error on held-out
+    world heads)."""
+    from dreamlift.zoo.recipes.head_nets import HeadNet
+    from dreamlift.zoo.registry import model_folder
+
+    net = HeadNet.from_pretrained(model_folder(estimator))
+    if net.cfg.task != "pose":
+        raise ModelError(f"{estimator} is a {net.cfg.task} network, not a pose estimator")
+    size = net.cfg.resolution
+    if isinstance(image, Path):
+        image = load_photo(image, size)
+    elif image.shape[-1] != size:
+        mode = "area" if image.shape[-1] > size else "bilinear"
+        image = F.interpolate(image, size=(size, size), mode=mode)
+    with torch.no_grad():
+        yaw, pitch = net.pose_degrees(image.float().cpu())[0].tolist()
+    return Pose(yaw, pitch)
 
 
 def world_head_light(head: int) -> tuple[float, ...]:

@@ -28,7 +28,7 @@ from dreamlift.io.mesh import extract_mesh, write_mesh
 from dreamlift.io.run import RunDir
 from dreamlift.methods.common.folders import refuse_existing_run
 from dreamlift.methods.invert.config import InvertConfig
-from dreamlift.methods.invert.inputs import Pose, load_photo, render_world_head
+from dreamlift.methods.invert.inputs import Pose, estimate_pose, load_photo, render_world_head
 from dreamlift.methods.invert.optimize import Progress, Target, invert_target
 from dreamlift.methods.invert.scores import (
     NOVEL_POSES,
@@ -70,19 +70,18 @@ def load_generator(name_or_folder: str | Path, device: str = "cpu") -> TriplaneG
     return TriplaneGenerator.from_pretrained(folder, device)
 
 
-def _target(request: InvertRequest, resolution: int) -> tuple[Target, Pose]:
+def _target(request: InvertRequest, cfg: InvertConfig) -> tuple[Target, Pose, str]:
+    """The image to invert, its camera, and where the camera came from."""
+    resolution = cfg.resolution
     if request.head is not None:
         pose = request.pose or Pose(0.0, 10.0)
         image = render_world_head(request.head, [pose], resolution)["rgb"]
-    else:
-        if request.pose is None:
-            raise ConfigError(
-                "a photo's pose is needed: give --yaw and --pitch in degrees",
-                "0, 0 is a frontal view at eye level; the pose estimator is not in the zoo yet",
-            )
-        pose = request.pose
-        image = load_photo(request.image, resolution)  # type: ignore[arg-type]
-    return Target(image, pose.camera(resolution)), pose
+        return Target(image, pose.camera(resolution)), pose, "given"
+    image = load_photo(request.image, resolution)  # type: ignore[arg-type]
+    if request.pose is not None:
+        return Target(image, request.pose.camera(resolution)), request.pose, "given"
+    pose = estimate_pose(Path(request.image), cfg.pose_estimator)  # type: ignore[arg-type]
+    return Target(image, pose.camera(resolution)), pose, cfg.pose_estimator
 
 
 def _turntable(gen: TriplaneGenerator, ws: Tensor, cfg: InvertConfig) -> Tensor:
@@ -138,7 +137,7 @@ def _invert(
     run.write_config(cfg)
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
-    target, pose = _target(request, cfg.resolution)  # bad input fails before any loading
+    target, pose, pose_from = _target(request, cfg)  # bad input fails before the generator
     device = resolve_device(cfg.device)
     gen = load_generator(cfg.generator, device)
     target = Target(target.image.to(device), target.camera.to(device))
@@ -214,6 +213,6 @@ def _invert(
         metrics,
         timings,
         outputs,
-        input={**source, "yaw": pose.yaw, "pitch": pose.pitch},
+        input={**source, "yaw": pose.yaw, "pitch": pose.pitch, "pose_from": pose_from},
     )
     return json.loads((out / "summary.json").read_text())
