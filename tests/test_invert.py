@@ -92,6 +92,7 @@ def test_invert_a_world_head_writes_outputs_and_scores_each_stage(generator_fold
     assert set(stages) == {"w", "wplus", "pti"}
     for scores in stages.values():
         assert scores["novel_psnr_head"] < scores["novel_psnr"]  # background flatters
+        assert -1 <= scores["novel_identity"] <= 1
     assert 0 <= summary["metrics"]["mesh_silhouette_iou"] <= 1
     for name in ("latent", "generator", "input", "views", "turntable_gif", "mesh"):
         assert (tmp_path / "run" / summary["outputs"][name]).is_file(), name
@@ -208,3 +209,18 @@ def test_cli_inverts_a_world_head(capsys, generator_folder, tmp_path):
     assert code == 0, err
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["input"]["yaw"] == -20.0 and summary["config"]["pti_steps"] == 1
+
+
+def test_identity_similarity_tells_the_same_head_from_another():
+    """toy-id on the world's renders: a head at another pose is nearer itself than another
+    head is, which is what the novel views' identity score rests on."""
+    from dreamlift.methods.invert.scores import identity_similarity
+    from dreamlift.zoo.recipes.head_nets import load_head_net
+
+    net = load_head_net("toy-id")
+    poses = [Pose(-30.0, 10.0), Pose(30.0, 10.0)]
+    a = render_world_head(211, poses, 64)["rgb"]
+    b = render_world_head(212, poses, 64)["rgb"]
+    same = identity_similarity(net, a[:1], a[1:])
+    other = identity_similarity(net, a[:1], b[1:])
+    assert float(same) > float(other) and float(same) > 0.5

@@ -30,6 +30,8 @@ class InvertConfig:
     pose_estimator: str = "toy-pose"
     """Zoo name or folder of the pose network that gives a photo's camera when no --yaw /
     --pitch is given."""
+    identity_scores: bool = True
+    """World heads: also score each stage's novel views by toy-id's identity similarity."""
     preset: str = "fast"
     w_steps: int = 100
     wplus_steps: int = 50

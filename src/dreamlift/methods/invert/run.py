@@ -84,6 +84,20 @@ def _target(request: InvertRequest, cfg: InvertConfig) -> tuple[Target, Pose, st
     return Target(image, pose.camera(resolution)), pose, cfg.pose_estimator
 
 
+def _identity_network(cfg: InvertConfig):  # noqa: ANN202
+    """toy-id for the scores' identity similarity, or None (and no such score) when the
+    zoo lacks it."""
+    from dreamlift.errors import ModelError
+    from dreamlift.zoo.recipes.head_nets import load_head_net
+
+    if not cfg.identity_scores:
+        return None
+    try:
+        return load_head_net("toy-id")
+    except ModelError:
+        return None
+
+
 def _turntable(gen: TriplaneGenerator, ws: Tensor, cfg: InvertConfig) -> Tensor:
     yaw = torch.linspace(-180, 180, cfg.turntable_frames + 1)[:-1]
     frames = []
@@ -142,6 +156,7 @@ def _invert(
     gen = load_generator(cfg.generator, device)
     target = Target(target.image.to(device), target.camera.to(device))
     distance = load_feature_distance() if cfg.perceptual_weight > 0 else None
+    identity = _identity_network(cfg) if request.head is not None else None
     load_s = time.perf_counter() - t_start
 
     stage_scores: dict[str, dict[str, float]] = {}
@@ -156,7 +171,7 @@ def _invert(
             own = generator.render(generator.synthesis(ws), target.camera).rgb
         stage_scores[stage] = {
             "input_psnr": masked_psnr(own.cpu(), target.image.cpu()),
-            **novel_view_scores(generator, ws, request.head, cfg.resolution),
+            **novel_view_scores(generator, ws, request.head, cfg.resolution, identity=identity),
         }
         score_s += time.perf_counter() - t0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from dreamlift.cameras import Cameras
 from dreamlift.generators.base import Generator3D
@@ -27,6 +27,18 @@ def head_pixels(alpha: Tensor) -> Tensor:
     return F.max_pool2d((alpha > 0.5).float(), 3, 1, 1)
 
 
+def identity_similarity(identity: nn.Module, a: Tensor, b: Tensor) -> Tensor:
+    """Cosine similarity (N,) of an identity network's embeddings of image batches ``a`` and
+    ``b`` (N, 3, H, W), at the network's own resolution (toy-id: 64 px, ArcFace's role)."""
+    size = identity.cfg.resolution
+    a, b = (
+        F.interpolate(x, size=(size, size), mode="bilinear") if x.shape[-1] != size else x
+        for x in (a, b)
+    )
+    with torch.no_grad():
+        return (identity(a.float()) * identity(b.float())).sum(-1)
+
+
 @torch.no_grad()
 def novel_view_scores(
     gen: Generator3D,
@@ -34,8 +46,11 @@ def novel_view_scores(
     head: int,
     resolution: int,
     poses: tuple[Pose, ...] = NOVEL_POSES,
+    identity: nn.Module | None = None,
 ) -> dict[str, float]:
-    """Mean PSNR over ``poses``, whole image and head pixels."""
+    """Mean PSNR over ``poses``, whole image and head pixels, and with an ``identity``
+    network the mean cosine similarity of each novel view's identity embedding with the true
+    view's (``novel_identity``: whether the invented views are still the same person)."""
     truth = render_world_head(head, list(poses), resolution)
     cams = head_cameras(
         torch.tensor([p.yaw for p in poses]), torch.tensor([p.pitch for p in poses]), resolution
@@ -47,7 +62,10 @@ def novel_view_scores(
         masked_psnr(pred[i], truth["rgb"][i], head_pixels(truth["alpha"][i : i + 1])[0])
         for i in range(len(poses))
     ]
-    return {"novel_psnr": sum(whole) / len(whole), "novel_psnr_head": sum(inner) / len(inner)}
+    scores = {"novel_psnr": sum(whole) / len(whole), "novel_psnr_head": sum(inner) / len(inner)}
+    if identity is not None:
+        scores["novel_identity"] = float(identity_similarity(identity, pred, truth["rgb"]).mean())
+    return scores
 
 
 def _edge(p: Tensor, q: Tensor, x: Tensor) -> Tensor:
