@@ -44,6 +44,7 @@ from dreamlift.methods.invert.scores import (
 from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.world.heads import HELD_OUT_HEADS, head_cameras, training_head_seeds
+from dreamlift.zoo.recipes.head_nets import load_head_net
 
 RESULTS = Path(__file__).parent / "results" / "heads.json"
 BARS = {"novel_psnr": 28.0, "novel_psnr_head": 24.0, "mesh_iou": 0.9, "inversion_s": 60.0}
@@ -100,7 +101,7 @@ def sample_table(gen: TriplaneGenerator, n: int, cfg, seed: int = 0) -> dict:  #
     return {**scores, "mesh_render_iou": statistics.mean(consistency), "n": n}
 
 
-def invert_head(gen, distance, head: int, pose: Pose, cfg) -> dict:  # noqa: ANN001
+def invert_head(gen, distance, head: int, pose: Pose, cfg, identity=None) -> dict:  # noqa: ANN001
     """Every variant for one head; W and W+ are shared by the three PTI variants."""
     image = render_world_head(head, [pose], cfg.resolution)["rgb"]
     target = Target(image, pose.camera(cfg.resolution))
@@ -114,7 +115,7 @@ def invert_head(gen, distance, head: int, pose: Pose, cfg) -> dict:  # noqa: ANN
             own = g.render(g.synthesis(ws), target.camera).rgb
         row[name] = {
             "input_psnr": masked_psnr(own, image),
-            **novel_view_scores(g, ws, head, cfg.resolution),
+            **novel_view_scores(g, ws, head, cfg.resolution, identity=identity),
             "seconds": seconds,
         }
 
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.mesh_threshold:
         cfg = replace(cfg, mesh_threshold=args.mesh_threshold)
     distance = load_feature_distance() if cfg.perceptual_weight > 0 else None
+    identity = load_head_net("toy-id")  # novel views scored by identity similarity too
 
     samples = sample_table(gen, args.samples, cfg) if args.samples else {}
     if samples:
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for head in heads:
         pose = Pose(round(rng.uniform(-30, 30), 1), 10.0)
-        rows.append(invert_head(gen, distance, head, pose, cfg))
+        rows.append(invert_head(gen, distance, head, pose, cfg, identity))
         r = rows[-1]
         print(
             f"head {head} yaw {pose.yaw:+.0f}: "
@@ -196,14 +198,17 @@ def main(argv: list[str] | None = None) -> dict:
     for v in variants:
         table[v] = {
             key: statistics.mean(r[v][key] for r in rows)
-            for key in ("input_psnr", "novel_psnr", "novel_psnr_head", "seconds")
+            for key in ("input_psnr", "novel_psnr", "novel_psnr_head", "novel_identity", "seconds")
         }
-    print(f"\n{'variant':14s} {'input':>7s} {'novel':>7s} {'head px':>8s} {'time s':>7s}")
+    print(
+        f"\n{'variant':14s} {'input':>7s} {'novel':>7s} {'head px':>8s} {'id cos':>7s} "
+        f"{'time s':>7s}"
+    )
     for v in variants:
         t = table[v]
         print(
             f"{v:14s} {t['input_psnr']:7.2f} {t['novel_psnr']:7.2f} "
-            f"{t['novel_psnr_head']:8.2f} {t['seconds']:7.1f}"
+            f"{t['novel_psnr_head']:8.2f} {t['novel_identity']:7.3f} {t['seconds']:7.1f}"
         )
     default = f"pti_{cfg.anchor}"
     mesh_iou = statistics.mean(r["mesh_iou"] for r in rows)
