@@ -11,12 +11,16 @@ weights need human judgements we do not have).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlift.zoo.recipes.clip import load_clip, pixel_values
+
+if TYPE_CHECKING:
+    from dreamlift.metrics.lpips import LPIPSDistance
 
 
 class FeatureDistance:
@@ -58,7 +62,15 @@ class FeatureDistance:
         ) / len(feats)
 
 
-def load_feature_distance(clip: str | Path = "toy-clip") -> FeatureDistance:
+def load_feature_distance(
+    clip: str | Path = "toy-clip", *, lpips: str | Path | None = None
+) -> FeatureDistance | LPIPSDistance:
+    """toy-clip's stand-in; with ``lpips`` (a folder of local weight files, see
+    :mod:`dreamlift.metrics.lpips`) the real LPIPS-VGG instead."""
+    if lpips is not None:
+        from dreamlift.metrics.lpips import load_lpips
+
+        return load_lpips(lpips)
     from dreamlift.metrics.clip import resolve_clip_folder
 
     return FeatureDistance(resolve_clip_folder(clip))
