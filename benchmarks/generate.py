@@ -187,7 +187,7 @@ def plan_steps(
 ) -> tuple[int, dict[float, float]]:
     """The step count whose schedule (resolution warm-up included) fills SAFETY × budget, from
     probed step times at each warm-up resolution; at least 10."""
-    warmup = build_config("fast").resolution_warmup
+    warmup = build_config("fast", field=field).resolution_warmup
     per_step = {s: probe_step_s(prior, text, guidance, field, s) for s in dict(warmup).values()}
     steps, spent = 0, 0.0
     while spent + per_step[render_scale(steps, warmup)] <= SAFETY * budget:

@@ -237,19 +237,57 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
-    """Preset values, then the non-None ``overrides``, merged key by key into nested settings
-    (``gaussians={"num_init": 500}`` keeps the preset's other Gaussian settings); names and
-    values are checked here, not later."""
+def build_config(
+    preset: str = "fast", *, field_preset: bool = True, **overrides: Any
+) -> GenerateConfig:
+    """Preset values, the preset's layer for the chosen field (:data:`FIELD_PRESETS`; off with
+    ``field_preset=False``, for methods that set their own schedule), then the non-None
+    ``overrides``, merged key by key into nested settings (``gaussians={"num_init": 500}``
+    keeps the preset's other Gaussian settings); names and values are checked here."""
     if preset not in PRESETS:
         raise DreamliftError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
     given = {k: v for k, v in overrides.items() if v is not None}
-    values = settings.merge(PRESETS[preset], given)
+    values = PRESETS[preset]
+    layer: dict[str, Any] = {}
+    if field_preset:
+        kind = given.get("field", values.get("field", GenerateConfig.field))
+        layer = FIELD_PRESETS.get(preset, {}).get(kind, {})
+        values = settings.merge(values, layer)
+    values = settings.merge(values, given)
+    if "lr_means_decay_steps" in layer.get("gaussians", {}) and "lr_means_decay_steps" not in (
+        given.get("gaussians") or {}
+    ):
+        # the layer's position rate decays over the run, however long it is made
+        values["gaussians"] = {**values["gaussians"], "lr_means_decay_steps": values["steps"]}
     values["preset"] = preset
     values["guidance"] = guidance_for_prior(
         values.get("prior", GenerateConfig.prior), given.get("guidance"), GenerateConfig.guidance
     )
     return check_config(config_from_dict(values))
+
+
+FIELD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "fast": {
+        # Gaussians converge in half the steps when they start visible and move faster: at
+        # opacity 0.1 the first 100 steps barely changed the silhouette (IoU 0.36 -> 0.39 on
+        # the README's caption); at 0.3, with twice the position rate decayed over the run,
+        # 300 steps reach what 600 did (docs/benchmarks.md, "Where the main job's time goes").
+        "gaussians": {
+            "steps": 300,
+            "resolution_warmup": ((0, 0.5), (75, 1.0)),
+            "gaussians": {
+                "init_opacity": 0.3,
+                "lr_means": 3.2e-3,
+                "lr_means_final": 3.2e-5,
+                "lr_means_decay_steps": 300,
+                "densify_from": 50,
+                "densify_until": 225,
+                "densify_every": 50,
+            },
+        },
+    },
+}
+"""Each preset's settings for one field kind, over the preset's own."""
 
 
 def resume_config(out_dir: Path, **overrides: Any) -> GenerateConfig:
