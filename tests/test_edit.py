@@ -260,3 +260,35 @@ def test_a_corrupt_source_checkpoint_and_a_field_the_source_lacks(
     )  # fmt: skip
     assert code == 2 and "holds a nerf field" in err
     assert (source_run / "checkpoint.safetensors").stat().st_size > 100  # the source intact
+
+
+def test_the_ipg_perceptual_term_runs_lpips_from_local_weights(source_run, tiny_prior, tmp_path):
+    """--lpips FOLDER: the IPG stage's perceptual term is LPIPS-VGG (random weights in the
+    real layouts here), and summary.json says so."""
+    from test_metrics_lpips import lin_state, vgg_state
+
+    folder = tmp_path / "lpips"
+    folder.mkdir()
+    torch.save(vgg_state(), folder / "vgg16.pth")
+    torch.save(lin_state(), folder / "lpips_vgg.pth")
+    cfg = _edit_config(
+        source_run,
+        tiny_prior,
+        eta=0.3,
+        revise_steps=1,
+        ipg_steps=1,
+        ipg_perceptual=1.0,
+        lpips=str(folder),
+        step={
+            **FAST_STEP,
+            "prior": str(tiny_prior),
+            "device": "cpu",
+            "resolution": 16,
+            "resolution_warmup": ((0, 1.0),),
+        },
+    )  # LPIPS-VGG takes 16 px and more
+    result = edit(cfg, tmp_path / "e", quiet=True)
+    assert result["metrics"]["perceptual"] == "LPIPS-VGG (local weights)"
+    records = [json.loads(x) for x in (tmp_path / "e" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("loss_ipg_perceptual", 0) > 0 for r in records)
+

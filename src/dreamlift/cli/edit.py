@@ -29,6 +29,9 @@ def edit_command(
         None, help="nerf or gaussians: --asset's field; a source run must hold this kind."
     ),
     prior: str | None = typer.Option(None, help="Zoo name or diffusers folder (toy-sd-camera)."),
+    lpips: str | None = typer.Option(
+        None, help="Folder with LPIPS-VGG weights for the IPG term (default: toy-clip's distance)."
+    ),
     preset: str | None = typer.Option(None, help="fast (CPU minutes) or paper (PnR's code)."),
     cfg: float | None = typer.Option(None, "--cfg", min=0.0, help="CFG scale."),
 ) -> None:
@@ -56,6 +59,7 @@ def edit_command(
         "source": source,
         "asset": asset,
         "field": field,
+        "lpips": lpips,
         "eta": eta,
         "preset": preset,
         "ipg_steps": 0 if no_ipg else None,

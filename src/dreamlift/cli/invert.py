@@ -49,6 +49,9 @@ def invert_command(
     anchor: str | None = typer.Option(
         None, help="PTI anchor: views (default), locality (BlendNeRF's) or none (plain PTI)."
     ),
+    lpips: str | None = typer.Option(
+        None, help="Folder with LPIPS-VGG weights for the perceptual term (default: toy-clip's)."
+    ),
 ) -> None:
     """Invert one image into the generator: W, then W+, then pivotal tuning (PTI)."""
     from rich.progress import TaskID
@@ -56,7 +59,7 @@ def invert_command(
     from dreamlift.loop import progress_bar
     from dreamlift.methods.invert import InvertRequest, Pose, invert
 
-    flags = {"generator": generator, "preset": preset, "anchor": anchor}
+    flags = {"generator": generator, "preset": preset, "anchor": anchor, "lpips": lpips}
     config = options.settings_for(build_invert_config, build_invert_config, flags)
     pose = None
     if yaw is not None or pitch is not None or head is not None:

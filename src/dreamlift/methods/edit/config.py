@@ -70,6 +70,11 @@ class EditConfig:
     ipg_scale: float = 0.15
     """Our guidance's pull relative to the official one (CFG 7.5 against 50), which the
     identity weights are multiplied by so that the tug-of-war keeps its balance."""
+    lpips: str | None = None
+    """Folder with LPIPS-VGG's weights (``vgg16`` and ``lpips_vgg``, .pth or .safetensors;
+    :mod:`dreamlift.metrics.lpips`) for the IPG's perceptual term, as the paper uses; None:
+    the toy-clip feature distance (:mod:`dreamlift.metrics.perceptual`). summary.json says
+    which ran."""
     ipg_decay_fraction: float = 0.5
     """The identity weights fall linearly to 0 over this fraction of the IPG stage."""
     source_steps: int | None = None

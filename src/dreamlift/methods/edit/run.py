@@ -43,6 +43,7 @@ from dreamlift.methods.generate.prompts import resolve_prompt, world_description
 from dreamlift.methods.generate.scoring import world_scores
 from dreamlift.methods.generate.step import TextTo3D
 from dreamlift.methods.generate.timing import iteration_split, timing_prior
+from dreamlift.metrics.lpips import LPIPSDistance
 from dreamlift.metrics.perceptual import FeatureDistance, load_feature_distance
 from dreamlift.priors import DiffusionPrior
 from dreamlift.stages import Stage, StageState, load_field, run_checkpoints, run_stages
@@ -97,7 +98,11 @@ class IdentityPreservingStep:
     """SDS plus the identity terms against the source's renders at the step's cameras."""
 
     def __init__(
-        self, inner: TextTo3D, source: Field, cfg: EditConfig, distance: FeatureDistance | None
+        self,
+        inner: TextTo3D,
+        source: Field,
+        cfg: EditConfig,
+        distance: FeatureDistance | LPIPSDistance | None,
     ) -> None:
         self.inner, self.source, self.cfg, self.distance = inner, source, cfg, distance
 
@@ -234,7 +239,7 @@ def edit(
     fld.set_densification(None)  # shapes stay the source's: θ_src, θ_0 and θ match by index
     distance = None
     if cfg.ipg_steps and cfg.ipg_perceptual > 0:
-        distance = load_feature_distance()
+        distance = load_feature_distance(lpips=cfg.lpips)
     timings = {"load_s": time.perf_counter() - t0}
 
     gens = {

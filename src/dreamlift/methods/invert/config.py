@@ -41,6 +41,9 @@ class InvertConfig:
     pti_lr: float = 3e-4
     perceptual_weight: float = 0.5
     """Weight of the feature distance (see :mod:`dreamlift.metrics.perceptual`)."""
+    lpips: str | None = None
+    """Folder with LPIPS-VGG's weights (:mod:`dreamlift.metrics.lpips`) for the perceptual
+    term, as PTI and FaceDNeRF use; None: the toy-clip feature distance."""
     latent_prior: float = 1e-3
     """‖w − w_avg‖² keeps the latent where the generator was trained (FaceDNeRF Eq. 9)."""
     anchor: Anchor = "views"

@@ -155,7 +155,7 @@ def _invert(
     device = resolve_device(cfg.device)
     gen = load_generator(cfg.generator, device)
     target = Target(target.image.to(device), target.camera.to(device))
-    distance = load_feature_distance() if cfg.perceptual_weight > 0 else None
+    distance = load_feature_distance(lpips=cfg.lpips) if cfg.perceptual_weight > 0 else None
     identity = _identity_network(cfg) if request.head is not None else None
     load_s = time.perf_counter() - t_start
 
@@ -212,7 +212,10 @@ def _invert(
         t0 = time.perf_counter()
         metrics["stages"] = stage_scores
         metrics["mesh_silhouette_iou"] = mesh_silhouette_iou(verts, faces, request.head)
-        metrics["identity_similarity"] = None  # toy-id is not in the zoo yet
+        last = stage_scores[list(stage_scores)[-1]] if stage_scores else {}
+        # the result's novel views against the true ones, in toy-id's embedding (None when
+        # the zoo lacks toy-id)
+        metrics["identity_similarity"] = last.get("novel_identity")
         score_s += time.perf_counter() - t0
     timings = {
         "load_s": load_s,
