@@ -78,22 +78,20 @@ def test_presets_and_config_round_trip():
         build_config("fast", field="voxels")
 
 
-def test_the_fast_presets_gaussian_layer_applies_to_gaussians_only():
-    """The 300-step Gaussian schedule is the fast preset's for Gaussians; NeRF keeps its 600
-    steps, anything given wins, and edit's stages (own schedules) do not take it."""
-    from dreamlift.methods.edit import build_config as build_edit
-
-    gs = build_config("fast", prompt="a red cube")
+def test_the_quick_presets_gaussian_layer_applies_to_gaussians_only():
+    """The 300-step Gaussian schedule is the quick preset's for Gaussians; NeRF keeps fast's
+    600 steps, anything given wins, and fast is untouched."""
+    gs = build_config("quick", prompt="a red cube")
     assert gs.steps == 300 and gs.resolution_warmup == ((0, 0.5), (75, 1.0))
     assert gs.gaussians.init_opacity == 0.3 and gs.gaussians.densify_until == 225
     assert gs.gaussians.init_grey == 0.5  # the preset's Gaussian settings stay under the layer
-    nerf = build_config("fast", prompt="a red cube", field="nerf")
+    nerf = build_config("quick", prompt="a red cube", field="nerf")
     assert nerf.steps == 600 and nerf.resolution_warmup == ((0, 0.5), (150, 1.0))
-    given = build_config("fast", prompt="a red cube", steps=450, gaussians={"init_opacity": 0.2})
+    given = build_config("quick", prompt="a red cube", steps=450, gaussians={"init_opacity": 0.2})
     assert given.steps == 450 and given.gaussians.init_opacity == 0.2
     assert given.gaussians.lr_means_decay_steps == 450  # the position rate decays over the run
-    step = build_edit("fast", prompt="a blue cube", asset="a red cube").step
-    assert step.gaussians.init_opacity == 0.1 and step.resolution_warmup[1] == (150, 1.0)
+    fast = build_config("fast", prompt="a red cube")
+    assert fast.steps == 600 and fast.gaussians.init_opacity == 0.1
 
 
 def test_nested_overrides_merge_into_the_preset_and_set_reads_dotted_keys():

@@ -28,7 +28,9 @@ def generate_command(
     field: str | None = typer.Option(None, help="gaussians or nerf (default: gaussians)."),
     guidance: str | None = typer.Option(None, help="ge3d, sds or ism (default: ge3d)."),
     preset: str | None = typer.Option(
-        None, help="fast (CPU minutes) or paper (GE3D's settings) (default: fast)."
+        None,
+        help="fast (CPU minutes), quick (fast's Gaussians in half the steps: half the time, "
+        "docs/benchmarks.md) or paper (GE3D's settings) (default: fast).",
     ),
     steps: int | None = typer.Option(None, min=1, help="Optimisation steps."),
     resolution: int | None = typer.Option(None, min=8, help="Render size [prior's size]."),

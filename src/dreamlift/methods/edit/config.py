@@ -19,9 +19,7 @@ from dreamlift.methods.generate.config import build_config as build_step_config
 
 
 def _default_step() -> GenerateConfig:
-    # the edit's stages set their own lengths and schedules: generate's per-field layer
-    # (a 300-step Gaussian schedule) is not theirs
-    return build_step_config("fast", field_preset=False, guidance="sds")
+    return build_step_config("fast", guidance="sds")
 
 
 @dataclass

@@ -237,22 +237,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_config(
-    preset: str = "fast", *, field_preset: bool = True, **overrides: Any
-) -> GenerateConfig:
-    """Preset values, the preset's layer for the chosen field (:data:`FIELD_PRESETS`; off with
-    ``field_preset=False``, for methods that set their own schedule), then the non-None
-    ``overrides``, merged key by key into nested settings (``gaussians={"num_init": 500}``
-    keeps the preset's other Gaussian settings); names and values are checked here."""
+def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
+    """Preset values, the preset's layer for the chosen field (:data:`FIELD_PRESETS`), then
+    the non-None ``overrides``, merged key by key into nested settings
+    (``gaussians={"num_init": 500}`` keeps the preset's other Gaussian settings); names and
+    values are checked here."""
     if preset not in PRESETS:
         raise DreamliftError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
     given = {k: v for k, v in overrides.items() if v is not None}
     values = PRESETS[preset]
-    layer: dict[str, Any] = {}
-    if field_preset:
-        kind = given.get("field", values.get("field", GenerateConfig.field))
-        layer = FIELD_PRESETS.get(preset, {}).get(kind, {})
-        values = settings.merge(values, layer)
+    kind = given.get("field", values.get("field", GenerateConfig.field))
+    layer = FIELD_PRESETS.get(preset, {}).get(kind, {})
+    values = settings.merge(values, layer)
     values = settings.merge(values, given)
     if "lr_means_decay_steps" in layer.get("gaussians", {}) and "lr_means_decay_steps" not in (
         given.get("gaussians") or {}
@@ -266,12 +262,17 @@ def build_config(
     return check_config(config_from_dict(values))
 
 
+PRESETS["quick"] = PRESETS["fast"]
+"""``fast`` with a half-length Gaussian schedule (:data:`FIELD_PRESETS`); NeRF as ``fast``."""
+
 FIELD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "fast": {
-        # Gaussians converge in half the steps when they start visible and move faster: at
-        # opacity 0.1 the first 100 steps barely changed the silhouette (IoU 0.36 -> 0.39 on
-        # the README's caption); at 0.3, with twice the position rate decayed over the run,
-        # 300 steps reach what 600 did (docs/benchmarks.md, "Where the main job's time goes").
+    "quick": {
+        # Gaussians converge in about half the steps when they start visible and move faster:
+        # at opacity 0.1 the first 100 steps barely changed the silhouette (IoU 0.36 -> 0.39
+        # on the README's caption); at 0.3, with twice the position rate decayed over the
+        # run, 300 steps reach what 600 did on 9 of the fast set's 12 captions, better on
+        # the tori, worse on the cones and the pyramid (docs/benchmarks.md, "Where the main
+        # job's time goes"), in half the time.
         "gaussians": {
             "steps": 300,
             "resolution_warmup": ((0, 0.5), (75, 1.0)),
