@@ -51,8 +51,8 @@ class EditCase:
     source: str
     target: str
     keep: int | None = None
-    """Index (in the target caption's objects, the renderer's instance ids) of the object the
-    edit must leave alone."""
+    """Index (the same in the source's and the target's captions; the renderer's instance
+    ids) of the object the edit must leave alone."""
 
 
 CASES = (
@@ -86,10 +86,14 @@ def views(n: int = 8, size: int = 64):  # noqa: ANN201
 
 
 def keep_mask(case: EditCase, cams) -> torch.Tensor | None:  # noqa: ANN001
-    """(V, H, W) pixels of the object the edit must leave alone, in the target's truth."""
+    """(V, H, W) pixels of the object the edit must leave alone, where it is in the SOURCE's
+    truth: the world lays a composition out differently from its objects alone (a cube under
+    a cone sits lower than a cube by itself), so the target's mask would test whether the
+    edit moved the object, not whether it kept it. ``keep`` indexes the kept object in both
+    captions (a single source object is object 0)."""
     if case.keep is None:
         return None
-    out = render(asset_from_caption(case.target), cams, RenderSettings())
+    out = render(asset_from_caption(case.source), cams, RenderSettings())
     return out["instance"] == case.keep
 
 
