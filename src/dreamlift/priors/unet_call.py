@@ -113,7 +113,7 @@ class UNetCall(nn.Module):
         with warnings.catch_warnings():
             # Shape checks and branches on sizes are baked in; the cache key holds the sizes.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            # torch 2.13 marks jit tracing deprecated in favour of torch.compile/export; the
-            # compile is ~a minute on this CPU (a fresh run's whole budget), the trace 0.5 s.
+            # torch 2.13 marks jit tracing deprecated in favour of torch.compile/export; a
+            # trace takes 0.5 s, while a compile would count in every fresh run's time.
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.trace(forward, args, check_trace=False)
