@@ -237,31 +237,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
-    """Preset values, the preset's layer for the chosen field (:data:`FIELD_PRESETS`), then
-    the non-None ``overrides``, merged key by key into nested settings
-    (``gaussians={"num_init": 500}`` keeps the preset's other Gaussian settings); names and
-    values are checked here."""
-    if preset not in PRESETS:
-        raise DreamliftError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    values = PRESETS[preset]
-    kind = given.get("field", values.get("field", GenerateConfig.field))
-    layer = FIELD_PRESETS.get(preset, {}).get(kind, {})
-    values = settings.merge(values, layer)
-    values = settings.merge(values, given)
-    if "lr_means_decay_steps" in layer.get("gaussians", {}) and "lr_means_decay_steps" not in (
-        given.get("gaussians") or {}
-    ):
-        # the layer's position rate decays over the run, however long it is made
-        values["gaussians"] = {**values["gaussians"], "lr_means_decay_steps": values["steps"]}
-    values["preset"] = preset
-    values["guidance"] = guidance_for_prior(
-        values.get("prior", GenerateConfig.prior), given.get("guidance"), GenerateConfig.guidance
-    )
-    return check_config(config_from_dict(values))
-
-
 PRESETS["quick"] = PRESETS["fast"]
 """``fast`` with a half-length Gaussian schedule (:data:`FIELD_PRESETS`); NeRF as ``fast``."""
 
@@ -289,6 +264,31 @@ FIELD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 """Each preset's settings for one field kind, over the preset's own."""
+
+
+def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
+    """Preset values, the preset's layer for the chosen field (:data:`FIELD_PRESETS`), then
+    the non-None ``overrides``, merged key by key into nested settings
+    (``gaussians={"num_init": 500}`` keeps the preset's other Gaussian settings); names and
+    values are checked here."""
+    if preset not in PRESETS:
+        raise DreamliftError(f"unknown preset {preset!r}", f"choose one of: {', '.join(PRESETS)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = PRESETS[preset]
+    kind = given.get("field", values.get("field", GenerateConfig.field))
+    layer = FIELD_PRESETS.get(preset, {}).get(kind, {})
+    values = settings.merge(values, layer)
+    values = settings.merge(values, given)
+    if "lr_means_decay_steps" in layer.get("gaussians", {}) and "lr_means_decay_steps" not in (
+        given.get("gaussians") or {}
+    ):
+        # the layer's position rate decays over the run, however long it is made
+        values["gaussians"] = {**values["gaussians"], "lr_means_decay_steps": values["steps"]}
+    values["preset"] = preset
+    values["guidance"] = guidance_for_prior(
+        values.get("prior", GenerateConfig.prior), given.get("guidance"), GenerateConfig.guidance
+    )
+    return check_config(config_from_dict(values))
 
 
 def resume_config(out_dir: Path, **overrides: Any) -> GenerateConfig:
