@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from dreamlift.errors import ModelError
 from dreamlift.generators.triplane import TriplaneGenerator
 from dreamlift.io.mesh import extract_mesh
 from dreamlift.methods.invert import Pose, Target, preset_config
@@ -166,7 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.mesh_threshold:
         cfg = replace(cfg, mesh_threshold=args.mesh_threshold)
     distance = load_feature_distance() if cfg.perceptual_weight > 0 else None
-    identity = load_head_net("toy-id")  # novel views scored by identity similarity too
+    try:  # novel views scored by identity similarity too, when the zoo has toy-id
+        identity = load_head_net("toy-id")
+    except ModelError:
+        identity = None
 
     samples = sample_table(gen, args.samples, cfg) if args.samples else {}
     if samples:
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = {}
     for v in variants:
         table[v] = {
-            key: statistics.mean(r[v][key] for r in rows)
+            key: statistics.mean(r[v].get(key, float("nan")) for r in rows)
             for key in ("input_psnr", "novel_psnr", "novel_psnr_head", "novel_identity", "seconds")
         }
     print(

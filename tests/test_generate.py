@@ -89,7 +89,6 @@ def test_the_quick_presets_gaussian_layer_applies_to_gaussians_only():
     assert nerf.steps == 600 and nerf.resolution_warmup == ((0, 0.5), (150, 1.0))
     given = build_config("quick", prompt="a red cube", steps=450, gaussians={"init_opacity": 0.2})
     assert given.steps == 450 and given.gaussians.init_opacity == 0.2
-    assert given.gaussians.lr_means_decay_steps == 450  # the position rate decays over the run
     fast = build_config("fast", prompt="a red cube")
     assert fast.steps == 600 and fast.gaussians.init_opacity == 0.1
 

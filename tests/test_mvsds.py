@@ -253,3 +253,16 @@ def test_generate_then_edit_through_the_cli_on_an_official_checkpoint(capsys, tm
     assert code == 0, err
     records = [json.loads(x) for x in (tmp_path / "e" / "metrics.jsonl").read_text().splitlines()]
     assert any("loss_mvsds" in r for r in records) and any("loss_ipg_l1" in r for r in records)
+
+
+def test_edit_refuses_a_single_view_guidance_on_a_multi_view_prior_before_any_work(tmp_path):
+    from dreamlift.errors import ConfigError
+    from dreamlift.methods.edit import build_config as build_edit
+
+    folder = write_mvdream_folder(tmp_path / "mvdream")
+    cfg = build_edit("fast", prompt="a blue cube", source="x", step={"prior": str(folder)})
+    assert cfg.step.guidance == "mvsds"
+    with pytest.raises(ConfigError, match="multi-view prior"):
+        build_edit(
+            "fast", prompt="a blue cube", source="x", step={"prior": str(folder), "guidance": "sds"}
+        )

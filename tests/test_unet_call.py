@@ -90,6 +90,13 @@ def test_the_trace_sees_in_place_weight_updates_and_new_attention_processors():
         multiview = call(*args)
         assert torch.equal(multiview, _eager(unet, *args))
         assert not torch.equal(multiview, after)
+        for module in unet.modules():  # a processor's setting changed in place: retraced
+            processor = getattr(module, "processor", None)
+            if getattr(processor, "num_views", None) == 4:
+                processor.num_views = 2
+        pairs = call(*args)
+        assert torch.equal(pairs, _eager(unet, *args))
+        assert not torch.equal(pairs, multiview)
 
 
 def test_tracing_can_be_turned_off(monkeypatch):

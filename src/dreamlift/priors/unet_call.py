@@ -19,12 +19,15 @@ is used only when nothing needs the eager modules:
 * the UNet is in eval mode;
 * no forward hook is registered on any of its modules (feature capture, as Diffusion
   Handles records, runs eagerly);
-* the attention processors are the ones traced (installing others, e.g. the multi-view
-  attention, retraces).
+* the attention processors are the ones traced, with the same plain attribute values
+  (installing others, e.g. the multi-view attention, or changing a processor's ``num_views``
+  retraces).
 
-The graph reads the UNet's parameter tensors, so in-place weight updates are seen; replacing
-a parameter object, or moving the UNet, needs :meth:`UNetCall.clear` (``.to()`` on the
-prior's modules keeps the objects). Set ``DREAMLIFT_EAGER_UNET=1`` to turn tracing off.
+The graph reads the UNet's parameter tensors, so in-place weight updates are seen. What it
+cannot see is a change to the forward's other Python-level settings after tracing (FreeU,
+attention slicing, forward chunking), a replaced parameter object, or a moved UNet: call
+:meth:`UNetCall.clear` after those (``.to()`` on the prior's modules keeps the objects). Set
+``DREAMLIFT_EAGER_UNET=1`` to turn tracing off.
 """
 
 from __future__ import annotations
@@ -66,10 +69,12 @@ class UNetCall(nn.Module):
         self.unet = unet
         self.trace = trace and os.environ.get("DREAMLIFT_EAGER_UNET", "") in ("", "0")
         self._traces: dict[_Key, Any] = {}
-        self._processors: tuple[int, ...] | None = None
+        self._processors: list[tuple[Any, tuple]] | None = None
         self._inner: list[nn.Module] | None = None
         """The UNet's modules, listed once (walking them per call cost 0.6 ms, a tenth of a
-        toy UNet call); a UNet whose modules are replaced needs :meth:`clear`."""
+        toy UNet call) and again when the processors change; a UNet whose other modules are
+        replaced needs :meth:`clear`."""
+        self._attention: list[nn.Module] = []
 
     def clear(self) -> None:
         """Forget every trace (after replacing parameters or moving the UNet)."""
@@ -96,20 +101,26 @@ class UNetCall(nn.Module):
             return False
         if self._inner is None:
             self._inner = list(self.unet.modules())
-        processors = []
-        for module in self._inner:
-            if module._forward_hooks or module._forward_pre_hooks:
-                return False
-            processor = module.__dict__.get("processor")
-            if processor is not None:
-                processors.append(id(processor))
-        if tuple(processors) != self._processors:
+            self._attention = [m for m in self._inner if hasattr(m, "set_processor")]
+        processors = [_processor_state(m.processor) for m in self._attention]
+        if not self._same_processors(processors):
             self._traces.clear()
-            self._processors = tuple(processors)
-        return True
+            self._processors = processors
+            self._inner = list(self.unet.modules())  # processor modules and their hooks
+        return not any(m._forward_hooks or m._forward_pre_hooks for m in self._inner)
+
+    def _same_processors(self, processors: list[tuple[Any, tuple]]) -> bool:
+        """The same processor objects (not ids, which a freed object's successor may reuse)
+        with the same plain attribute values."""
+        old = self._processors
+        return (
+            old is not None
+            and len(old) == len(processors)
+            and all(a[0] is b[0] and a[1] == b[1] for a, b in zip(old, processors, strict=True))
+        )
 
     def _trace(self, args: tuple[Tensor, ...]) -> Any:
-        forward = _Forward(self.unet, len(args) == 4).eval()
+        forward = _Forward(self.unet, len(args) == 4)  # no .eval(): it would recurse into the UNet
         with warnings.catch_warnings():
             # Shape checks and branches on sizes are baked in; the cache key holds the sizes.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -117,3 +128,11 @@ class UNetCall(nn.Module):
             # trace takes 0.5 s, while a compile would count in every fresh run's time.
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.trace(forward, args, check_trace=False)
+
+
+def _processor_state(processor: Any) -> tuple[Any, tuple]:
+    """A processor and its plain settings (numbers, strings, flags): what a forward's Python
+    branches may read from it."""
+    plain = (bool, int, float, str, type(None))
+    values = tuple(sorted((k, v) for k, v in vars(processor).items() if isinstance(v, plain)))
+    return processor, values

@@ -244,10 +244,10 @@ FIELD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         # Gaussians converge in about half the steps when they start visible and move faster:
         # at opacity 0.1 the first 100 steps barely changed the silhouette (IoU 0.36 -> 0.39
-        # on the README's caption); at 0.3, with twice the position rate decayed over the
-        # run, 300 steps reach what 600 did on 9 of the fast set's 12 captions, better on
-        # the tori, worse on the cones and the pyramid (docs/benchmarks.md, "Where the main
-        # job's time goes"), in half the time.
+        # on the README's caption); at 0.3, with twice the position rate (generate decays it
+        # over the run, run.initial_field), 300 steps reach what 600 did on 9 of the fast
+        # set's 12 captions, better on the tori, worse on the cones and the pyramid
+        # (docs/benchmarks.md, "Where the main job's time goes").
         "gaussians": {
             "steps": 300,
             "resolution_warmup": ((0, 0.5), (75, 1.0)),
@@ -255,7 +255,6 @@ FIELD_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "init_opacity": 0.3,
                 "lr_means": 3.2e-3,
                 "lr_means_final": 3.2e-5,
-                "lr_means_decay_steps": 300,
                 "densify_from": 50,
                 "densify_until": 225,
                 "densify_every": 50,
@@ -276,14 +275,8 @@ def build_config(preset: str = "fast", **overrides: Any) -> GenerateConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
     values = PRESETS[preset]
     kind = given.get("field", values.get("field", GenerateConfig.field))
-    layer = FIELD_PRESETS.get(preset, {}).get(kind, {})
-    values = settings.merge(values, layer)
+    values = settings.merge(values, FIELD_PRESETS.get(preset, {}).get(kind, {}))
     values = settings.merge(values, given)
-    if "lr_means_decay_steps" in layer.get("gaussians", {}) and "lr_means_decay_steps" not in (
-        given.get("gaussians") or {}
-    ):
-        # the layer's position rate decays over the run, however long it is made
-        values["gaussians"] = {**values["gaussians"], "lr_means_decay_steps": values["steps"]}
     values["preset"] = preset
     values["guidance"] = guidance_for_prior(
         values.get("prior", GenerateConfig.prior), given.get("guidance"), GenerateConfig.guidance
