@@ -123,6 +123,7 @@ def _mesh(gen: TriplaneGenerator, ws: Tensor, cfg: InvertConfig, path: Path):  #
     return verts, faces
 
 
+@flush_denormals()
 def invert(
     request: InvertRequest,
     out: Path,
@@ -132,18 +133,6 @@ def invert(
 ) -> dict:
     """Run an inversion into ``out``; returns the summary (also written to summary.json).
     Subnormal floats are flushed meanwhile (``utils/numerics.py``: ~20x slower on CPUs)."""
-    with flush_denormals():
-        return _invert(request, out, cfg, progress, resume_allowed)
-
-
-def _invert(
-    request: InvertRequest,
-    out: Path,
-    cfg: InvertConfig,
-    progress: Progress | None = None,
-    resume_allowed: bool = False,
-) -> dict:
-    """:func:`invert` with subnormals left as they are."""
     out = Path(out)
     if not resume_allowed:
         refuse_existing_run(out)
