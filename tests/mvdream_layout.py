@@ -14,6 +14,23 @@ import torch
 from torch import Tensor
 
 
+def small_unet():  # noqa: ANN201 - a test helper
+    """A tiny random diffusers UNet (8² latents, channels (8, 16), 12-dim text states) in eval
+    mode, seeded: the multi-view and the UNet-call tests build on it."""
+    from dreamlift.zoo.tiny import TinySDConfig, tiny_unet
+
+    torch.manual_seed(0)
+    return tiny_unet(
+        TinySDConfig(
+            sample_size=8,
+            unet_channels=(8, 16),
+            unet_groups=4,
+            attention_head_dim=2,
+            cross_attention_dim=12,
+        )
+    ).eval()
+
+
 def _linear(out: dict, name: str, fan_in: int, fan_out: int, bias: bool = True) -> None:
     out[f"{name}.weight"] = (fan_out, fan_in)
     if bias:

@@ -11,6 +11,7 @@ from mvdream_layout import (
     TINY_LAYOUT,
     official_checkpoint,
     official_unet_shapes,
+    small_unet,
     write_mvdream_folder,
 )
 from safetensors.torch import save_file
@@ -33,21 +34,6 @@ from dreamlift.priors.mvdream_checkpoint import (
 pytest.importorskip("diffusers")
 
 
-def _small_unet():
-    from dreamlift.zoo.tiny import TinySDConfig, tiny_unet
-
-    torch.manual_seed(0)
-    return tiny_unet(
-        TinySDConfig(
-            sample_size=8,
-            unet_channels=(8, 16),
-            unet_groups=4,
-            attention_head_dim=2,
-            cross_attention_dim=12,
-        )
-    ).eval()
-
-
 def _call(unet, x, states, camera=None):
     with torch.no_grad():
         return unet(x, 500, encoder_hidden_states=states, class_labels=camera).sample
@@ -56,7 +42,7 @@ def _call(unet, x, states, camera=None):
 def test_camera_mlp_is_a_projection_class_embedding_that_starts_at_zero():
     """diffusers' class_embed_type="projection" (16 inputs) has MVDream camera_embed's shape
     (Linear 16 → 4C, SiLU, Linear 4C → 4C), and the new UNet starts as the old one."""
-    base = _small_unet()
+    base = small_unet()
     unet = add_camera_embedding(base).eval()
     emb = 4 * base.config.block_out_channels[0]
     assert tuple(unet.class_embedding.linear_1.weight.shape) == (emb, 16)
@@ -71,7 +57,7 @@ def test_camera_mlp_is_a_projection_class_embedding_that_starts_at_zero():
 
 
 def test_self_attention_spans_the_views_of_a_group_and_no_further():
-    unet = add_camera_embedding(_small_unet()).eval()
+    unet = add_camera_embedding(small_unet()).eval()
     cams = camera_codes(group_azimuths(torch.tensor([0.0, 45.0])), torch.zeros(8))
     x, states = torch.randn(8, 4, 8, 8), torch.randn(8, 5, 12)
     changed = x.clone()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mvdream_layout import small_unet
 
 from dreamlift.priors.multiview import add_camera_embedding, install_multiview_attention
 from dreamlift.priors.unet_call import UNetCall
@@ -13,18 +14,7 @@ pytest.importorskip("diffusers")
 
 
 def _unet(camera: bool = False):
-    from dreamlift.zoo.tiny import TinySDConfig, tiny_unet
-
-    torch.manual_seed(0)
-    unet = tiny_unet(
-        TinySDConfig(
-            sample_size=8,
-            unet_channels=(8, 16),
-            unet_groups=4,
-            attention_head_dim=2,
-            cross_attention_dim=12,
-        )
-    )
+    unet = small_unet()
     return (add_camera_embedding(unet) if camera else unet).eval()
 
 
