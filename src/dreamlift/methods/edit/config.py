@@ -13,9 +13,10 @@ from dreamlift.fields.registry import check_field_name
 from dreamlift.io.run import to_plain
 from dreamlift.methods.common import config as settings
 from dreamlift.methods.common.folders import resume_config as resumed
-from dreamlift.methods.common.priors import guidance_for_prior, is_multiview_prior
+from dreamlift.methods.common.priors import guidance_for_prior
 from dreamlift.methods.generate.config import GenerateConfig
 from dreamlift.methods.generate.config import build_config as build_step_config
+from dreamlift.methods.generate.config import check_config as check_step_config
 
 
 def _default_step() -> GenerateConfig:
@@ -128,13 +129,9 @@ def build_config(preset: str = "fast", **overrides: Any) -> EditConfig:
     values["field"] = values.get("field") or given_step.get("field")
     # the revision's guidance: MV-SDS on a multi-view prior, SDS otherwise (run.step_config)
     step["guidance"] = guidance_for_prior(step["prior"], given_step.get("guidance"), "sds")
-    if step["guidance"] != "mvsds" and is_multiview_prior(step["prior"]):
-        raise ConfigError(
-            f"{step['guidance']} guidance denoises one view at a time; {step['prior']} is a "
-            "multi-view prior",
-            "leave step.guidance out (MV-SDS is the default with a multi-view prior)",
-        )
-    return settings.config_from_values(EditConfig, values)
+    cfg = settings.config_from_values(EditConfig, values)
+    check_step_config(cfg.step)  # generate's checks, the multi-view guidance among them
+    return cfg
 
 
 def resume_config(out_dir: Path, **overrides: Any) -> EditConfig:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamlift.cameras import DEFAULT_ORBIT
-from dreamlift.errors import DreamliftError
+from dreamlift.errors import ConfigError, DreamliftError
 from dreamlift.fields.gaussians import GaussiansConfig
 from dreamlift.fields.nerf import NerfConfig
 from dreamlift.fields.registry import check_field_name
@@ -295,11 +295,11 @@ def check_config(cfg: GenerateConfig) -> GenerateConfig:
     check_field_name(cfg.field)
     guidance_spec(cfg.guidance)
     if cfg.guidance != "mvsds" and is_multiview_prior(cfg.prior):
-        raise DreamliftError(
+        raise ConfigError(
             f"{cfg.guidance} guidance denoises one view at a time; {cfg.prior} is a multi-view "
             "prior",
-            "leave --guidance out (MV-SDS is the default with a multi-view prior) or give "
-            "--guidance mvsds",
+            "leave the guidance unset (MV-SDS is the default with a multi-view prior) or "
+            "choose mvsds",
         )
     if cfg.export not in ("auto", "mesh"):
         raise DreamliftError(f"unknown export {cfg.export!r}", "choose auto or mesh")
