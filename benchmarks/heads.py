@@ -29,13 +29,12 @@ from pathlib import Path
 
 import torch
 
-from dreamlift.errors import ModelError
 from dreamlift.generators.triplane import TriplaneGenerator
 from dreamlift.io.mesh import extract_mesh
 from dreamlift.methods.invert import Pose, Target, preset_config
 from dreamlift.methods.invert.inputs import render_world_head
 from dreamlift.methods.invert.optimize import fit_latent, pivotal_tuning
-from dreamlift.methods.invert.run import load_generator
+from dreamlift.methods.invert.run import identity_network, load_generator
 from dreamlift.methods.invert.scores import (
     SILHOUETTE_POSES,
     mesh_silhouette_iou,
@@ -45,7 +44,6 @@ from dreamlift.methods.invert.scores import (
 from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.world.heads import HELD_OUT_HEADS, head_cameras, training_head_seeds
-from dreamlift.zoo.recipes.head_nets import load_head_net
 
 RESULTS = Path(__file__).parent / "results" / "heads.json"
 BARS = {"novel_psnr": 28.0, "novel_psnr_head": 24.0, "mesh_iou": 0.9, "inversion_s": 60.0}
@@ -167,10 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.mesh_threshold:
         cfg = replace(cfg, mesh_threshold=args.mesh_threshold)
     distance = load_feature_distance() if cfg.perceptual_weight > 0 else None
-    try:  # novel views scored by identity similarity too, when the zoo has toy-id
-        identity = load_head_net("toy-id")
-    except ModelError:
-        identity = None
+    identity = identity_network()  # novel views scored by identity too, when toy-id exists
 
     samples = sample_table(gen, args.samples, cfg) if args.samples else {}
     if samples:

@@ -84,14 +84,12 @@ def _target(request: InvertRequest, cfg: InvertConfig) -> tuple[Target, Pose, st
     return Target(image, pose.camera(resolution)), pose, cfg.pose_estimator
 
 
-def _identity_network(cfg: InvertConfig):  # noqa: ANN202
+def identity_network():  # noqa: ANN201
     """toy-id for the scores' identity similarity, or None (and no such score) when the
     zoo lacks it."""
     from dreamlift.errors import ModelError
     from dreamlift.zoo.recipes.head_nets import load_head_net
 
-    if not cfg.identity_scores:
-        return None
     try:
         return load_head_net("toy-id")
     except ModelError:
@@ -145,7 +143,7 @@ def invert(
     gen = load_generator(cfg.generator, device)
     target = Target(target.image.to(device), target.camera.to(device))
     distance = load_feature_distance(lpips=cfg.lpips) if cfg.perceptual_weight > 0 else None
-    identity = _identity_network(cfg) if request.head is not None else None
+    identity = identity_network() if request.head is not None and cfg.identity_scores else None
     load_s = time.perf_counter() - t_start
 
     stage_scores: dict[str, dict[str, float]] = {}
