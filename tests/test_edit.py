@@ -292,3 +292,31 @@ def test_the_ipg_perceptual_term_runs_lpips_from_local_weights(source_run, tiny_
     records = [json.loads(x) for x in (tmp_path / "e" / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("loss_ipg_perceptual", 0) > 0 for r in records)
 
+
+def test_sigkill_at_random_moments_across_the_stages_then_resume_is_bit_exact(
+    source_run, tiny_prior, tmp_path
+):
+    """Three SIGKILLs of a real edit process (probe, revise and IPG are 20, 16 and 8 steps,
+    a checkpoint every 2), each followed by a resume: the IPG stage's final parameters equal
+    an uninterrupted edit's."""
+    from kill_helpers import assert_same_tensors, kill_at_random_moments
+
+    stages = {"probe_steps": 20, "probe_window": 5, "revise_steps": 16, "ipg_steps": 8}
+    torch.set_num_threads(1)
+    cfg = _edit_config(source_run, tiny_prior, **stages)
+    edit(cfg, tmp_path / "full", quiet=True)
+    out = tmp_path / "killed"
+    step = {**FAST_STEP, "prior": str(tiny_prior), "device": "cpu"}
+    script = (
+        "import torch; torch.set_num_threads(1); from pathlib import Path;"
+        "from dreamlift.methods.edit import build_config, edit;"
+        f"cfg = build_config('fast', prompt='a blue cube', source={str(source_run)!r},"
+        f" ipg_perceptual=0.0, device='cpu', step={step!r}, **{stages!r});"
+        f"edit(cfg, Path({str(out)!r}), resume=True, quiet=True)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    left = kill_at_random_moments(script, out, kills=3, seed=3, env=env)
+    assert all(mark is not None for mark in left) and left[-1] < (2, 8), left
+    edit(cfg, out, resume=True, quiet=True)
+    name = "checkpoint-ipg.safetensors"
+    assert_same_tensors(tmp_path / "full" / name, out / name)

@@ -472,3 +472,29 @@ def test_gpu_runs_without_gsplat_are_warned_before_training_with_the_reason(monk
     assert gen.backend_warnings(explicit, cuda) == []
     monkeypatch.setattr(gen_run, "gsplat_unavailable_reason", lambda: None)
     assert gen.backend_warnings(build_config("fast"), cuda) == []
+
+
+@pytest.mark.parametrize("field", ["gaussians", "nerf"])
+def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, tiny_sd, field):
+    """Three SIGKILLs of a real process, each at a random moment after a newer checkpoint,
+    each followed by a ``--resume``: the parameters equal an uninterrupted run's."""
+    from kill_helpers import assert_same_tensors, kill_at_random_moments
+
+    settings = {**FAST, "checkpoint_every": 4, "steps": 60, "field": field}
+    torch.set_num_threads(1)
+    cfg = build_config("fast", prompt="a red cube", prior=str(tiny_sd), **settings)
+    generate(cfg, tmp_path / "full", quiet=True)
+
+    out = tmp_path / "killed"
+    script = (
+        "import torch; torch.set_num_threads(1);"
+        "from pathlib import Path; from dreamlift.methods.generate import build_config, generate;"
+        f"cfg = build_config('fast', prompt='a red cube', prior={str(tiny_sd)!r}, **{settings!r});"
+        f"generate(cfg, Path({str(out)!r}), resume=True, quiet=True)"
+    )
+    left = kill_at_random_moments(script, out, kills=3, seed=7, env=ENV)
+    assert all(mark is not None and mark[1] < 60 for mark in left), left
+    generate(cfg, out, resume=True, quiet=True)
+    assert_same_tensors(
+        tmp_path / "full" / "checkpoint.safetensors", out / "checkpoint.safetensors"
+    )

@@ -60,7 +60,7 @@ def test_values_build_nested_settings_over_their_defaults():
         ({"flag": 1}, "flag must be true or false"),
         ({"name": 3}, "name must be text or null"),
         ({"pair": [1, 2, 3]}, "pair must be a list of 2"),
-        ({"inner": {"rate": "fast"}}, "inner.rate must be a number"),
+        ({"inner": {"rate": "fast"}}, "inner.rate must be a finite number"),
         ({"inner": 3}, "inner is a group of settings"),
         ({"stepz": 3}, "no setting 'stepz'"),
         ({"inner": {"nodes": 3}}, "no setting 'inner.nodes'"),

@@ -316,8 +316,9 @@ def test_zoo_json_and_listing(zoo, monkeypatch):
     monkeypatch.setenv("DREAMLIFT_ZOO_DIR", str(zoo))
     rows = {r.name: r for r in list_models()}
     trained_here = ("toy-sd", "toy-sd-depth", "toy-sd-camera", "toy-clip")  # by the fixture
-    assert all(rows[n].trained and rows[n].parameters > 0 and rows[n].size_bytes > 0
-               for n in trained_here)
+    assert all(
+        rows[n].trained and rows[n].parameters > 0 and rows[n].size_bytes > 0 for n in trained_here
+    )
     assert not any(r.trained for n, r in rows.items() if n not in trained_here)
     assert rows["toy-sd"].training_steps == {"vae": 2, "unet": 2}
     assert "vae.psnr_db" in rows["toy-sd"].figures

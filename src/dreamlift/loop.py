@@ -36,7 +36,7 @@ from rich.progress import (
 )
 from torch import Tensor
 
-from dreamlift.errors import DreamliftError, TrainingError
+from dreamlift.errors import DreamliftError, OutputError, TrainingError
 from dreamlift.fields.base import Field, RenderOutput
 from dreamlift.guidance.guard import NonFiniteGuard
 from dreamlift.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -319,7 +319,14 @@ def optimize(
                 run.log(record)
                 progress.update(task, status=f"loss {loss_value:.4f}")
             if done % settings.checkpoint_every == 0 or last or stop.requested:
-                _save(run, settings, fld, opt, generators, done, state)
+                try:
+                    _save(run, settings, fld, opt, generators, done, state)
+                except OSError as exc:
+                    raise OutputError(
+                        f"cannot write the checkpoint of step {done}: {exc.strerror or exc}",
+                        f"the last good checkpoint (step {last_good}) is kept in {path}; "
+                        "free space, then rerun with --resume",
+                    ) from None
                 last_good = done
             progress.update(task, completed=done)
             if stop.requested:

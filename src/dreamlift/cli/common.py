@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.text import Text
+
+from dreamlift.errors import DreamliftError
 
 console = Console(stderr=True)
 
@@ -38,14 +41,18 @@ def _option_parameters(out: str | None) -> dict[str, inspect.Parameter]:
 
     return {
         "out": option("out", Path, typer.Option(Path(out or "out"), help="Run folder.")),
-        "seed": option("seed", int | None, typer.Option(None, help="Random seed (default: 0).")),
+        "seed": option(
+            "seed",
+            int | None,
+            typer.Option(None, min=0, max=2**32 - 1, help="Random seed (default: 0)."),
+        ),
         "device": option(
             "device",
             str | None,
             typer.Option(None, help="auto, cpu, cuda, cuda:1, ... (default: auto)"),
         ),
         "threads": option(
-            "threads", int | None, typer.Option(None, min=1, help="torch CPU threads.")
+            "threads", int | None, typer.Option(None, min=1, max=4096, help="torch CPU threads.")
         ),
         "quiet": option("quiet", bool, typer.Option(False, help="No progress bar.")),
         "config": option(
@@ -104,10 +111,13 @@ class RunOptions:
     def settings_for(
         self, build: Callable[..., Any], resume: Callable[..., Any], flags: dict[str, Any]
     ) -> Any:
-        """A method's config: ``resume(out, **overrides)`` when resuming a run that saved its
-        config, else ``build(**overrides)``."""
+        """A method's config: ``resume(out, **overrides)`` when resuming a run that left a
+        checkpoint or a summary, else ``build(**overrides)`` (a run that failed before either
+        starts again from the command line, not from the settings it saved)."""
+        from dreamlift.methods.common.folders import holds_run
+
         overrides = self.overrides(flags)
-        if self.resume and (self.out / "config.yaml").is_file():
+        if self.resume and holds_run(self.out):
             return resume(self.out, **overrides)
         return build(**overrides)
 
@@ -126,6 +136,7 @@ def command(
 
         @functools.wraps(fn)
         def run(**values: Any) -> None:
+            refuse_non_finite(values)
             given = {name: values.pop(name) for name in options}
             if "settings" in given:
                 given["settings"] = tuple(given["settings"] or ())
@@ -142,6 +153,17 @@ def command(
         return run
 
     return decorate
+
+
+def refuse_non_finite(values: dict[str, Any]) -> None:
+    """NaN or infinity in any number of the command line is a one-line error: no flag means
+    either, and a run would only meet them as a NaN loss or an empty render much later."""
+    for name, value in values.items():
+        numbers = value if isinstance(value, (tuple, list)) else (value,)
+        for number in numbers:
+            if isinstance(number, float) and not math.isfinite(number):
+                flag = "--" + name.replace("_", "-")
+                raise DreamliftError(f"{flag} must be a finite number, got {number}")
 
 
 def report(done: str, result: dict[str, Any]) -> None:

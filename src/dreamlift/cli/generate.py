@@ -33,7 +33,9 @@ def generate_command(
         "docs/benchmarks.md) or paper (GE3D's settings) (default: fast).",
     ),
     steps: int | None = typer.Option(None, min=1, help="Optimisation steps."),
-    resolution: int | None = typer.Option(None, min=8, help="Render size [prior's size]."),
+    resolution: int | None = typer.Option(
+        None, min=8, max=2048, help="Render size [prior's size]."
+    ),
     cfg: float | None = typer.Option(None, "--cfg", min=0.0, help="CFG scale."),
     negative: str | None = typer.Option(None, help="Negative prompt (uncond branch)."),
     init: str | None = typer.Option(None, help="Gaussians: sphere, random or PATH.ply."),

@@ -83,11 +83,18 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "stage_index": str(ckpt.stage_index),
     }
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o644)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except SafetensorError as exc:  # safetensors' own word for a failed write
+        tmp.unlink(missing_ok=True)
+        raise OSError(str(exc)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves the last checkpoint, not a torn one
+        raise
 
 
 def read_metadata(path: Path) -> dict[str, str]:

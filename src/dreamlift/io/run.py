@@ -10,6 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: run folders are not locked there
+    fcntl = None  # type: ignore[assignment]
 import time
 from pathlib import Path
 from typing import Any
@@ -43,15 +48,48 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+LOCK_NAME = ".lock"
+_HELD: dict[Path, int] = {}
+"""Run folders this process writes into → the descriptor that holds the folder's lock."""
+
+
+def _lock(folder: Path) -> None:
+    """Hold ``folder``'s lock until :func:`_unlock` or the end of this process (even a
+    SIGKILL releases it); another process holding it is an :class:`OutputError`.
+
+    The lock belongs to the process, so one process may run into a folder again (a resume
+    after an interruption in the same Python session)."""
+    key = folder.resolve()
+    if key in _HELD or fcntl is None:
+        return
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(
+            f"another process is writing a run in {folder}",
+            "wait for it to finish, or choose another --out",
+        ) from None
+    _HELD[key] = fd
+
+
+def _unlock(folder: Path) -> None:
+    fd = _HELD.pop(folder.resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 class RunDir:
-    """An output folder of one run."""
+    """An output folder of one run; while the run writes into it, no other process can."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.started = time.perf_counter()
 
     def prepare(self) -> RunDir:
-        """Create the folder and prove it is writable (fail before any work is done)."""
+        """Create the folder, prove it is writable and take its lock (fail before any work
+        is done)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
@@ -62,6 +100,7 @@ class RunDir:
                 f"cannot write to output folder {self.path}: {exc.strerror or exc}",
                 "choose another --out",
             ) from None
+        _lock(self.path)
         return self
 
     @property
@@ -74,8 +113,14 @@ class RunDir:
         )
 
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(to_plain(record)) + "\n")
+        try:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(to_plain(record)) + "\n")
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {self.metrics_path}: {exc.strerror or exc}",
+                "free space on that disk, then rerun with --resume",
+            ) from None
 
     def truncate_metrics(self, after_step: int, stage: str = "") -> None:
         """Drop the records of ``stage`` logged after ``after_step`` steps (they are redone
@@ -115,4 +160,5 @@ class RunDir:
         }
         path = self.path / "summary.json"
         atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+        _unlock(self.path)  # the run is finished: the folder is free for a --resume
         return path

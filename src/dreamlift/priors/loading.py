@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
+from dreamlift.devices import resolve_device
 from dreamlift.errors import ModelError
 from dreamlift.priors.camera import CAMERA_FOLDER, CameraEmbedding, has_camera
 
@@ -132,13 +133,6 @@ def _weights_variant(sub: Path) -> str | None:
         raise ModelError(f"missing weights (*.safetensors) in {sub}")
     plain = [n for n in safetensors if ".fp16." not in n]
     return None if plain else "fp16"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 _DTYPES = {

@@ -11,6 +11,7 @@ checks every value against its type hint, so an unknown name or a wrong value is
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -146,11 +147,19 @@ class _Mismatch(Exception):
     pass
 
 
+SEEDS = range(2**32)
+"""Every config's ``seed``: non-negative, and small enough that ``seed + k`` (the run's
+other generators) still seeds torch."""
+
+
 def _checked(kind: Any, value: Any, name: str) -> Any:
     try:
-        return _convert(kind, value)
+        value = _convert(kind, value)
     except _Mismatch:
         raise ConfigError(f"bad setting: {name} must be {_describe(kind)}, got {value!r}") from None
+    if name.rpartition(".")[2] == "seed" and isinstance(value, int) and value not in SEEDS:
+        raise ConfigError(f"bad setting: seed must be in [0, 2^32), got {value}")
+    return value
 
 
 def _convert(kind: Any, value: Any) -> Any:
@@ -190,13 +199,14 @@ def _convert(kind: Any, value: Any) -> Any:
             return value
         raise _Mismatch
     if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as text
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 raise _Mismatch from None
+        # NaN and infinity are no setting's value: they would only surface as a NaN loss
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return value
         raise _Mismatch
     if kind is str:
         if isinstance(value, str):
@@ -217,7 +227,7 @@ def _describe(kind: Any) -> str:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a list of {_describe(args[0])}"
         return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "text"}
     return names.get(kind, getattr(kind, "__name__", str(kind)))
 
 

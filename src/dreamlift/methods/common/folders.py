@@ -10,6 +10,7 @@ checkpoint holds. CPU threads are not a setting and may change too.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from dreamlift.loop import CHECKPOINT_NAME
 from dreamlift.methods.common.config import (
     ConfigError,
     changed_settings,
+    config_fields,
     config_from_values,
     merge,
     read_config_file,
@@ -33,14 +35,26 @@ RESUMABLE = ("steps", "device")
 """Settings a resumed run may change: more (or fewer) steps, another device."""
 
 
-def refuse_existing_run(path: Path) -> None:
-    """Raise :class:`OutputError` when ``path`` holds a run."""
+def run_marker(path: Path) -> Path | None:
+    """The first file that shows ``path`` holds a run, or None."""
     for pattern in RUN_MARKERS:
         for found in sorted(Path(path).glob(pattern)):
-            raise OutputError(
-                f"{path} already holds a run ({found.name})",
-                "pass --resume to continue it, or choose another --out",
-            )
+            return found
+    return None
+
+
+def holds_run(path: Path) -> bool:
+    return run_marker(path) is not None
+
+
+def refuse_existing_run(path: Path) -> None:
+    """Raise :class:`OutputError` when ``path`` holds a run."""
+    found = run_marker(path)
+    if found is not None:
+        raise OutputError(
+            f"{path} already holds a run ({found.name})",
+            "pass --resume to continue it, or choose another --out",
+        )
 
 
 def saved_values(path: Path) -> dict[str, Any]:
@@ -51,11 +65,30 @@ def saved_values(path: Path) -> dict[str, Any]:
     return read_config_file(file)
 
 
+def _maker(path: Path) -> str:
+    """The command that made the run in ``path``, as its summary says ("" when unknown)."""
+    try:
+        return str(json.loads((Path(path) / "summary.json").read_text()).get("command", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 def resume_config(cls: type[C], path: Path, overrides: dict[str, Any]) -> C:
     """The run's saved settings with ``overrides`` (the resuming command's; None: not given)
-    laid over them."""
+    laid over them. Settings ``cls`` does not have mean another command made the run."""
+    saved = saved_values(path)
+    foreign = sorted(set(saved) - set(config_fields(cls)))
+    if foreign:
+        maker = _maker(path)
+        made_by = (
+            f"a {maker.split()[0]} run" if maker else f"a run of another command ({foreign[0]})"
+        )
+        raise ConfigError(
+            f"{path} holds {made_by}; this command cannot resume it",
+            "resume it with the command that made it, or choose another --out",
+        )
     given = {k: v for k, v in overrides.items() if v is not None}
-    return config_from_values(cls, merge(saved_values(path), given))
+    return config_from_values(cls, merge(saved, given))
 
 
 def open_run(path: Path, config: Any, resume: bool) -> RunDir:

@@ -228,6 +228,9 @@ def edit(
         raise ConfigError("empty edit prompt", 'dreamlift edit out/g1 "a blue cube" --out out/e1')
     t0 = time.perf_counter()
     prior = prior or priors.load_prior(cfg.step.prior, cfg.device, prompt=cfg.prompt)
+    distance = None
+    if cfg.ipg_steps and cfg.ipg_perceptual > 0:
+        distance = load_feature_distance(lpips=cfg.lpips)
     run.prepare()
     source_dir = source_run(cfg, out_dir, quiet)
     source = load_source(source_dir, prior.device)
@@ -237,9 +240,6 @@ def edit(
     source.eval().requires_grad_(False)
     source.set_densification(None)
     fld.set_densification(None)  # shapes stay the source's: θ_src, θ_0 and θ match by index
-    distance = None
-    if cfg.ipg_steps and cfg.ipg_perceptual > 0:
-        distance = load_feature_distance(lpips=cfg.lpips)
     timings = {"load_s": time.perf_counter() - t0}
 
     gens = {

@@ -305,6 +305,8 @@ def check_config(cfg: GenerateConfig) -> GenerateConfig:
         raise DreamliftError(f"unknown export {cfg.export!r}", "choose auto or mesh")
     if cfg.steps < 1:
         raise DreamliftError(f"steps must be at least 1, got {cfg.steps}")
+    if cfg.resolution is not None and not 8 <= cfg.resolution <= 2048:
+        raise ConfigError(f"resolution must be in [8, 2048], got {cfg.resolution}")
     if cfg.eval_every < 0 or (cfg.eval_every and cfg.eval_every % cfg.log_every):
         raise DreamliftError(
             f"eval_every {cfg.eval_every} is not a multiple of log_every {cfg.log_every}",

@@ -106,12 +106,12 @@ def generate(
     prior = prior or load_prior(cfg)
     prompt, template = resolve_prompt(cfg, prior)
     desc = world_description(prompt)
-    run.prepare()
+    fld = initial_field(cfg, torch.Generator().manual_seed(cfg.seed)).to(prior.device)
+    run.prepare()  # the inputs (prompt, prior, --init file) are read: nothing failed
     run.write_config(cfg)
     timings = {"load_s": time.perf_counter() - t0}
 
     warnings = backend_warnings(cfg, prior.device)
-    fld = initial_field(cfg, torch.Generator().manual_seed(cfg.seed)).to(prior.device)
     gens = {
         "cameras": torch.Generator().manual_seed(cfg.seed + 1),
         "guidance": torch.Generator().manual_seed(cfg.seed + 2),

@@ -3,6 +3,7 @@ head rendered at a given pose (then the run is scored against the head's true vi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,13 @@ class Pose:
 
     yaw: float = 0.0
     pitch: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("yaw", "pitch"):
+            if not math.isfinite(getattr(self, name)):
+                raise DataError(
+                    f"--{name} must be a finite number of degrees, not {getattr(self, name)}"
+                )
 
     def camera(self, resolution: int) -> Cameras:
         return head_cameras(self.yaw, self.pitch, resolution)

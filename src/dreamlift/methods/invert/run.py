@@ -134,8 +134,7 @@ def invert(
     out = Path(out)
     if not resume_allowed:
         refuse_existing_run(out)
-    run = RunDir(out).prepare()
-    run.write_config(cfg)
+    run = RunDir(out)  # its clock starts here; the folder is made once the inputs are read
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
     target, pose, pose_from = _target(request, cfg)  # bad input fails before the generator
@@ -144,6 +143,8 @@ def invert(
     target = Target(target.image.to(device), target.camera.to(device))
     distance = load_feature_distance(lpips=cfg.lpips) if cfg.perceptual_weight > 0 else None
     identity = identity_network() if request.head is not None and cfg.identity_scores else None
+    run.prepare()
+    run.write_config(cfg)
     load_s = time.perf_counter() - t_start
 
     stage_scores: dict[str, dict[str, float]] = {}
