@@ -325,3 +325,35 @@ def test_fit_on_cuda_writes_cpu_outputs_and_resumes_on_cpu(tmp_path, field):
     cfg.device, cfg.steps = "cpu", 12
     reconstruct(cfg, tmp_path / "r", resume=True, quiet=True)
     assert load_checkpoint(tmp_path / "r" / "checkpoint.safetensors").step == 12
+
+
+def test_turntables_are_rendered_at_their_own_size_beside_the_truth(tmp_path):
+    """The turntable is rendered from the final field at ``turntable_size`` (not the training
+    size); for a world caption its right half is the world's own render of the asset from
+    the same cameras."""
+    import imageio.v3 as iio
+
+    from dreamlift.cameras import turntable
+    from dreamlift.world import RenderSettings, asset_from_caption, render
+
+    assert build_config(asset="a red cube").turntable_size == 256  # the default people see
+    cfg = build_config(
+        asset="a red cube",
+        resolution=16,
+        train_views=2,
+        steps=2,
+        turntable_frames=2,
+        turntable_size=40,
+    )
+    result = reconstruct(cfg, tmp_path / "r", quiet=True)
+    alone = iio.imread(result["outputs"]["turntable_gif"], index=None)
+    both = iio.imread(result["outputs"]["turntable_compare_gif"], index=None)
+    assert alone.shape[:3] == (2, 40, 40) and both.shape[:3] == (2, 40, 80)
+    left = both[..., :40, :3].astype(float) - alone[..., :3].astype(float)
+    assert abs(left).mean() < 8  # left: the result (the two GIFs' palettes differ)
+    radius, fov = 2.7, 40.0  # the world views' orbit (reconstruct's defaults)
+    cams = turntable(2, 40, elevation_deg=20.0, radius=radius, fov_deg=fov)
+    truth = render(asset_from_caption("a red cube"), cams, RenderSettings(supersample=1))["rgb"]
+    right = torch.from_numpy(both[..., 40:, :3].copy()).float() / 255
+    assert (right - truth).abs().mean() < 0.03  # GIF palette quantisation only
+    assert str(result["outputs"]["turntable_compare_mp4"]).endswith(".mp4")

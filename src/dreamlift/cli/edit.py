@@ -34,6 +34,9 @@ def edit_command(
     ),
     preset: str | None = typer.Option(None, help="fast (CPU minutes) or paper (PnR's code)."),
     cfg: float | None = typer.Option(None, "--cfg", min=0.0, help="CFG scale."),
+    turntable_size: int | None = typer.Option(
+        None, min=16, max=2048, help="Turntable video size in pixels [256]."
+    ),
 ) -> None:
     """Edit SOURCE's field toward PROMPT: probe, perturb, revise, identity-preserving
     refinement."""
@@ -52,7 +55,13 @@ def edit_command(
             "give the folder of a generate or reconstruct run",
         )
     step: dict[str, Any] = {
-        k: v for k, v in {"prior": prior, "guidance_scale": cfg}.items() if v is not None
+        k: v
+        for k, v in {
+            "prior": prior,
+            "guidance_scale": cfg,
+            "turntable_size": turntable_size,
+        }.items()
+        if v is not None
     }
     flags: dict[str, Any] = {
         "prompt": prompt,

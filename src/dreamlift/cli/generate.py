@@ -44,6 +44,9 @@ def generate_command(
     time_budget: float | None = typer.Option(
         None, "--time-budget", min=0.0, help="Stop after this many seconds of training."
     ),
+    turntable_size: int | None = typer.Option(
+        None, min=16, max=2048, help="Turntable video size in pixels [256]."
+    ),
     profile: bool = typer.Option(
         False, help="Synchronise the GPU at each timing boundary (exact iteration split)."
     ),
@@ -66,6 +69,7 @@ def generate_command(
         "score": False if no_score else None,
         "time_budget_s": time_budget,
         "profile": True if profile else None,
+        "turntable_size": turntable_size,
     }
     if prompts is not None:
         if prompt is not None:

@@ -21,6 +21,9 @@ def reconstruct_command(
     steps: int | None = typer.Option(None, min=1, help="Override the preset's step count."),
     resolution: int | None = typer.Option(None, min=16, max=1024, help="World view size."),
     train_views: int | None = typer.Option(None, min=1),
+    turntable_size: int | None = typer.Option(
+        None, min=16, max=2048, help="Turntable video size in pixels [256]."
+    ),
 ) -> None:
     """Fit a NeRF or 3D Gaussians to posed views; writes metrics, checkpoint, turntable, 3D file."""
     from dreamlift.methods.reconstruct import build_config, reconstruct, resume_config
@@ -33,6 +36,7 @@ def reconstruct_command(
         "steps": steps,
         "resolution": resolution,
         "train_views": train_views,
+        "turntable_size": turntable_size,
     }
     config = options.settings_for(build_config, resume_config, flags)
     result = reconstruct(config, options.out, resume=options.resume, quiet=options.quiet)

@@ -121,7 +121,11 @@ class SDSGuidance(Guidance[SDSConfig]):
         z = self.latents(prior, inp, grad=not image_form)
         b, total = z.shape[0], prior.num_train_timesteps
         t_min, t_max = sds_t_range(
-            inp.step, inp.total_steps, cfg.t_range, cfg.t_max_end, cfg.anneal_fraction,
+            inp.step,
+            inp.total_steps,
+            cfg.t_range,
+            cfg.t_max_end,
+            cfg.anneal_fraction,
             cfg.t_min_end,
         )
         lo, hi = round(total * t_min), min(round(total * t_max), total - 1)

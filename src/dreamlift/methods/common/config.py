@@ -238,3 +238,9 @@ def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in values.items():
         out.update(_flatten(value, f"{prefix}{key}."))
     return out
+
+
+def check_turntable_size(size: int) -> None:
+    """The one rule for every command's ``turntable_size``."""
+    if not 16 <= size <= 2048:
+        raise ConfigError(f"turntable_size must be in [16, 2048], got {size}")

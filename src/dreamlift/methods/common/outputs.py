@@ -24,6 +24,7 @@ from dreamlift.io.media import save_turntable
 from dreamlift.io.mesh import extract_mesh, write_mesh
 from dreamlift.io.run import RunDir
 from dreamlift.loop import checkpoint_path
+from dreamlift.world.assets import Asset
 
 TURNTABLE_CHUNK = 8
 """Turntable frames rendered at once (memory, not results: the frames are the same)."""
@@ -55,18 +56,46 @@ def field_renderer(fld: Field) -> Callable[[Cameras], dict[str, Tensor]]:
     return render_fn
 
 
+def render_in_chunks(render_fn: Callable[[Cameras], dict[str, Tensor]], cameras: Cameras) -> Tensor:
+    """The ``rgb`` of ``cameras`` rendered :data:`TURNTABLE_CHUNK` at a time, in [0, 1]."""
+    chunks = range(0, len(cameras), TURNTABLE_CHUNK)
+    return torch.cat([render_fn(cameras[i : i + TURNTABLE_CHUNK])["rgb"] for i in chunks]).clamp(
+        0, 1
+    )
+
+
+def truth_renderer(asset: Asset) -> Callable[[Cameras], dict[str, Tensor]]:
+    """The world's render of ``asset`` as a render function (one ray a pixel: at turntable
+    sizes its edges are as sharp as the field's)."""
+    from dreamlift.world.render import RenderSettings, render
+
+    def render_fn(cameras: Cameras) -> dict[str, Tensor]:
+        return render(asset, cameras.to("cpu"), RenderSettings(supersample=1))
+
+    return render_fn
+
+
 def write_turntable_and_3d(
-    run: RunDir, fld: Field, cameras: Cameras, warnings: list[str], *, mesh: int | None = None
+    run: RunDir,
+    fld: Field,
+    cameras: Cameras,
+    warnings: list[str],
+    *,
+    mesh: int | None = None,
+    truth: Asset | None = None,
 ) -> dict[str, Path]:
     """A turntable (mp4 + gif) seen by ``cameras`` and the field's 3D file(s); with ``mesh``
-    (grid points per side) a Gaussian field also gets ``mesh.glb``. A field too empty to
-    export adds a warning instead of failing the run, whose other results are still worth
-    keeping."""
+    (grid points per side) a Gaussian field also gets ``mesh.glb``; with ``truth`` (the
+    world's asset of the caption) ``turntable_compare`` shows the result (left) beside the
+    true asset (right) from the same cameras. A field too empty to export adds a warning
+    instead of failing the run, whose other results are still worth keeping."""
     fld.eval()
-    render_fn = field_renderer(fld)
-    chunks = range(0, len(cameras), TURNTABLE_CHUNK)
-    frames = torch.cat([render_fn(cameras[i : i + TURNTABLE_CHUNK])["rgb"] for i in chunks])
-    outputs = save_turntable(run.path, frames.clamp(0, 1))
+    frames = render_in_chunks(field_renderer(fld), cameras)
+    outputs = save_turntable(run.path, frames)
+    if truth is not None:
+        both = torch.cat([frames, render_in_chunks(truth_renderer(truth), cameras)], dim=2)
+        paths = save_turntable(run.path, both, stem="turntable_compare")
+        outputs.update({k.replace("turntable", "turntable_compare"): v for k, v in paths.items()})
     try:
         outputs.update(fld.export(run.path))
         if mesh is not None and isinstance(fld, GaussianField):

@@ -40,7 +40,7 @@ from dreamlift.methods.edit.config import EditConfig
 from dreamlift.methods.edit.eta import adaptive_eta
 from dreamlift.methods.edit.perturb import perturb_geometry
 from dreamlift.methods.generate.prompts import resolve_prompt, world_description
-from dreamlift.methods.generate.scoring import world_scores
+from dreamlift.methods.generate.scoring import described_asset, world_scores
 from dreamlift.methods.generate.step import TextTo3D
 from dreamlift.methods.generate.timing import iteration_split, timing_prior
 from dreamlift.metrics.lpips import LPIPSDistance
@@ -200,7 +200,7 @@ def load_source(folder: Path, device: torch.device) -> Field:
 
 def side_by_side(run: RunDir, source: Field, edited: Field, cfg: EditConfig) -> dict[str, Path]:
     """A turntable of the source (left) and the edit (right)."""
-    size = max(cfg.step.resolution or 64, 64)
+    size = cfg.step.turntable_size
     radius, fov = sum(cfg.step.radius) / 2, sum(cfg.step.fov) / 2
     cams = turntable(
         cfg.step.turntable_frames, size, elevation_deg=20.0, radius=radius, fov_deg=fov
@@ -327,6 +327,7 @@ def edit(
     fld.eval()
     warnings: list[str] = []
     t1 = time.perf_counter()
+    desc = world_description(cfg.prompt)
     outputs = {
         **run_files(run),
         **write_turntable_and_3d(
@@ -334,12 +335,13 @@ def edit(
             fld,
             turntable(
                 cfg.step.turntable_frames,
-                max(cfg.step.resolution or 64, 64),
+                cfg.step.turntable_size,
                 elevation_deg=20.0,
                 radius=sum(cfg.step.radius) / 2,
                 fov_deg=sum(cfg.step.fov) / 2,
             ),
             warnings,
+            truth=described_asset(desc) if desc is not None else None,
         ),
     }
     outputs.update(side_by_side(run, source, fld, cfg))
@@ -352,7 +354,6 @@ def edit(
         "perceptual": distance.name if distance else None,
         "source_run": str(source_dir),
     }
-    desc = world_description(cfg.prompt)
     if cfg.step.score and desc is not None:
         t1 = time.perf_counter()
         metrics.update(

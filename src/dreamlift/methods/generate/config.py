@@ -23,6 +23,7 @@ from dreamlift.guidance import GE3DConfig, ISMConfig, MVSDSConfig, SDSConfig
 from dreamlift.guidance.base import guidance_spec
 from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT
 from dreamlift.methods.common import config as settings
+from dreamlift.methods.common.config import check_turntable_size
 from dreamlift.methods.common.folders import resume_config as resumed
 from dreamlift.methods.common.priors import guidance_for_prior, is_multiview_prior
 
@@ -109,6 +110,9 @@ class GenerateConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     turntable_frames: int = 36
+    turntable_size: int = 256
+    """Pixels per side of the turntable videos, rendered from the final field (not the
+    training size): 256 people can see; the renders cost seconds (docs/benchmarks.md)."""
     export: str = "auto"
     """``auto``: the field's own file (gaussians.ply / mesh.glb); ``mesh``: also a mesh."""
     mesh_resolution: int = 96
@@ -307,6 +311,7 @@ def check_config(cfg: GenerateConfig) -> GenerateConfig:
         raise DreamliftError(f"steps must be at least 1, got {cfg.steps}")
     if cfg.resolution is not None and not 8 <= cfg.resolution <= 2048:
         raise ConfigError(f"resolution must be in [8, 2048], got {cfg.resolution}")
+    check_turntable_size(cfg.turntable_size)
     if cfg.eval_every < 0 or (cfg.eval_every and cfg.eval_every % cfg.log_every):
         raise DreamliftError(
             f"eval_every {cfg.eval_every} is not a multiple of log_every {cfg.log_every}",

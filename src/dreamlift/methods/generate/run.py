@@ -37,7 +37,7 @@ from dreamlift.methods.common.folders import open_run
 from dreamlift.methods.generate.config import GenerateConfig
 from dreamlift.methods.generate.outputs import write_outputs
 from dreamlift.methods.generate.prompts import resolve_prompt, world_description
-from dreamlift.methods.generate.scoring import EvalCurve, world_scores
+from dreamlift.methods.generate.scoring import EvalCurve, described_asset, world_scores
 from dreamlift.methods.generate.step import TextTo3D
 from dreamlift.methods.generate.timing import iteration_split, timing_prior
 from dreamlift.priors import DiffusionPrior
@@ -158,7 +158,8 @@ def generate(
         timings["log_s"] = timings.get("log_s", 0.0) + spent
         metrics["eval_curve"] = curve.points
     t1 = time.perf_counter()
-    outputs = write_outputs(run, cfg, fld, warnings)
+    truth = described_asset(desc) if desc is not None else None
+    outputs = write_outputs(run, cfg, fld, warnings, truth)
     timings["outputs_s"] = time.perf_counter() - t1
     if cfg.score and desc is not None:
         t1 = time.perf_counter()

@@ -128,7 +128,10 @@ class TextTo3D:
         res = max(8, round(self.full * render_scale(step, cfg.resolution_warmup)))
         with timer.section("render_forward"):
             cams, azimuth, elevation = sample_views(
-                cfg.views_per_step, res, orbit_range(cfg, step), self.cameras_gen,
+                cfg.views_per_step,
+                res,
+                orbit_range(cfg, step),
+                self.cameras_gen,
                 self.prior.num_views,
             )
             background = self.step_background()

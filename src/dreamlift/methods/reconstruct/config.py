@@ -17,6 +17,7 @@ from dreamlift.fields.gaussians import GaussiansConfig
 from dreamlift.fields.nerf import NerfConfig
 from dreamlift.fields.registry import check_field_name
 from dreamlift.methods.common import config as settings
+from dreamlift.methods.common.config import check_turntable_size
 from dreamlift.methods.common.folders import resume_config as resumed
 from dreamlift.world import parse
 
@@ -61,6 +62,9 @@ class ReconstructConfig:
     """Anti-aliasing of the ground-truth renders; odd, so no pixel is exactly half covered
     and the alpha > 0.5 masks behind mask IoU are not biased small."""
     turntable_frames: int = 36
+    turntable_size: int = 256
+    """Pixels per side of the turntable videos, rendered from the final field (not the
+    training size): 256 people can see; the renders cost seconds (docs/benchmarks.md)."""
     nerf: NerfConfig = dataclass_field(default_factory=NerfConfig)
     gaussians: GaussiansConfig = dataclass_field(default_factory=GaussiansConfig)
 
@@ -103,6 +107,7 @@ def check_config(cfg: ReconstructConfig) -> ReconstructConfig:
         raise DreamliftError("give exactly one of --asset CAPTION or --data PATH")
     if cfg.asset is not None:
         parse(cfg.asset)
+    check_turntable_size(cfg.turntable_size)
     return cfg
 
 

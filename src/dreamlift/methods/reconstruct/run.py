@@ -32,6 +32,7 @@ from dreamlift.methods.common.outputs import run_files, write_turntable_and_3d
 from dreamlift.methods.reconstruct.config import ReconstructConfig
 from dreamlift.methods.reconstruct.step import FitViews
 from dreamlift.methods.reconstruct.views import data_views, evaluate, world_views
+from dreamlift.world import asset_from_caption
 
 
 def reconstruct(
@@ -107,7 +108,8 @@ def write_outputs(
     warnings: list[str],
 ) -> dict[str, Path]:
     """The held-out views beside their renders, and a turntable seen from the training
-    cameras' mean distance and field of view, with the 3D file(s)."""
+    cameras' mean distance and field of view (beside the true asset's, for ``--asset``), with
+    the 3D file(s)."""
     outputs = run_files(run)
     outputs["test_views"] = save_image(
         run.path / "test_views.png",
@@ -115,7 +117,9 @@ def write_outputs(
     )
     radius = float(train.cameras.centers.norm(dim=-1).mean())
     fov = float(torch.rad2deg(2 * torch.atan(train.cameras.width / (2 * train.cameras.fx))).mean())
-    size = max(train.cameras.width, 64)
-    cams = turntable(cfg.turntable_frames, size, elevation_deg=20.0, radius=radius, fov_deg=fov)
-    outputs.update(write_turntable_and_3d(run, fld, cams, warnings))
+    cams = turntable(
+        cfg.turntable_frames, cfg.turntable_size, elevation_deg=20.0, radius=radius, fov_deg=fov
+    )
+    truth = asset_from_caption(cfg.asset) if cfg.asset is not None else None
+    outputs.update(write_turntable_and_3d(run, fld, cams, warnings, truth=truth))
     return outputs

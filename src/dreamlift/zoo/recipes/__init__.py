@@ -116,7 +116,12 @@ def make_recipe(
 
         mcfg = with_steps(MVDreamConfig.tiny() if tiny else MVDreamConfig())
         return MVDreamRecipe(
-            mcfg, folder, data_root, root / "toy-sd", root / "toy-clip", root / "toy-sd-camera",
+            mcfg,
+            folder,
+            data_root,
+            root / "toy-sd",
+            root / "toy-clip",
+            root / "toy-sd-camera",
             quiet,
         )
     if model == "toy-sd-camera":
