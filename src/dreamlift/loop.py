@@ -231,6 +231,7 @@ def optimize(
     state: dict | None = None,
     make_optimizer: Callable[[], torch.optim.Optimizer] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    on_record: Callable[[dict], None] | None = None,
 ) -> LoopResult:
     """Run ``settings.steps`` steps (continuing from the checkpoint when ``resume``).
 
@@ -241,7 +242,8 @@ def optimize(
     ``state`` is the method's extra state (JSON-able values, e.g. a chosen η): written into
     every checkpoint and, on resume, restored into the same dict. ``make_optimizer`` builds
     the optimiser (default: over all of the field's groups); ``optimizer`` is one to start
-    with instead (a stage that carries the previous stage's moments on).
+    with instead (a stage that carries the previous stage's moments on). ``on_record(record)``
+    sees each logged record once it is written (a live viewer); its time is the loop's.
     Timings: ``step_s`` = ``loss_s`` + ``backward_s`` + ``optimizer_s`` (the optimiser's step)
     + ``densify_s`` (the field's structural hooks), ``log_s`` in ``on_log``, and ``loop_s``,
     the loop's wall time less ``log_s`` (what the time budget is compared with).
@@ -317,6 +319,8 @@ def optimize(
                     record.update(on_log(done))
                     timings["log_s"] += time.perf_counter() - t6
                 run.log(record)
+                if on_record is not None:
+                    on_record(record)
                 progress.update(task, status=f"loss {loss_value:.4f}")
             if done % settings.checkpoint_every == 0 or last or stop.requested:
                 try:

@@ -19,6 +19,7 @@ from dreamlift.cli.invert import invert_command
 from dreamlift.cli.list import list_command
 from dreamlift.cli.reconstruct import reconstruct_command
 from dreamlift.cli.sample import sample_command
+from dreamlift.cli.view import view_command
 from dreamlift.cli.world import world_app
 from dreamlift.cli.zoo import zoo_app
 from dreamlift.errors import DreamliftError
@@ -38,6 +39,7 @@ app.command("handles")(handles_command)
 app.command("invert")(invert_command)
 app.command("sample")(sample_command)
 app.command("list")(list_command)
+app.command("view")(view_command)
 
 STOPPED = 130
 """Exit code of a run the user stopped (Ctrl-C / SIGTERM), as a shell reports SIGINT."""

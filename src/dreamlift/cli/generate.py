@@ -47,6 +47,10 @@ def generate_command(
     turntable_size: int | None = typer.Option(
         None, min=16, max=2048, help="Turntable video size in pixels [256]."
     ),
+    viewer: bool = typer.Option(
+        False, "--viewer", help="Watch it train in the browser (viser; pip install '.[viewer]')."
+    ),
+    viewer_port: int = typer.Option(8080, min=1, max=65535, help="The --viewer's port."),
     profile: bool = typer.Option(
         False, help="Synchronise the GPU at each timing boundary (exact iteration split)."
     ),
@@ -76,13 +80,29 @@ def generate_command(
             raise DreamliftError("give a PROMPT or --prompts FILE, not both")
         if options.resume:
             raise DreamliftError("--resume continues one run; it takes no --prompts")
+        if viewer:
+            raise DreamliftError("--viewer watches one run; it takes no --prompts")
         run_batch(prompts, options, flags)
         return
     settings_given = options.config is not None or options.settings  # may hold a prompt
     if prompt is None and not options.resume and not settings_given:
         raise DreamliftError("no prompt given", "dreamlift generate 'a red cube' --out out/g1")
     config = options.settings_for(build_config, resume_config, flags)
-    result = generate(config, options.out, resume=options.resume, quiet=options.quiet)
+    if not viewer:
+        result = generate(config, options.out, resume=options.resume, quiet=options.quiet)
+        report(str(options.out), result)
+        return
+    from dreamlift.viewer import live_viewer
+
+    heading = f"`generate {config.prompt!r}`"
+
+    def announce(url: str) -> None:
+        notice("viewer:", f"{url} (live while it trains)")
+
+    with live_viewer(config.prompt, viewer_port, heading, announce) as watch:
+        result = generate(
+            config, options.out, resume=options.resume, quiet=options.quiet, watch=watch
+        )
     report(str(options.out), result)
 
 

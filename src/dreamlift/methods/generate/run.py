@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,10 @@ def generate(
     resume: bool = False,
     quiet: bool = False,
     prior: DiffusionPrior | None = None,
+    watch: Callable[[Field], Callable[[dict], None]] | None = None,
 ) -> dict[str, Any]:
-    """Distil ``cfg.prompt`` into ``cfg.field``; writes the run folder, returns the summary."""
+    """Distil ``cfg.prompt`` into ``cfg.field``; writes the run folder, returns the summary.
+    ``watch(field)`` gives an observer of each logged record (``--viewer``'s live view)."""
     run = open_run(out_dir, cfg, resume)
     t0 = time.perf_counter()
     prior = prior or load_prior(cfg)
@@ -143,6 +146,7 @@ def generate(
             on_log=curve.on_log if curve is not None else None,
             backward=step_loss.backward,
             sync=sync,
+            on_record=watch(fld) if watch is not None else None,
         )
     timings.update({"train_s": result.timings.get("step_s", 0.0)})
     timings.update({k: v for k, v in result.timings.items() if k != "step_s"})
