@@ -498,3 +498,65 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, tiny_sd, f
     assert_same_tensors(
         tmp_path / "full" / "checkpoint.safetensors", out / "checkpoint.safetensors"
     )
+
+
+def test_ray_batch_survives_a_killed_worker_and_resumes_its_checkpoint(tmp_path, tiny_sd):
+    """Two local Ray workers, three prompts (one bad); the worker running the first prompt is
+    SIGKILLed after its first checkpoints. Ray retries that task, which resumes the
+    checkpoint: the batch completes, and the killed prompt ends bit-identical to an
+    uninterrupted run."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    import signal
+    import threading
+    import time
+
+    import psutil
+    from kill_helpers import assert_same_tensors, checkpoint_progress
+
+    from dreamlift.methods.generate.ray_batch import generate_on_ray
+
+    settings = {**FAST, "checkpoint_every": 5, "steps": 80}
+
+    def configure(text):
+        return build_config("fast", prompt=text, prior=str(tiny_sd), **settings)
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red cube\na blue zzz\na green cone\n")
+    out = tmp_path / "batch"
+    first = out / "001-a-red-cube"
+    killed: list[int] = []
+
+    def kill_the_first_prompts_worker() -> None:
+        deadline = time.time() + 180
+        while time.time() < deadline and (checkpoint_progress(first) or (0, 0))[1] < 10:
+            time.sleep(0.01)
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if "run_prompt" in cmdline and "ray::" in cmdline and first.name not in killed:
+                os.kill(proc.info["pid"], signal.SIGKILL)
+                killed.append(proc.info["pid"])
+                return
+
+    killer = threading.Thread(target=kill_the_first_prompts_worker, daemon=True)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        killer.start()
+        errors = []
+        rows = generate_on_ray(prompts, out, configure, lambda n, e: errors.append(n))
+    finally:
+        ray.shutdown()
+    killer.join(timeout=1)
+    assert killed, "no Ray worker was found to kill"
+    assert [r["status"] for r in rows] == ["ok", "error", "ok"] and errors == [2]
+    assert json.loads((out / "batch.json").read_text()) == rows
+    resumed = [
+        json.loads((out / r["out"].split("/")[-1] / "summary.json").read_text())["resumed_from"]
+        for r in rows
+        if r["status"] == "ok"
+    ]
+    assert max(resumed) >= 10, resumed  # a task was retried and continued its checkpoint
+    torch.set_num_threads(1)
+    generate(configure("a red cube"), tmp_path / "whole", quiet=True)
+    assert_same_tensors(
+        tmp_path / "whole" / "checkpoint.safetensors", first / "checkpoint.safetensors"
+    )

@@ -6,6 +6,7 @@ fails is reported with its number and the batch goes on; ``OUT/batch.json`` hold
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,14 @@ def generate_command(
     turntable_size: int | None = typer.Option(
         None, min=16, max=2048, help="Turntable video size in pixels [256]."
     ),
+    ray: bool = typer.Option(
+        False, "--ray", help="--prompts as Ray tasks, one a prompt (pip install '.[ray]')."
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="An existing Ray cluster, e.g. ray://head:10001 (default: a local Ray)."
+    ),
+    ray_cpus: int = typer.Option(1, min=1, help="CPUs (and torch threads) of each Ray task."),
+    ray_gpus: float = typer.Option(0.0, min=0.0, help="GPUs of each Ray task."),
     viewer: bool = typer.Option(
         False, "--viewer", help="Watch it train in the browser (viser; pip install '.[viewer]')."
     ),
@@ -82,8 +91,11 @@ def generate_command(
             raise DreamliftError("--resume continues one run; it takes no --prompts")
         if viewer:
             raise DreamliftError("--viewer watches one run; it takes no --prompts")
-        run_batch(prompts, options, flags)
+        ray_task = RayTasks(ray_address, ray_cpus, ray_gpus) if ray else None
+        run_batch(prompts, options, flags, ray_task)
         return
+    if ray or ray_address is not None:
+        raise DreamliftError("--ray runs the prompts of --prompts FILE", "give --prompts")
     settings_given = options.config is not None or options.settings  # may hold a prompt
     if prompt is None and not options.resume and not settings_given:
         raise DreamliftError("no prompt given", "dreamlift generate 'a red cube' --out out/g1")
@@ -106,8 +118,18 @@ def generate_command(
     report(str(options.out), result)
 
 
-def run_batch(path: Path, options: RunOptions, flags: dict[str, Any]) -> None:
-    """One run per prompt of ``path`` (the prior loaded once), a table of them on stdout."""
+@dataclass(frozen=True)
+class RayTasks:
+    address: str | None
+    cpus: int
+    gpus: float
+
+
+def run_batch(
+    path: Path, options: RunOptions, flags: dict[str, Any], ray: RayTasks | None = None
+) -> None:
+    """One run per prompt of ``path``, a table of them on stdout: in this process (the prior
+    loaded once) or as Ray tasks."""
     from dreamlift.methods.generate import build_config
     from dreamlift.methods.generate.batch import generate_batch
 
@@ -119,7 +141,18 @@ def run_batch(path: Path, options: RunOptions, flags: dict[str, Any]) -> None:
     def failed(number: int, exc: DreamliftError) -> None:
         notice(f"line {number}:", str(exc))
 
-    rows = generate_batch(path, options.out, configure, options.quiet, failed)
+    if ray is None:
+        rows = generate_batch(path, options.out, configure, options.quiet, failed)
+    else:
+        from dreamlift.methods.generate.ray_batch import generate_on_ray
+
+        def done(row: dict[str, Any]) -> None:
+            if row["status"] == "ok" and not options.quiet:
+                notice(f"line {row['line']}:", f"done ({row['out']})")
+
+        rows = generate_on_ray(
+            path, options.out, configure, failed, ray.address, ray.cpus, ray.gpus, done
+        )
     table = Table("line", "prompt", "status", "IoU", "colour err", "shape", "out")
     for r in rows:
         table.add_row(
