@@ -56,6 +56,13 @@ def kill_at_random_moments(
     return left
 
 
+def run_to_the_end(script: str, env: dict[str, str], timeout_s: float = 300) -> None:
+    """Run ``python -c script`` to its end (the uninterrupted run, or the last resume): in a
+    fresh process like the killed ones, so the comparison is process against process, as a
+    user's runs are."""
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=timeout_s)
+
+
 def assert_same_tensors(a: Path, b: Path) -> None:
     ta, tb = load_file(str(a)), load_file(str(b))
     assert ta.keys() == tb.keys()

@@ -477,24 +477,25 @@ def test_gpu_runs_without_gsplat_are_warned_before_training_with_the_reason(monk
 @pytest.mark.parametrize("field", ["gaussians", "nerf"])
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, tiny_sd, field):
     """Three SIGKILLs of a real process, each at a random moment after a newer checkpoint,
-    each followed by a ``--resume``: the parameters equal an uninterrupted run's."""
-    from kill_helpers import assert_same_tensors, kill_at_random_moments
+    each followed by a ``--resume``: the parameters equal an uninterrupted run's (every run
+    a fresh process)."""
+    from kill_helpers import assert_same_tensors, kill_at_random_moments, run_to_the_end
 
     settings = {**FAST, "checkpoint_every": 4, "steps": 60, "field": field}
-    torch.set_num_threads(1)
-    cfg = build_config("fast", prompt="a red cube", prior=str(tiny_sd), **settings)
-    generate(cfg, tmp_path / "full", quiet=True)
 
+    def script(out: Path) -> str:
+        return (
+            "import torch; torch.set_num_threads(1); from pathlib import Path;"
+            "from dreamlift.methods.generate import build_config, generate;"
+            f"cfg = build_config('fast', prompt='a red cube', prior={str(tiny_sd)!r},"
+            f" **{settings!r}); generate(cfg, Path({str(out)!r}), resume=True, quiet=True)"
+        )
+
+    run_to_the_end(script(tmp_path / "full"), ENV)
     out = tmp_path / "killed"
-    script = (
-        "import torch; torch.set_num_threads(1);"
-        "from pathlib import Path; from dreamlift.methods.generate import build_config, generate;"
-        f"cfg = build_config('fast', prompt='a red cube', prior={str(tiny_sd)!r}, **{settings!r});"
-        f"generate(cfg, Path({str(out)!r}), resume=True, quiet=True)"
-    )
-    left = kill_at_random_moments(script, out, kills=3, seed=7, env=ENV)
+    left = kill_at_random_moments(script(out), out, kills=3, seed=7, env=ENV)
     assert all(mark is not None and mark[1] < 60 for mark in left), left
-    generate(cfg, out, resume=True, quiet=True)
+    run_to_the_end(script(out), ENV)
     assert_same_tensors(
         tmp_path / "full" / "checkpoint.safetensors", out / "checkpoint.safetensors"
     )
@@ -511,7 +512,7 @@ def test_ray_batch_survives_a_killed_worker_and_resumes_its_checkpoint(tmp_path,
     import time
 
     import psutil
-    from kill_helpers import assert_same_tensors, checkpoint_progress
+    from kill_helpers import assert_same_tensors, checkpoint_progress, run_to_the_end
 
     from dreamlift.methods.generate.ray_batch import generate_on_ray
 
@@ -555,8 +556,12 @@ def test_ray_batch_survives_a_killed_worker_and_resumes_its_checkpoint(tmp_path,
         if r["status"] == "ok"
     ]
     assert max(resumed) >= 10, resumed  # a task was retried and continued its checkpoint
-    torch.set_num_threads(1)
-    generate(configure("a red cube"), tmp_path / "whole", quiet=True)
-    assert_same_tensors(
-        tmp_path / "whole" / "checkpoint.safetensors", first / "checkpoint.safetensors"
+    whole = tmp_path / "whole"  # the uninterrupted run, in a fresh process like the workers
+    run_to_the_end(
+        "import torch; torch.set_num_threads(1); from pathlib import Path;"
+        "from dreamlift.methods.generate import build_config, generate;"
+        f"cfg = build_config('fast', prompt='a red cube', prior={str(tiny_sd)!r},"
+        f" **{settings!r}); generate(cfg, Path({str(whole)!r}), quiet=True)",
+        ENV,
     )
+    assert_same_tensors(whole / "checkpoint.safetensors", first / "checkpoint.safetensors")

@@ -111,13 +111,12 @@ class RunOptions:
     def settings_for(
         self, build: Callable[..., Any], resume: Callable[..., Any], flags: dict[str, Any]
     ) -> Any:
-        """A method's config: ``resume(out, **overrides)`` when resuming a run that left a
-        checkpoint or a summary, else ``build(**overrides)`` (a run that failed before either
-        starts again from the command line, not from the settings it saved)."""
-        from dreamlift.methods.common.folders import holds_run
-
+        """A method's config: ``resume(out, **overrides)`` when resuming a run that saved its
+        config (a run writes it only once every input has been read and checked, so a run
+        killed before its first checkpoint starts again from its saved settings), else
+        ``build(**overrides)``."""
         overrides = self.overrides(flags)
-        if self.resume and holds_run(self.out):
+        if self.resume and (self.out / "config.yaml").is_file():
             return resume(self.out, **overrides)
         return build(**overrides)
 

@@ -43,10 +43,6 @@ def run_marker(path: Path) -> Path | None:
     return None
 
 
-def holds_run(path: Path) -> bool:
-    return run_marker(path) is not None
-
-
 def refuse_existing_run(path: Path) -> None:
     """Raise :class:`OutputError` when ``path`` holds a run."""
     found = run_marker(path)
