@@ -147,8 +147,10 @@ def toy_random_prior(folder: Path) -> DiffusionPrior:
 def run(
     prior: DiffusionPrior, overrides: dict[str, Any], out: Path, resume: bool = False
 ) -> dict[str, Any]:
-    """One ``generate`` run into ``out``; returns its result with the summary's wall time."""
-    cfg = build_config("fast", **overrides)
+    """One ``generate`` run into ``out``; returns its result with the summary's wall time.
+    The run's config names the folder of the prior it ran with, so its config.yaml, a
+    ``--resume`` and ``rescore.py`` see that prior, not the default one."""
+    cfg = build_config("fast", **{"prior": str(prior.folder), **overrides})
     result = generate(cfg, out, resume=resume, quiet=True, prior=prior)
     result["wall_s"] = json.loads((out / "summary.json").read_text())["timings"]["wall_s"]
     return result

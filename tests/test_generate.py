@@ -476,7 +476,7 @@ def test_gpu_runs_without_gsplat_are_warned_before_training_with_the_reason(monk
 
 @pytest.mark.parametrize("field", ["gaussians", "nerf"])
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, tiny_sd, field):
-    """Three SIGKILLs of a real process, each at a random moment after a newer checkpoint,
+    """Two SIGKILLs of a real process, each at a random moment after a newer checkpoint,
     each followed by a ``--resume``: the parameters equal an uninterrupted run's (every run
     a fresh process)."""
     from kill_helpers import assert_same_tensors, kill_at_random_moments, run_to_the_end
@@ -493,7 +493,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, tiny_sd, f
 
     run_to_the_end(script(tmp_path / "full"), ENV)
     out = tmp_path / "killed"
-    left = kill_at_random_moments(script(out), out, kills=3, seed=7, env=ENV)
+    left = kill_at_random_moments(script(out), out, kills=2, seed=7, env=ENV)
     assert all(mark is not None and mark[1] < 60 for mark in left), left
     run_to_the_end(script(out), ENV)
     assert_same_tensors(
@@ -502,8 +502,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, tiny_sd, f
 
 
 def test_ray_batch_survives_a_killed_worker_and_resumes_its_checkpoint(tmp_path, tiny_sd):
-    """Two local Ray workers, three prompts (one bad); the worker running the first prompt is
-    SIGKILLed after its first checkpoints. Ray retries that task, which resumes the
+    """Two local Ray workers, three prompts (one bad); a worker is SIGKILLed once the first
+    prompt has written its first checkpoints. Ray retries the killed task, which resumes its
     checkpoint: the batch completes, and the killed prompt ends bit-identical to an
     uninterrupted run."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -550,18 +550,21 @@ def test_ray_batch_survives_a_killed_worker_and_resumes_its_checkpoint(tmp_path,
     assert killed, "no Ray worker was found to kill"
     assert [r["status"] for r in rows] == ["ok", "error", "ok"] and errors == [2]
     assert json.loads((out / "batch.json").read_text()) == rows
-    resumed = [
-        json.loads((out / r["out"].split("/")[-1] / "summary.json").read_text())["resumed_from"]
+    summaries = {
+        r["prompt"]: json.loads((Path(r["out"]) / "summary.json").read_text())
         for r in rows
         if r["status"] == "ok"
-    ]
-    assert max(resumed) >= 10, resumed  # a task was retried and continued its checkpoint
+    }
+    killed_prompt = [p for p, summary in summaries.items() if summary["resumed_from"] > 0]
+    assert killed_prompt, "no task resumed a checkpoint after its worker was killed"
+    prompt = killed_prompt[0]
+    folder = Path(next(r["out"] for r in rows if r["prompt"] == prompt))
     whole = tmp_path / "whole"  # the uninterrupted run, in a fresh process like the workers
     run_to_the_end(
         "import torch; torch.set_num_threads(1); from pathlib import Path;"
         "from dreamlift.methods.generate import build_config, generate;"
-        f"cfg = build_config('fast', prompt='a red cube', prior={str(tiny_sd)!r},"
+        f"cfg = build_config('fast', prompt={prompt!r}, prior={str(tiny_sd)!r},"
         f" **{settings!r}); generate(cfg, Path({str(whole)!r}), quiet=True)",
         ENV,
     )
-    assert_same_tensors(whole / "checkpoint.safetensors", first / "checkpoint.safetensors")
+    assert_same_tensors(whole / "checkpoint.safetensors", folder / "checkpoint.safetensors")

@@ -37,16 +37,25 @@ def require_ray() -> Any:
     return ray
 
 
+_PRIORS: dict[tuple[str, str], Any] = {}
+"""The priors a worker has loaded, by (name, device): a worker's later tasks reuse them, as
+the one-process batch reuses its one prior."""
+
+
 def run_prompt(values: dict[str, Any], folder: str, threads: int) -> dict[str, Any]:
     """One prompt's run, in a Ray worker: the row's metrics, or its one-line error."""
     import torch
 
     from dreamlift.methods.generate.config import config_from_dict
-    from dreamlift.methods.generate.run import generate
+    from dreamlift.methods.generate.run import generate, load_prior
 
     torch.set_num_threads(threads)
     try:
-        result = generate(config_from_dict(values), Path(folder), resume=True, quiet=True)
+        cfg = config_from_dict(values)
+        key = (cfg.prior, cfg.device)
+        if key not in _PRIORS:
+            _PRIORS[key] = load_prior(cfg)
+        result = generate(cfg, Path(folder), resume=True, quiet=True, prior=_PRIORS[key])
     except DreamliftError as exc:
         return {"status": "error", "error": str(exc)}
     metrics = result["metrics"]
