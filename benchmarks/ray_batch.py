@@ -23,16 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from generate import CAPTIONS
 from run_info import command_line, machine, write_verdict
 
-PROMPTS = (
-    "a red cube",
-    "a blue sphere",
-    "a yellow torus",
-    "a green cone",
-    "a purple pyramid",
-    "an orange cylinder",
-)
+from dreamlift.methods.generate.batch import slug
+
+PROMPTS = tuple(CAPTIONS["single"])
+"""The generate benchmark's six single objects."""
 BAR = 0.6
 
 
@@ -51,7 +48,7 @@ def kill_a_worker(out: Path, after_s: float, killed: list[int]) -> None:
     appears."""
     import psutil
 
-    first = out / "001-a-red-cube" / "checkpoint.safetensors"
+    first = out / f"001-{slug(PROMPTS[0])}" / "checkpoint.safetensors"
     deadline = time.time() + 600
     while time.time() < deadline and not first.exists():
         time.sleep(0.05)

@@ -19,6 +19,17 @@ from PIL import Image
 GEN = ("generate", "a red cube", "--quiet", "--no-score", "--out", "{out}")
 """A generate command line that is right but for what a case adds."""
 REC = ("reconstruct", "--asset", "a red cube", "--quiet", "--out", "{out}")
+EDIT = ("edit", "{run}", "a blue cube")
+"""An edit of the finished run, but for its options and ``--out``."""
+SCENE = ("handles", "--scene", "a red cube next to a blue sphere", "--object")
+"""A handles command on a world scene, up to the object's index."""
+MOVE = ("--translate", "0.1", "0", "0")
+OUT = ("--out", "{out}")
+
+
+def photo(image: str) -> tuple[str, ...]:
+    """handles on ``image`` (its own mask), with a caption and a move."""
+    return ("handles", image, "--mask", image, "--prompt", "a red cube", *MOVE, *OUT)
 
 
 @dataclass(frozen=True)
@@ -114,47 +125,25 @@ CASES: tuple[Case, ...] = (
     Case("set-no-equals", (*GEN, "--set", "steps"), "key=value", "--set without KEY=VALUE"),
     Case(
         "edit-eta-nan",
-        ("edit", "{run}", "a blue cube", "--eta", "nan", "--out", "{out}"),
+        (*EDIT, "--eta", "nan", *OUT),
         "eta",
         "edit --eta nan",
     ),
     Case(
         "edit-eta-range",
-        ("edit", "{run}", "a blue cube", "--eta", "3", "--out", "{out}"),
+        (*EDIT, "--eta", "3", *OUT),
         "eta",
         "edit --eta 3",
     ),
     Case(
         "handles-translate-nan",
-        (
-            "handles",
-            "--scene",
-            "a red cube next to a blue sphere",
-            "--object",
-            "1",
-            "--translate",
-            "nan",
-            "0",
-            "0",
-            "--out",
-            "{out}",
-        ),
+        (*SCENE, "1", "--translate", "nan", "0", "0", *OUT),
         "finite",
         "handles --translate nan 0 0",
     ),
     Case(
         "handles-scale-zero",
-        (
-            "handles",
-            "--scene",
-            "a red cube next to a blue sphere",
-            "--object",
-            "1",
-            "--scale",
-            "0",
-            "--out",
-            "{out}",
-        ),
+        (*SCENE, "1", "--scale", "0", *OUT),
         "scale",
         "handles --scale 0",
     ),
@@ -251,63 +240,25 @@ CASES: tuple[Case, ...] = (
     Case("edit-no-prompt", ("edit", "{run}", "--out", "{out}"), "prompt", "edit without a prompt"),
     Case(
         "edit-lpips-missing",
-        ("edit", "{run}", "a blue cube", "--lpips", "{missing}", "--out", "{out}"),
+        (*EDIT, "--lpips", "{missing}", *OUT),
         "lpips",
         "edit --lpips naming no folder",
     ),
     Case(
         "handles-object-range",
-        (
-            "handles",
-            "--scene",
-            "a red cube next to a blue sphere",
-            "--object",
-            "7",
-            "--translate",
-            "0.1",
-            "0",
-            "0",
-            "--out",
-            "{out}",
-        ),
+        (*SCENE, "7", *MOVE, *OUT),
         "object",
         "handles --object 7 of a 2-object scene",
     ),
     Case(
         "handles-image-missing",
-        (
-            "handles",
-            "{missing}.png",
-            "--mask",
-            "{missing}.png",
-            "--prompt",
-            "a red cube",
-            "--translate",
-            "0.1",
-            "0",
-            "0",
-            "--out",
-            "{out}",
-        ),
+        photo("{missing}.png"),
         "does not exist",
         "handles of an absent image",
     ),
     Case(
         "handles-image-garbage",
-        (
-            "handles",
-            "{garbage_png}",
-            "--mask",
-            "{garbage_png}",
-            "--prompt",
-            "a red cube",
-            "--translate",
-            "0.1",
-            "0",
-            "0",
-            "--out",
-            "{out}",
-        ),
+        photo("{garbage_png}"),
         "image",
         "handles of a text file named .png",
     ),

@@ -184,7 +184,6 @@ class LiveView:
         self.last = -float("inf")
         self.cost = 0.0
         self.spent = 0.0
-        self.redraws = 0
 
     def on_record(self, record: dict[str, Any]) -> None:
         self.steps.append(float(record["step"]))
@@ -202,7 +201,6 @@ class LiveView:
         self.viewer.plot_loss(self.steps, self.losses)
         shown = {k: v for k, v in record.items() if k != "stage"}
         self.viewer.show_metrics(self.heading, shown)
-        self.redraws += 1
 
 
 @contextlib.contextmanager
