@@ -73,10 +73,12 @@ from handles_cases import CaseSpec, build_cases
 from handles_report import (  # benchmarks/ is on the path of a script run from it
     fmt,
     paper_ordering,
+    show_fidelity,
     show_ordering,
     show_table,
     show_timing,
     summarise,
+    summarise_fidelity,
 )
 from run_info import command_line, machine
 from torch import Tensor
@@ -95,6 +97,7 @@ from dreamlift.methods.handles import (
 )
 from dreamlift.methods.handles.baselines import undo_warp_paste_2d
 from dreamlift.methods.handles.edit import invert_image
+from dreamlift.methods.handles.scores import psnr
 from dreamlift.metrics.clip import ClipScorer
 from dreamlift.priors import DiffusionPrior
 
@@ -125,6 +128,14 @@ def feature_distance(clip: ClipScorer | None, a: Tensor, b: Tensor) -> float | N
     return float(1.0 - F.cosine_similarity(emb[0], emb[1], dim=0))
 
 
+def vae_round_trip_psnr(prior: DiffusionPrior, image: Tensor) -> float:
+    """PSNR (dB) of an (H, W, 3) image encoded and decoded by the prior's VAE, no diffusion:
+    the ceiling of every diffusion edit of it."""
+    with torch.no_grad():
+        back = prior.decode(prior.encode(image.permute(2, 0, 1)[None]))[0].permute(1, 2, 0)
+    return psnr(back.cpu(), image)
+
+
 def run_case(
     spec: CaseSpec,
     case: SceneCase,
@@ -143,6 +154,8 @@ def run_case(
         t0 = time.perf_counter()
         shared = invert_image(case.image, case.mask, case.depth, case.prompt, **common)
         row["shared_inversion_s"] = time.perf_counter() - t0
+    if prior is not None:
+        row["fidelity"] = {"vae_round_trip_psnr": vae_round_trip_psnr(prior, case.image)}
     model_reference = None  # the shared inversion's reconstruction (handles records one)
     for method in methods:
         edit = EDITORS[method]
@@ -153,6 +166,7 @@ def run_case(
         )
         if extra and result.reconstruction is not None:
             model_reference = result.reconstruction
+            row["fidelity"]["inversion_psnr"] = psnr(result.reconstruction, case.image)
         reference = model_reference if extra else None
         scores: dict[str, Any] = score_edit(result, case, reference)
         scores["background_psnr"] = min(scores["background_psnr"], PSNR_CAP)
@@ -307,7 +321,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
     summary = summarise(rows, args.methods)
     ordering = paper_ordering(summary)
+    fidelity = summarise_fidelity(rows)
     show_table(summary)
+    show_fidelity(fidelity)
     print()
     show_ordering(ordering)
     timing = (
@@ -323,6 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
         "clip": str(args.clip) if clip is not None else None,
         "cases": rows,
         "summary": summary,
+        "fidelity": fidelity,
         "paper_ordering": ordering,
         "timing": timing,
         "notes": notes,

@@ -35,6 +35,26 @@ def summarise(rows: list[dict], methods: list[str]) -> dict[str, dict[str, dict]
     return out
 
 
+def summarise_fidelity(rows: list[dict]) -> dict[str, float | None]:
+    """Mean and worst of what the model loses before any edit: the VAE's round trip of each
+    input and the shared inversion's reconstruction (PSNR, dB)."""
+    out: dict[str, float | None] = {}
+    for key in ("vae_round_trip_psnr", "inversion_psnr"):
+        values = [r["fidelity"][key] for r in rows if key in r.get("fidelity", {})]
+        out[key] = mean(values)
+        out[f"{key}_min"] = min(values) if values else None
+    return out
+
+
+def show_fidelity(fidelity: dict[str, float | None]) -> None:
+    print(
+        f"\nfidelity of the inputs: VAE round trip {fmt(fidelity['vae_round_trip_psnr'], '.2f')} dB"
+        f" (worst {fmt(fidelity['vae_round_trip_psnr_min'], '.2f')}), inversion's"
+        f" reconstruction {fmt(fidelity['inversion_psnr'], '.2f')} dB"
+        f" (worst {fmt(fidelity['inversion_psnr_min'], '.2f')})"
+    )
+
+
 def _compare(a: float | None, b: float | None, lower_is_better: bool) -> bool | None:
     if a is None or b is None:
         return None

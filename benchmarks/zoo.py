@@ -49,7 +49,7 @@ PARTS = ("clip", "vae", "sd", "depth")
 DEFAULT_N = {"clip": 500, "vae": 256, "sd": 200, "depth": 100}
 BARS = {
     "clip": {"shape_accuracy": 0.95, "colour_accuracy": 0.95, "view_accuracy": 0.80},
-    "vae": {"psnr_db": 30.0},
+    "vae": {"psnr_db": 30.0, "handles_scenes_psnr_db": 30.0},
     "sd": {"seen_shape_agreement": 0.85, "seen_colour_agreement": 0.85},
     "depth": {"mask_iou": 0.80},
 }
@@ -217,6 +217,10 @@ def vae_part(models: Models, n: int, **_: object) -> dict:
     per_image = psnr(recon, images)  # type: ignore[arg-type]
     shifts = colour_shift_by_colour(recon, images, data["masks"], data["captions"])  # type: ignore[arg-type]
     worst = max(shifts, key=shifts.__getitem__)
+    scenes = renders(n, {"scene": 1.0}, size)["images"]
+    scenes_psnr = psnr(round_trip(vae, scenes), scenes)  # type: ignore[arg-type]
+    handles = handles_scenes(size)
+    handles_psnr = psnr(round_trip(vae, handles), handles)  # type: ignore[arg-type]
     return {
         "renders": n,
         "psnr_db": float(per_image.mean()),
@@ -224,7 +228,21 @@ def vae_part(models: Models, n: int, **_: object) -> dict:
         "colour_shift_worst": shifts[worst],
         "colour_shift_worst_colour": worst,
         "colour_shift": shifts,
+        # What ``handles`` edits: held-out ground scenes, and the handles benchmark's own
+        # 40 inputs and 40 true targets.
+        "scenes_psnr_db": float(scenes_psnr.mean()),
+        "handles_scenes_psnr_db": float(handles_psnr.mean()),
+        "handles_scenes_psnr_db_min": float(handles_psnr.min()),
     }
+
+
+def handles_scenes(size: int, n: int = 40) -> Tensor:
+    """(2n, 3, size, size) the inputs and true targets of benchmarks/handles.py's cases."""
+    from handles_cases import build_cases
+
+    cases = build_cases(n, size)
+    images = [c.image for _, c in cases] + [c.target_image for _, c in cases]
+    return torch.stack(images).permute(0, 3, 1, 2)
 
 
 def _sample(

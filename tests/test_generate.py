@@ -524,21 +524,23 @@ def test_ray_batch_survives_a_killed_worker_and_resumes_its_checkpoint(tmp_path,
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red cube\na blue zzz\na green cone\n")
     out = tmp_path / "batch"
-    first = out / "001-a-red-cube"
+    last = out / "003-a-green-cone"  # starts after the bad prompt failed, so it lags
     killed: list[int] = []
 
-    def kill_the_first_prompts_worker() -> None:
+    def kill_a_worker_with_checkpoints() -> None:
+        """Once the later prompt has checkpointed 10 steps (the first one has as many, or has
+        finished), any worker still running a prompt has a checkpoint to resume."""
         deadline = time.time() + 180
-        while time.time() < deadline and (checkpoint_progress(first) or (0, 0))[1] < 10:
+        while time.time() < deadline and (checkpoint_progress(last) or (0, 0))[1] < 10:
             time.sleep(0.01)
         for proc in psutil.process_iter(["pid", "cmdline"]):
             cmdline = " ".join(proc.info["cmdline"] or [])
-            if "run_prompt" in cmdline and "ray::" in cmdline and first.name not in killed:
+            if "run_prompt" in cmdline and "ray::" in cmdline and not killed:
                 os.kill(proc.info["pid"], signal.SIGKILL)
                 killed.append(proc.info["pid"])
                 return
 
-    killer = threading.Thread(target=kill_the_first_prompts_worker, daemon=True)
+    killer = threading.Thread(target=kill_a_worker_with_checkpoints, daemon=True)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         killer.start()

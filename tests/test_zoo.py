@@ -384,6 +384,37 @@ def test_decoder_fine_tune_keeps_the_encoder_and_reaches_the_siblings(zoo, tmp_p
     assert not (tmp_path / "cam").exists()  # no checkpoint was needed or written
 
 
+def test_scene_decoder_trains_on_scenes_keeps_the_encoder_and_measures_scenes(zoo, tmp_path):
+    """The scene stage is the decoder fine-tune again, from the exported VAE, on a mix that
+    is half ground scenes; the encoder (so every UNet's latents) is untouched, and the
+    record carries the scene figures next to the standard ones."""
+    import shutil
+
+    from dreamlift.world.datasets import WorldDataset
+    from dreamlift.zoo.recipes import make_recipe, run_stage
+    from dreamlift.zoo.recipes.common import read_zoo_json
+
+    root = tmp_path / "models"
+    shutil.copytree(zoo, root)
+    recipe = make_recipe("toy-sd", "scene-decoder", tmp_path / "w" / "x", "tiny", root)
+    data = WorldDataset(recipe.config.dataset, 200)
+    on_ground = sum(data.describe(i)[1] for i in range(len(data)))
+    assert 70 <= on_ground <= 130  # half of the mix, drawn
+    assert recipe.stage == "scene-decoder" and recipe.kind == "zoo/toy-sd/scene-decoder"
+
+    before = _vae_weights(root / "toy-sd")
+    report = run_stage(
+        "toy-sd", "scene-decoder", tmp_path / "work", size="tiny", root=root, quiet=True
+    )
+    after = _vae_weights(root / "toy-sd")
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    record = read_zoo_json(root / "toy-sd")
+    assert record["training_steps"]["scene-decoder"] == report.steps == 2
+    figures = record["stages"]["scene-decoder"]["figures"]
+    assert figures["scenes_psnr_db"] > 0 and figures["psnr_db"] > 0
+
+
 def test_colour_shift_by_colour_names_the_hue_that_drifted():
     from dreamlift.zoo.recipes.vae import colour_shift_by_colour
 

@@ -53,7 +53,8 @@ def zoo_train(
         None, min=1, help="Total steps of each stage run (default: the recipe's fast setting)."
     ),
     stage: str | None = typer.Option(
-        None, help="Run only this stage (toy-sd: vae, decoder, unet); default: all, in order."
+        None,
+        help="Run only this stage (toy-sd: vae, decoder, scene-decoder, unet); default: all, in order.",
     ),
     workdir: Path | None = typer.Option(
         None,

@@ -43,7 +43,7 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry(
             "toy-sd",
             "latent text-to-image model of world renders (VAE 64×64→16×16×4, CLIP text, UNet)",
-            ("vae", "decoder", "unet"),
+            ("vae", "decoder", "scene-decoder", "unet"),
             _SD_FILES,
             "dreamlift.zoo.recipes.sd",
         ),

@@ -5,6 +5,8 @@ model          stage     recipe
 =============  ========  ==============================================================
 toy-sd         vae       :class:`~dreamlift.zoo.recipes.vae.VAERecipe` → ``toy-sd/vae``
 toy-sd         decoder   :class:`~dreamlift.zoo.recipes.decoder.DecoderRecipe` → ``*/vae``
+toy-sd         scene-    the same recipe on a scene-heavy mix → ``*/vae``
+               decoder
 toy-sd         unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` → ``toy-sd``
 toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) → ``toy-sd-depth``
 toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` → ``toy-sd-camera``
@@ -46,6 +48,8 @@ from dreamlift.zoo.registry import ZOO, entry, models_root
 from dreamlift.zoo.trainer import Trainer, TrainerConfig
 
 Size = Literal["fast", "tiny"]
+# Stages that export ``<model>/vae`` rather than the model's folder.
+AUTOENCODER_STAGES = ("vae", "decoder", "scene-decoder")
 
 
 class Recipe(Protocol):
@@ -101,9 +105,11 @@ def make_recipe(
     if (model, stage) == ("toy-sd", "vae"):
         vcfg = with_steps(VAEConfig.tiny() if tiny else VAEConfig())
         return VAERecipe(vcfg, folder, data_root, quiet)
-    if (model, stage) == ("toy-sd", "decoder"):
-        dcfg = with_steps(DecoderConfig.tiny() if tiny else DecoderConfig())
-        return DecoderRecipe(dcfg, folder, data_root, vae_siblings(root), quiet)
+    if model == "toy-sd" and stage in ("decoder", "scene-decoder"):
+        scenes = stage == "scene-decoder"
+        full = DecoderConfig.scenes() if scenes else DecoderConfig()
+        dcfg = with_steps(DecoderConfig.tiny(scenes=scenes) if tiny else full)
+        return DecoderRecipe(dcfg, folder, data_root, vae_siblings(root), quiet, stage)
     if model in TASK_OF_MODEL:
         task = TASK_OF_MODEL[model]
         hcfg = HeadNetRecipeConfig.tiny(task) if tiny else HeadNetRecipeConfig.for_task(task)
@@ -208,7 +214,7 @@ def run_stage(
         modules = trainer.ema_modules()
         params = parameter_count(*modules.values())
         folder = recipe.export(modules)
-        model_folder = folder.parent if stage in ("vae", "decoder") else folder
+        model_folder = folder.parent if stage in AUTOENCODER_STAGES else folder
         timing = {"seconds_this_run": round(seconds, 1), "threads": torch.get_num_threads()}
         record_stage(
             model_folder,
