@@ -99,6 +99,14 @@ def test_quick_run_writes_the_table_with_scores_in_range(tiny_depth_sd, tmp_path
             assert isinstance(kinds["all"][metric], float), (method, metric)
         mean_iou = sum(c["methods"][method]["object_iou"] for c in stored["cases"]) / 3
         assert math.isclose(kinds["all"]["object_iou"], mean_iou)
+    # what the model loses before any edit, per input and summarised: the inversion cannot
+    # rebuild the input better than the autoencoder alone can (beyond rounding)
+    for case in stored["cases"]:
+        fidelity = case["fidelity"]
+        assert fidelity["inversion_psnr"] <= fidelity["vae_round_trip_psnr"] + 1.0
+    values = [c["fidelity"]["vae_round_trip_psnr"] for c in stored["cases"]]
+    assert math.isclose(stored["fidelity"]["vae_round_trip_psnr"], sum(values) / 3)
+    assert stored["fidelity"]["vae_round_trip_psnr_min"] == min(values)
     ordering = stored["paper_ordering"]
     assert isinstance(ordering["identity_vs_depth_only"]["holds"], bool)
     assert isinstance(ordering["rotation_vs_warp_paste_2d"]["holds"], bool)

@@ -14,7 +14,7 @@ Loss: L1 + L2 on the reconstruction, plus the L1 error of each image's mean obje
 
 Stage ``scene-decoder`` is the same fine-tune again on a scene-heavy mix
 (:meth:`DecoderConfig.scenes`). Why: ``handles`` edits ground scenes (several objects on a
-shaded ground plane with shadows), a tenth of the first stages' data; the decoder gave them
+shaded ground plane), a tenth of the first stages' data; the decoder gave them
 back at 28.3 dB (the handles benchmark's 40 scenes) against 33 dB on the object mix, and
 every handles edit inherited the blur. A feasibility run, decoder alone on scenes alone,
 rose 28.3 → 30.1 dB in 300 steps, so the frozen encoder's latents carry scenes and the
