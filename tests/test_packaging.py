@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from dreamlift.zoo.registry import ZOO
 
@@ -140,5 +141,6 @@ def test_the_optional_extras_install_from_the_wheel_and_import(wheel: Path, tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     where, reason = done.stdout.strip().splitlines()[-2:]
     assert where.startswith(str(venv)), f"dreamlift was imported from {where}, not the wheel"
-    # gsplat imports; what fails is loading or building its CUDA kernels on this machine
-    assert reason != "None" and "No module named" not in reason, reason
+    assert "No module named" not in reason, reason  # gsplat and what it needs import
+    if not torch.cuda.is_available():  # on a CPU its kernels cannot load, and it says so
+        assert reason != "None"
