@@ -1,6 +1,7 @@
 """Text-to-3D generation on tiny random SD pipelines: every guidance × field, exact resume,
 the paper preset through the same code, and the command line's bad-input behaviour."""
 
+import functools
 import json
 import os
 import subprocess
@@ -474,6 +475,17 @@ def test_gpu_runs_without_gsplat_are_warned_before_training_with_the_reason(monk
     assert gen.backend_warnings(build_config("fast"), cuda) == []
 
 
+def generate_script(prompt: str, prior: Path, settings: dict, out: Path) -> str:
+    """``python -c`` code that starts (or resumes) the fast preset's run of ``prompt`` with
+    ``settings`` into ``out`` at one thread: a run in a fresh process, as a user's is."""
+    return (
+        "import torch; torch.set_num_threads(1); from pathlib import Path;"
+        "from dreamlift.methods.generate import build_config, generate;"
+        f"cfg = build_config('fast', prompt={prompt!r}, prior={str(prior)!r}, **{settings!r});"
+        f"generate(cfg, Path({str(out)!r}), resume=True, quiet=True)"
+    )
+
+
 @pytest.mark.parametrize("field", ["gaussians", "nerf"])
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, tiny_sd, field):
     """Two SIGKILLs of a real process, each at a random moment after a newer checkpoint,
@@ -482,14 +494,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, tiny_sd, f
     from kill_helpers import assert_same_tensors, kill_at_random_moments, run_to_the_end
 
     settings = {**FAST, "checkpoint_every": 4, "steps": 60, "field": field}
-
-    def script(out: Path) -> str:
-        return (
-            "import torch; torch.set_num_threads(1); from pathlib import Path;"
-            "from dreamlift.methods.generate import build_config, generate;"
-            f"cfg = build_config('fast', prompt='a red cube', prior={str(tiny_sd)!r},"
-            f" **{settings!r}); generate(cfg, Path({str(out)!r}), resume=True, quiet=True)"
-        )
+    script = functools.partial(generate_script, "a red cube", tiny_sd, settings)
 
     run_to_the_end(script(tmp_path / "full"), ENV)
     out = tmp_path / "killed"
@@ -502,10 +507,10 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, tiny_sd, f
 
 
 def test_ray_batch_survives_a_killed_worker_and_resumes_its_checkpoint(tmp_path, tiny_sd):
-    """Two local Ray workers, three prompts (one bad); a worker is SIGKILLed once the first
-    prompt has written its first checkpoints. Ray retries the killed task, which resumes its
-    checkpoint: the batch completes, and the killed prompt ends bit-identical to an
-    uninterrupted run."""
+    """Two local Ray workers, three prompts (one bad); a worker is SIGKILLed once the last
+    prompt has checkpointed 10 steps, so whichever prompt it was running has a checkpoint.
+    Ray retries the killed task, which resumes it: the batch completes, and the killed
+    prompt ends bit-identical to an uninterrupted run."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     import signal
     import threading
@@ -552,21 +557,16 @@ def test_ray_batch_survives_a_killed_worker_and_resumes_its_checkpoint(tmp_path,
     assert killed, "no Ray worker was found to kill"
     assert [r["status"] for r in rows] == ["ok", "error", "ok"] and errors == [2]
     assert json.loads((out / "batch.json").read_text()) == rows
-    summaries = {
-        r["prompt"]: json.loads((Path(r["out"]) / "summary.json").read_text())
+    resumed = [
+        r
         for r in rows
         if r["status"] == "ok"
-    }
-    killed_prompt = [p for p, summary in summaries.items() if summary["resumed_from"] > 0]
-    assert killed_prompt, "no task resumed a checkpoint after its worker was killed"
-    prompt = killed_prompt[0]
-    folder = Path(next(r["out"] for r in rows if r["prompt"] == prompt))
+        and json.loads((Path(r["out"]) / "summary.json").read_text())["resumed_from"] > 0
+    ]
+    assert resumed, "no task resumed a checkpoint after its worker was killed"
+    killed_row = resumed[0]
     whole = tmp_path / "whole"  # the uninterrupted run, in a fresh process like the workers
-    run_to_the_end(
-        "import torch; torch.set_num_threads(1); from pathlib import Path;"
-        "from dreamlift.methods.generate import build_config, generate;"
-        f"cfg = build_config('fast', prompt={prompt!r}, prior={str(tiny_sd)!r},"
-        f" **{settings!r}); generate(cfg, Path({str(whole)!r}), quiet=True)",
-        ENV,
+    run_to_the_end(generate_script(killed_row["prompt"], tiny_sd, settings, whole), ENV)
+    assert_same_tensors(
+        whole / "checkpoint.safetensors", Path(killed_row["out"]) / "checkpoint.safetensors"
     )
-    assert_same_tensors(whole / "checkpoint.safetensors", folder / "checkpoint.safetensors")
