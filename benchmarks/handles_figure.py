@@ -22,8 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 from run_info import command_line
+
+from dreamlift.io.media import image_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 EDITS = (
@@ -49,32 +52,21 @@ def run_edit(scene: str, index: int, transform: list[str], out: Path, threads: i
     return json.loads((out / "summary.json").read_text())
 
 
-def row_image(folder: Path, scale: int) -> Image.Image:
-    """The four pictures of one run side by side, enlarged ``scale`` times."""
-    tiles = []
-    for _, name in COLUMNS:
-        tile = Image.open(folder / name).convert("RGB")
-        tiles.append(tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST))
-    row = Image.new("RGB", (sum(t.width for t in tiles), tiles[0].height), "white")
-    x = 0
-    for tile in tiles:
-        row.paste(tile, (x, 0))
-        x += tile.width
-    return row
+def row_tiles(folder: Path, scale: int) -> torch.Tensor:
+    """(4, H·scale, W·scale, 3) the four pictures of one run, enlarged ``scale`` times."""
+    pictures = [Image.open(folder / name).convert("RGB") for _, name in COLUMNS]
+    tiles = torch.stack([torch.from_numpy(np.array(p)) for p in pictures])
+    return tiles.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
 
 
-def figure(rows: list[Image.Image]) -> Image.Image:
-    """Rows under a line of column titles."""
-    width, height = rows[0].width, sum(r.height for r in rows)
-    sheet = Image.new("RGB", (width, height + HEADER), "white")
+def figure(tiles: torch.Tensor) -> Image.Image:
+    """The runs' tiles (uint8), one run a row, under a line of column titles."""
+    grid = Image.fromarray(image_grid(tiles, columns=len(COLUMNS)).numpy())
+    sheet = Image.new("RGB", (grid.width, grid.height + HEADER), "white")
+    sheet.paste(grid, (0, HEADER))
     draw = ImageDraw.Draw(sheet)
-    tile = width // len(COLUMNS)
     for i, (title, _) in enumerate(COLUMNS):
-        draw.text((i * tile + 4, 3), title, fill=(0, 0, 0))
-    y = HEADER
-    for row in rows:
-        sheet.paste(row, (0, y))
-        y += row.height
+        draw.text((i * grid.width // len(COLUMNS) + 4, 3), title, fill=(0, 0, 0))
     return sheet
 
 
@@ -92,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         for label, scene, index, transform in EDITS:
             folder = Path(tmp) / label
             summary = run_edit(scene, index, transform, folder, args.threads)
-            rows.append(row_image(folder, args.scale))
+            rows.append(row_tiles(folder, args.scale))
             scores[label] = {
                 "command": f"dreamlift handles --scene {scene!r} --object {index} "
                 + " ".join(transform),
@@ -100,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
             }
             print(f"{label}: {json.dumps(scores[label])}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    figure(rows).save(args.out)
+    figure(torch.cat(rows)).save(args.out)
     result = {
         "command": command_line("handles_figure.py", argv),
         "picture": str(args.out),
