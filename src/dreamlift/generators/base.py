@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -54,10 +55,16 @@ class Generator3D(Protocol):
         ...
 
     def render(
-        self, planes: Tensor, cameras: Cameras, samples: tuple[int, int] | None = None
+        self,
+        planes: Tensor,
+        cameras: Cameras,
+        samples: tuple[int, int] | None = None,
+        warp: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
     ) -> PlaneRender:
         """Volume-render the planes at ``cameras`` (one camera per latent, or one latent);
-        ``samples`` (coarse, importance) per ray overrides the generator's own."""
+        ``samples`` (coarse, importance) per ray overrides the generator's own; ``warp`` maps
+        the rays' origins and directions (B, R, 3) first, so every query point moves with
+        them (BlendNeRF's local alignment)."""
         ...
 
     def render_rays(
@@ -75,4 +82,8 @@ class Generator3D(Protocol):
 
     def sigma(self, planes: Tensor, points: Tensor) -> Tensor:
         """Density (B, N) at world points (B, N, 3); differentiable."""
+        ...
+
+    def raw_sigma(self, planes: Tensor, points: Tensor) -> Tensor:
+        """The density before its activation (B, N) at world points (B, N, 3)."""
         ...

@@ -22,6 +22,7 @@ are XY (seen from above), XZ (from the side) and YZ (from the front, where the f
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -32,6 +33,10 @@ from torch import Tensor, nn
 from dreamlift.cameras import Cameras
 from dreamlift.fields.volume import composite_weights, ray_aabb, stratified_samples
 from dreamlift.generators.base import GeneratorError, PlaneRender
+
+RayWarp = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""Maps ray origins and directions (B, R, 3) before sampling: every sample point is warped
+by the same affine map, BlendNeRF's query-point warp (arXiv:2302.06608 App. C)."""
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -248,6 +253,12 @@ class TriplaneGenerator(nn.Module):
     def synthesis(self, ws: Tensor) -> Tensor:
         return self.synthesis_net(ws)
 
+    def raw_sigma(self, planes: Tensor, points: Tensor) -> Tensor:
+        """The decoder's density before its activation (B, N): what BlendNeRF's density term
+        compares (arXiv:2302.06608 §3.3), since the softplus flattens differences in empty
+        space."""
+        return self.decoder(sample_planes(planes, points, self.cfg.box))[..., 0]
+
     def raw(self, planes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
         """Density (B, N) and RGB (B, N, 3) at points (B, N, 3); zero density outside the box."""
         out = self.decoder(sample_planes(planes, points, self.cfg.box))
@@ -307,6 +318,7 @@ class TriplaneGenerator(nn.Module):
         cameras: Cameras,
         chunk: int = 8192,
         samples: tuple[int, int] | None = None,
+        warp: RayWarp | None = None,
     ) -> PlaneRender:
         if planes.shape[0] not in (1, len(cameras)):
             raise GeneratorError(
@@ -318,6 +330,8 @@ class TriplaneGenerator(nn.Module):
         origins, dirs, z_per_t = cameras.rays()
         b, h, w, _ = origins.shape
         o, d = origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3)
+        if warp is not None:
+            o, d = warp(o, d)
         parts = [
             self.render_rays(planes, o[:, i : i + chunk], d[:, i : i + chunk], samples=samples)
             for i in range(0, h * w, chunk)

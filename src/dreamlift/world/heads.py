@@ -66,6 +66,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "lip_fullness": (0.8, 1.25),
 }
 """Range of every numeric parameter (seeds draw uniformly in it; overrides must stay in it)."""
+SCALE_RANGE = (0.8, 1.2)
+"""Range of ``scale``, the one numeric attribute no seed draws (every seed's head has scale 1):
+only an override sizes a head, so that a pair of heads can differ by a known scale (the
+ground truth of BlendNeRF's ICP alignment)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,12 @@ class HeadParams:
     hat_colour: str = "blue"
     beard: bool = False
     beard_colour: str = "brown"
+    scale: float = 1.0
+    """Uniform size of the whole head about its pivot (see :data:`SCALE_RANGE`)."""
+
+
+def _range(name: str) -> tuple[float, float]:
+    return SCALE_RANGE if name == "scale" else RANGES[name]
 
 
 def _choices(name: str) -> tuple[str, ...]:
@@ -126,8 +136,8 @@ ATTRIBUTES: tuple[str, ...] = tuple(f.name for f in fields(HeadParams))
 
 def attribute_values(name: str) -> str:
     """The valid values of one attribute, as words for help and error messages."""
-    if name in RANGES:
-        lo, hi = RANGES[name]
+    if name in RANGES or name == "scale":
+        lo, hi = _range(name)
         return f"a number in [{lo:g}, {hi:g}]"
     if isinstance(getattr(HeadParams(), name), bool):
         return "yes or no"
@@ -196,7 +206,7 @@ def _value(name: str, raw: object) -> object:
             value = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise bad from None
-        lo, hi = RANGES[name]
+        lo, hi = _range(name)
         if not lo <= value <= hi:
             raise bad
         return value
@@ -247,7 +257,19 @@ PART_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "hat": ("hat", "hat_colour"),
     "beard": ("beard", "beard_colour"),
 }
-"""The attributes each part of a head carries (what :func:`compose_heads` transplants)."""
+PART_ATTRIBUTES["face"] = (
+    "skin_tone",
+    "jaw_width",
+    "jaw_height",
+    *PART_ATTRIBUTES["eyes"],
+    *PART_ATTRIBUTES["nose"],
+    *PART_ATTRIBUTES["lips"],
+    *PART_ATTRIBUTES["ears"],
+    *PART_ATTRIBUTES["beard"],
+)
+"""The attributes each part of a head carries (what :func:`compose_heads` transplants).
+``face`` is BlendNeRF's face region: everything but the skull's shape, the hair and the
+accessories worn on the head (glasses, hat)."""
 
 
 def compose_heads(a: HeadParams, b: HeadParams, part: str) -> HeadParams:

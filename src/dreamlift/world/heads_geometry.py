@@ -270,7 +270,21 @@ def head_asset(params: HeadParams) -> HeadAsset:
         parts.append(
             HeadPart("hat", COLOURS[p.hat_colour], _union(crown, brim), (0.0, 0.0, 0.17), 0.3)
         )
+    if p.scale != 1.0:
+        parts = [_scaled(part, p.scale) for part in parts]
     return HeadAsset(tuple(parts), params)
+
+
+def _scaled(part: HeadPart, s: float) -> HeadPart:
+    """The part made ``s`` times larger about the pivot: distances scale with it."""
+    sdf = part.sdf
+    return HeadPart(
+        part.label,
+        part.rgb,
+        lambda q: s * sdf(q / s),
+        (part.center[0] * s, part.center[1] * s, part.center[2] * s),
+        part.radius * s,
+    )
 
 
 def part_labels(asset: HeadAsset, instance: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -120,6 +120,20 @@ def pivotal_tuning(
 ) -> Generator3D:
     """Fine-tune a copy of the generator with the pivot ``ws`` frozen (PTI, arXiv:2106.05744
     §3.2), anchored as ``cfg.anchor`` says. The input generator is left untouched."""
+    return joint_pivotal_tuning(gen, [(ws, target)], cfg, distance, progress)
+
+
+def joint_pivotal_tuning(
+    gen: Generator3D,
+    pivots: Sequence[tuple[Tensor, Target]],
+    cfg: InvertConfig,
+    distance: FeatureDistance | None,
+    progress: Progress | None = None,
+) -> Generator3D:
+    """PTI of one generator copy for several (pivot, image) pairs, one optimiser step per pair
+    in turn within every iteration (BlendNeRF's joint inversion of the original and the
+    reference, arXiv:2302.06608 §3.1: one generator then renders both). With one pair it is
+    plain PTI."""
     if not isinstance(gen, torch.nn.Module):
         raise TrainingError("pivotal tuning needs a torch generator")
     tuned = copy.deepcopy(gen).train().requires_grad_(True)
@@ -128,35 +142,49 @@ def pivotal_tuning(
     opt = torch.optim.Adam(params, lr=cfg.pti_lr)
     rng = torch.Generator().manual_seed(cfg.seed + 17)
     samples = cfg.samples if cfg.samples[0] else None
-    size = target.image.shape[-1]
-    ws = ws.detach()
     for step in range(cfg.pti_steps):
         for group in opt.param_groups:
             group["lr"] = cfg.pti_lr * ramp(step, cfg.pti_steps)
-        image = tuned.render(tuned.synthesis(ws), target.camera, samples=samples).rgb
-        loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
-        if cfg.anchor == "views":
-            cam = random_orbit_camera(rng, size).to(ws.device)
-            with torch.no_grad():
-                anchor = frozen.render(frozen.synthesis(ws), cam, samples=samples).rgb
-            mine = tuned.render(tuned.synthesis(ws), cam, samples=samples).rgb
-            loss = loss + cfg.anchor_weight * F.mse_loss(mine, anchor)
-        elif cfg.anchor == "locality":
-            z = torch.randn(1, frozen.z_dim, generator=rng).to(ws.device)
-            w_s = frozen.mapping(z, truncation=0.7)
-            direction = w_s - ws
-            w_r = ws + cfg.locality_alpha * direction / direction.norm().clamp(min=1e-8)
-            with torch.no_grad():
-                anchor = frozen.render(frozen.synthesis(w_r), target.camera, samples=samples).rgb
-            mine = tuned.render(tuned.synthesis(w_r), target.camera, samples=samples).rgb
-            loss = loss + cfg.locality_weight * F.mse_loss(mine, anchor)
-        _check(loss, "pti", step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        for ws, target in pivots:
+            ws = ws.detach()
+            image = tuned.render(tuned.synthesis(ws), target.camera, samples=samples).rgb
+            loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
+            loss = loss + _anchor_loss(tuned, frozen, ws, target, cfg, rng, samples)
+            _check(loss, "pti", step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
         if progress:
             progress("pti", step + 1, cfg.pti_steps, float(loss.detach()))
     return tuned.eval().requires_grad_(False)
+
+
+def _anchor_loss(
+    tuned: Generator3D,
+    frozen: Generator3D,
+    ws: Tensor,
+    target: Target,
+    cfg: InvertConfig,
+    rng: torch.Generator,
+    samples: tuple[int, int] | None,
+) -> Tensor | float:
+    """What keeps PTI from overfitting the input view (see :class:`InvertConfig`)."""
+    if cfg.anchor == "views":
+        cam = random_orbit_camera(rng, target.image.shape[-1]).to(ws.device)
+        with torch.no_grad():
+            anchor = frozen.render(frozen.synthesis(ws), cam, samples=samples).rgb
+        mine = tuned.render(tuned.synthesis(ws), cam, samples=samples).rgb
+        return cfg.anchor_weight * F.mse_loss(mine, anchor)
+    if cfg.anchor == "locality":
+        z = torch.randn(1, frozen.z_dim, generator=rng).to(ws.device)
+        w_s = frozen.mapping(z, truncation=0.7)
+        direction = w_s - ws
+        w_r = ws + cfg.locality_alpha * direction / direction.norm().clamp(min=1e-8)
+        with torch.no_grad():
+            anchor = frozen.render(frozen.synthesis(w_r), target.camera, samples=samples).rgb
+        mine = tuned.render(tuned.synthesis(w_r), target.camera, samples=samples).rgb
+        return cfg.locality_weight * F.mse_loss(mine, anchor)
+    return 0.0
 
 
 def invert_target(

@@ -1,0 +1,365 @@
+"""Blend benchmark: BlendNeRF on pairs of held-out world heads, against the composed truth.
+
+    .venv/bin/python benchmarks/blend.py [--pairs 20] [--threads 2] [--shard 0/2]
+    .venv/bin/python benchmarks/blend.py --merge     # after shards: one table from all
+
+Prints a table and writes benchmarks/results/blend.json (a shard writes blend-shard-K.json).
+
+Pairs: held-out heads (seeds 200-249, never trained on), drawn from a fixed seed, each with
+a part to blend (hair, nose, eyes, glasses, face, in turn) chosen so the part differs between
+the two heads (hair pairs without hats, glasses pairs whose reference wears them), yaw gaps
+from 5° to 45°, and on every fourth pair a reference made 10 % larger or smaller by the
+world's ``scale`` attribute (what ICP must recover). The truth is the world's composed head
+(the original's identity, the reference's part) under the original's light.
+
+Each pair is inverted once (fast preset: W, W+, joint PTI) and blended six ways:
+
+* ``ours``: BlendNeRF (global + ICP alignment, image + density terms);
+* ``ours_no_icp``: global alignment only; ``ours_no_density``: the image term only;
+* ``ours_poisson``: the paper's "ours + Poisson" variant;
+* ``paste_2d`` and ``poisson_2d``: the unaligned reference pasted / Poisson-blended in 2D.
+
+Scores: PSNR against the truth at the original's view (all) and at four novel views (3D
+methods); the paper's masked L2 and masked perceptual distance (inside against the aligned
+reference, outside against the original); KID in toy-clip's feature space against the
+truths; ICP's scale against the scale the true surfaces give and against the world's
+``scale`` ratio. Bars (the blend issue): one blend (both inversions + blending) ≤ 5 min;
+ours beats 2D Poisson on PSNR for ≥ 75 % of pairs with a yaw gap ≥ 20°; ICP's scale within
+5 % of the true ratio where the world changed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from dreamlift.errors import DataError
+from dreamlift.methods.blend.baselines import paste_2d, poisson_2d, region_2d
+from dreamlift.methods.blend.config import preset_config
+from dreamlift.methods.blend.inputs import BlendRequest, load_inputs
+from dreamlift.methods.blend.run import align_reference, blend_pair, invert_pair
+from dreamlift.methods.blend.scores import (
+    NOVEL_POSES,
+    masked_errors,
+    true_surface_scale,
+    truth_views,
+)
+from dreamlift.methods.invert.run import load_generator
+from dreamlift.metrics.image import masked_psnr
+from dreamlift.metrics.perceptual import load_feature_distance
+from dreamlift.utils.numerics import flush_denormals
+from dreamlift.world.heads import HELD_OUT_HEADS, head_cameras, head_params
+from dreamlift.zoo.recipes.head_nets import load_head_net
+
+RESULTS = Path(__file__).parent / "results"
+PARTS = ("hair", "nose", "eyes", "glasses", "face")
+GAPS = (5.0, 15.0, 25.0, 35.0, 45.0, 20.0, 30.0, 40.0)
+METHODS_3D = ("ours", "ours_no_icp", "ours_no_density", "ours_poisson")
+METHODS = (*METHODS_3D, "paste_2d", "poisson_2d")
+BARS = {"blend_s": 300.0, "wins_vs_poisson_2d": 0.75, "icp_scale_error": 0.05}
+
+
+def _differs(a, b, part: str) -> bool:  # noqa: ANN001
+    if part == "hair":
+        return (
+            not a.hat
+            and not b.hat
+            and b.hair != "none"
+            and (a.hair, a.hair_colour) != (b.hair, b.hair_colour)
+        )
+    if part == "glasses":
+        return b.glasses and not a.glasses
+    if part == "nose":
+        return abs(a.nose_length - b.nose_length) > 0.004
+    if part == "eyes":
+        return a.eye_colour != b.eye_colour
+    return a.skin_tone != b.skin_tone
+
+
+def make_pairs(n: int, seed: int = 0) -> list[dict]:
+    """``n`` pairs of held-out heads, deterministic in ``seed``."""
+    rng = random.Random(seed)
+    heads = list(HELD_OUT_HEADS)
+    pairs = []
+    while len(pairs) < n:
+        i = len(pairs)
+        part = PARTS[i % len(PARTS)]
+        a, b = rng.sample(heads, 2)
+        if not _differs(head_params(a), head_params(b), part):
+            continue
+        yaw = round(rng.uniform(-20, 20), 1)
+        gap = GAPS[i % len(GAPS)] * (1 if rng.random() < 0.5 else -1)
+        scale = "" if i % 4 != 3 else ("scale=1.1" if rng.random() < 0.5 else "scale=0.9")
+        pairs.append(
+            {
+                "index": i,
+                "head": a,
+                "reference_head": b,
+                "part": part,
+                "yaw": yaw,
+                "reference_yaw": round(yaw + gap, 1),
+                "gap": abs(gap),
+                "reference_set": scale,
+            }
+        )
+    return pairs
+
+
+def run_pair(spec: dict, cfg, gen, parser, distance) -> dict:  # noqa: ANN001
+    request = BlendRequest(
+        head=spec["head"],
+        yaw=spec["yaw"],
+        pitch=10.0,
+        reference_head=spec["reference_head"],
+        reference_yaw=spec["reference_yaw"],
+        reference_pitch=10.0,
+        reference_set=spec["reference_set"],
+        part=spec["part"],
+        config=cfg,
+    )
+    part = spec["part"]
+    original, reference = load_inputs(request)
+    t0 = time.perf_counter()
+    pair = invert_pair(gen, original, reference, cfg, distance)
+    inversion_s = time.perf_counter() - t0
+    truth = truth_views(request, original, [original.pose, *NOVEL_POSES], cfg.resolution)
+    cams = head_cameras(
+        torch.tensor([p.yaw for p in NOVEL_POSES]),
+        torch.tensor([p.pitch for p in NOVEL_POSES]),
+        cfg.resolution,
+    )
+    variants = {
+        "ours": cfg,
+        "ours_no_icp": replace(cfg, align=replace(cfg.align, enabled=False)),
+        "ours_no_density": replace(cfg, density_weight=0.0),
+        "ours_poisson": replace(cfg, variant="poisson"),
+    }
+    out: dict = {**spec, "inversion_s": inversion_s, "methods": {}}
+    ours_alignment = None
+    for name, vcfg in variants.items():
+        t0 = time.perf_counter()
+        try:
+            alignment = align_reference(pair, original, vcfg, parser, part, None)
+        except DataError as exc:  # the part is not in the inverted images: nothing to blend
+            out["methods"][name] = {"failed": str(exc), "seconds": time.perf_counter() - t0}
+            out.setdefault("images", {})[name] = original.image
+            continue
+        result = blend_pair(pair, original, alignment, vcfg, distance, part)
+        seconds = time.perf_counter() - t0
+        warp = alignment.warp.rays if vcfg.variant == "poisson" else None
+        with torch.no_grad():
+            novel = pair.generator.render(pair.generator.synthesis(result.ws), cams, warp=warp).rgb
+        scores = {
+            "psnr_view": masked_psnr(result.image[0], truth[0]),
+            "psnr_novel": statistics.mean(
+                masked_psnr(novel[i], truth[i + 1]) for i in range(len(NOVEL_POSES))
+            ),
+            "seconds": seconds,
+            **masked_errors(
+                result.image, original.image, alignment.aligned, alignment.mask, distance
+            ),
+        }
+        if name == "ours":
+            ours_alignment = alignment
+            scores["icp"] = alignment.warp.to_json()
+        out["methods"][name] = scores
+        out.setdefault("images", {})[name] = result.image
+    mask_2d = region_2d(parser, original.image, reference.image, part)
+    for name, fn in (("paste_2d", paste_2d), ("poisson_2d", poisson_2d)):
+        image = fn(original.image, reference.image, mask_2d)
+        out["methods"][name] = {"psnr_view": masked_psnr(image[0], truth[0])}
+        if ours_alignment is not None:
+            out["methods"][name].update(
+                masked_errors(
+                    image, original.image, ours_alignment.aligned, ours_alignment.mask, distance
+                )
+            )
+        out["images"][name] = image
+    out["truth_view"] = truth[:1]
+    out["blend_s"] = inversion_s + out["methods"]["ours"]["seconds"]
+    out["region_2d_pixels"] = int(mask_2d.sum())
+    out.update(true_surface_scale(request, original, cfg))
+    return out
+
+
+def _kid(records: list[dict]) -> dict[str, float]:
+    """KID of each method's blends against the truths, in toy-clip's feature space."""
+    from dreamlift.metrics.clip import ClipScorer
+    from dreamlift.metrics.fid import fid_kid
+
+    scorer = ClipScorer.load("toy-clip")
+    real = torch.cat([r["truth_view"] for r in records]).permute(0, 2, 3, 1)
+    out = {}
+    for name in METHODS:
+        fake = torch.cat([r["images"][name] for r in records]).permute(0, 2, 3, 1)
+        out[name] = fid_kid(real, fake, scorer)["kid_mean"]
+    return out
+
+
+def summarise(records: list[dict], kid: dict[str, float] | None) -> dict:
+    table = {}
+    wide = [r for r in records if r["gap"] >= 20]
+    for name in METHODS:
+        rows = [r["methods"][name] for r in records if "failed" not in r["methods"][name]]
+        keys = sorted({k for row in rows for k, v in row.items() if isinstance(v, float)})
+        entry = {k: statistics.mean(row[k] for row in rows if k in row) for k in keys}
+        entry["failed"] = len(records) - len(rows)
+        if wide:  # a failed blend counts as a loss
+            entry["wins_vs_poisson_2d_gap20"] = sum(
+                r["methods"][name].get("psnr_view", -1.0) > r["methods"]["poisson_2d"]["psnr_view"]
+                for r in wide
+            ) / len(wide)
+        if kid:
+            entry["kid"] = kid[name]
+        table[name] = entry
+    ok = [r for r in records if "icp" in r["methods"]["ours"]]
+    scaled = [r for r in ok if r["world_scale_ratio"] != 1.0]
+    icp = {
+        "scale_error_vs_world": [
+            abs(r["methods"]["ours"]["icp"]["scale"] / r["world_scale_ratio"] - 1) for r in scaled
+        ],
+        "scale_error_vs_true_surfaces": [
+            abs(r["methods"]["ours"]["icp"]["scale"] / r["true_icp_scale"] - 1)
+            for r in ok
+            if r["true_icp_scale"]
+        ],
+        "fell_back": sum(r["methods"]["ours"]["icp"]["fell_back"] for r in ok),
+    }
+    by_gap = {}
+    for lo, hi in ((0, 20), (20, 35), (35, 46)):
+        group = [r for r in records if lo <= r["gap"] < hi]
+        if group:
+            by_gap[f"{lo}-{hi}"] = {
+                name: statistics.mean(
+                    r["methods"][name]["psnr_view"]
+                    for r in group
+                    if "psnr_view" in r["methods"][name]
+                )
+                for name in ("ours", "poisson_2d", "paste_2d")
+                if any("psnr_view" in r["methods"][name] for r in group)
+            }
+    return {
+        "methods": table,
+        "icp": icp,
+        "by_gap": by_gap,
+        "pairs": len(records),
+        "blend_s": statistics.mean(r["blend_s"] for r in records),
+        "blend_s_max": max(r["blend_s"] for r in records),
+    }
+
+
+def show(summary: dict, n: int) -> None:
+    print(f"\n{n} pairs; mean over pairs (PSNR against the composed truth)")
+    cols = ("psnr_view", "psnr_novel", "masked_l2_inside", "masked_l2_outside", "kid", "failed")
+    print(f"{'method':18s}" + "".join(f"{c:>20s}" for c in (*cols, "wins_vs_poisson_2d_gap20")))
+    for name, entry in summary["methods"].items():
+        cells = [entry.get(c) for c in (*cols, "wins_vs_poisson_2d_gap20")]
+        print(
+            f"{name:18s}" + "".join(f"{c:20.4f}" if c is not None else f"{'-':>20s}" for c in cells)
+        )
+    print("PSNR at the original's view by yaw gap:", json.dumps(summary["by_gap"], indent=None))
+    icp = summary["icp"]
+    for key in ("scale_error_vs_world", "scale_error_vs_true_surfaces"):
+        errs = icp[key]
+        if errs:
+            print(f"ICP {key}: mean {statistics.mean(errs):.3f}, max {max(errs):.3f} ({len(errs)})")
+    print(f"ICP fell back on {icp['fell_back']} pairs")
+    print(
+        f"one blend (inversions + ours): mean {summary['blend_s']:.0f} s, "
+        f"max {summary['blend_s_max']:.0f} s (bar ≤ {BARS['blend_s']:.0f} s)"
+    )
+
+
+def _plain(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("images", "truth_view")}
+
+
+def _save_images(record: dict, folder: Path) -> None:
+    torch.save(
+        {"images": record["images"], "truth_view": record["truth_view"]},
+        folder / f"pair-{record['index']:03d}.pt",
+    )
+
+
+@flush_denormals()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shard", default="0/1", help="K/N: run every N-th pair from K")
+    parser.add_argument("--merge", action="store_true", help="combine the shards' results")
+    parser.add_argument("--images", type=Path, default=Path(".zoo-cache/bench/blend-images"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        records = []
+        for path in sorted(RESULTS.glob("blend-shard-*.json")):
+            records += json.loads(path.read_text())["pairs"]
+        records.sort(key=lambda r: r["index"])
+        for r in records:
+            r.update(torch.load(args.images / f"pair-{r['index']:03d}.pt"))
+        finish(records, RESULTS / "blend.json")
+        return
+    k, n = (int(v) for v in args.shard.split("/"))
+    cfg = preset_config("fast")
+    gen = load_generator(cfg.generator)
+    parts_net = load_head_net("toy-parts")
+    distance = load_feature_distance()
+    args.images.mkdir(parents=True, exist_ok=True)
+    records = []
+    for spec in make_pairs(args.pairs)[k::n]:
+        t0 = time.perf_counter()
+        record = run_pair(spec, cfg, gen, parts_net, distance)
+        _save_images(record, args.images)
+        records.append(record)
+        ours = record["methods"]["ours"]
+        icp = ours.get("icp", {}).get("scale", float("nan"))
+        print(
+            f"pair {spec['index']:2d} {spec['head']}←{spec['reference_head']} {spec['part']:7s} "
+            f"gap {spec['gap']:4.0f}° {spec['reference_set'] or '':9s} ours "
+            f"{ours.get('psnr_view', float('nan')):.2f} / 2D Poisson "
+            f"{record['methods']['poisson_2d']['psnr_view']:.2f} dB, ICP scale {icp:.3f} "
+            f"(true {record['true_icp_scale'] or float('nan'):.3f}), "
+            f"{time.perf_counter() - t0:.0f} s {ours.get('failed', '')}",
+            flush=True,
+        )
+        path = RESULTS / (f"blend-shard-{k}.json" if n > 1 else "blend.json")
+        if n > 1:
+            path.write_text(json.dumps({"pairs": [_plain(r) for r in records]}, indent=1))
+    if n == 1:
+        finish(records, RESULTS / "blend.json")
+
+
+def finish(records: list[dict], path: Path) -> None:
+    summary = summarise(records, _kid(records))
+    show(summary, len(records))
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    path.write_text(
+        json.dumps(
+            {
+                "date": time.strftime("%Y-%m-%d"),
+                "commit": commit,
+                "bars": BARS,
+                "summary": summary,
+                "pairs": [_plain(r) for r in records],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
