@@ -31,7 +31,7 @@ from dreamlift.world.heads import (
     head_params,
     with_overrides,
 )
-from dreamlift.world.heads_geometry import PART_LABELS, render_head
+from dreamlift.world.heads_geometry import PART_LABELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
