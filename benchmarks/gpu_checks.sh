@@ -15,7 +15,8 @@
 #    `dreamlift generate "a hamburger" --prior FOLDER --device cuda --preset paper`, and
 #    `--resume` of that run to more steps.
 # 4. The new methods' paper presets on CUDA: `edit --preset paper` (shortened stages) on the
-#    random-weight SD 2.1 folder and the hamburger run, `invert --preset paper` on toy-eg3d.
+#    random-weight SD 2.1 folder and the hamburger run, `invert --preset paper` on toy-eg3d,
+#    `blend --preset paper` (W 300, joint PTI 100, 200 blending steps) on two world heads.
 # 5. Once gsplat is built: the backend parity tests, benchmarks/rasterize_cuda.py (parity and
 #    speed at the paper preset's sizes), and the split again through gsplat.
 # Each step has its own time limit, and every result is a file in OUT_DIR as soon as it exists.
@@ -78,6 +79,11 @@ step "invert --preset paper on toy-eg3d (W 300, W+ 1000, PTI 400) on CUDA"
 timeout 150 "$PY" -m dreamlift invert --head 203 --yaw 25 --preset paper --device cuda \
     --out "$SCRATCH/invert" --quiet
 cp "$SCRATCH/invert/summary.json" "$OUT/invert_paper_summary.json" 2>/dev/null
+
+step "blend --preset paper on toy-eg3d (W 300, joint PTI 100, blend 200) on CUDA"
+timeout 150 "$PY" -m dreamlift blend --head 203 --yaw -15 --reference-head 217 \
+    --reference-yaw 25 --part hair --preset paper --device cuda --out "$SCRATCH/blend" --quiet
+cp "$SCRATCH/blend/summary.json" "$OUT/blend_paper_summary.json" 2>/dev/null
 
 step "waiting for the gsplat build"
 while [ ! -f "$SCRATCH/gsplat_build.rc" ]; do sleep 2; done

@@ -387,6 +387,8 @@ def test_the_command_blends_two_photos_with_estimated_poses(tmp_path, capsys):
     assert code == 0, err
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["input"]["original"]["pose_from"] == "toy-pose"
+    assert any("b.png is 96×96: resized to 32×32" in w for w in summary["warnings"])
+    assert set(summary["metrics"]["inversion_psnr"]) == {"original", "reference"}
     assert abs(summary["input"]["reference"]["yaw"] - 25.0) < 6
 
 
@@ -480,3 +482,33 @@ def test_benchmark_summary_counts_a_failed_blend_as_a_loss():
     assert ours["failed"] == 1 and ours["psnr_view"] == pytest.approx(23.0)
     assert ours["wins_vs_poisson_2d_gap20"] == pytest.approx(0.5)
     assert math.isclose(summary["blend_s"], 100.0)
+
+
+def test_an_image_the_generator_cannot_render_is_reported(tmp_path, capsys):
+    """A white-bordered image that is no head inverts badly: the run says so."""
+    _write_head(tmp_path / "a.png", 204, -10.0)
+    picture = np.full((64, 64, 3), 255, np.uint8)
+    picture[12:52, 12:52] = (20, 200, 40)  # a green square
+    Image.fromarray(picture).save(tmp_path / "b.png")
+    code, err = run_main(
+        capsys,
+        "blend",
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.png"),
+        "--mask",
+        str(tmp_path / "b.png"),
+        "--yaw",
+        "0",
+        "--reference-yaw",
+        "0",
+        "--out",
+        str(tmp_path / "o"),
+        *QUICK_FLAGS,
+    )
+    assert code == 0, err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["metrics"]["inversion_psnr"]["reference"] < 18
+    assert any(
+        "the reference's inversion matches its image at only" in w for w in summary["warnings"]
+    )
+    assert "the reference's inversion" in " ".join(err.split())

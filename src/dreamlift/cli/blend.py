@@ -119,4 +119,7 @@ def blend_command(
             shown[key] = metrics[key]
     shown["icp_scale"] = float(metrics["icp"]["scale"])
     outputs = {k: str(options.out / v) for k, v in summary["outputs"].items()}
-    report(str(options.out), {"metrics": shown, "outputs": outputs})
+    report(
+        str(options.out),
+        {"metrics": shown, "outputs": outputs, "warnings": summary.get("warnings", [])},
+    )

@@ -11,6 +11,9 @@ def list_command() -> None:
     """List fields, guidances, methods, presets, shapes and colours."""
     from dreamlift.fields.registry import FIELDS
     from dreamlift.guidance import GUIDANCES
+    from dreamlift.methods.blend.config import ICP_REGIONS
+    from dreamlift.methods.blend.config import PRESETS as BLEND_PRESETS
+    from dreamlift.methods.blend.masks import PART_REGIONS
     from dreamlift.methods.generate import PRESETS as GENERATE_PRESETS
     from dreamlift.methods.handles.config import PRESETS as HANDLES_PRESETS
     from dreamlift.methods.handles.registry import EDITORS
@@ -24,6 +27,9 @@ def list_command() -> None:
         "generate presets": list(GENERATE_PRESETS),
         "handles methods": list(EDITORS),
         "handles presets": list(HANDLES_PRESETS),
+        "blend parts": list(PART_REGIONS),
+        "blend presets": list(BLEND_PRESETS),
+        "blend ICP regions": list(ICP_REGIONS),
         **vocabulary(),
     }
     typer.echo(json.dumps(listing, indent=1))

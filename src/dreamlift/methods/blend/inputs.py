@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from dreamlift.cameras import Cameras
@@ -95,6 +96,8 @@ class BlendImage:
     pose_from: str
     params: HeadParams | None = None
     light: tuple[float, ...] | None = None
+    note: str | None = None
+    """What was done to a photo on reading it (a resize), for the summary."""
 
     def camera(self, resolution: int) -> Cameras:
         return self.pose.camera(resolution)
@@ -116,10 +119,16 @@ def render_params(
 
 
 def _photo(path: str, yaw: float | None, pitch: float | None, cfg: BlendConfig) -> BlendImage:
-    image = load_photo(Path(path), cfg.resolution)
+    image = load_photo(Path(path), cfg.resolution)  # one-line errors for unusable files
+    with Image.open(path) as file:
+        size = file.size
+    note = None
+    if size != (cfg.resolution, cfg.resolution):
+        note = f"{path} is {size[0]}×{size[1]}: resized to {cfg.resolution}×{cfg.resolution}"
     if yaw is not None or pitch is not None:
-        return BlendImage(image, Pose(yaw or 0.0, pitch or 0.0), "given")
-    return BlendImage(image, estimate_pose(Path(path), cfg.pose_estimator), cfg.pose_estimator)
+        return BlendImage(image, Pose(yaw or 0.0, pitch or 0.0), "given", note=note)
+    pose = estimate_pose(Path(path), cfg.pose_estimator)
+    return BlendImage(image, pose, cfg.pose_estimator, note=note)
 
 
 def _world(seed: int, params: HeadParams, yaw: float | None, pitch: float | None, size: int):

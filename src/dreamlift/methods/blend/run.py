@@ -42,11 +42,15 @@ from dreamlift.methods.blend.poisson import contour_band, seamless_clone
 from dreamlift.methods.common.folders import open_run
 from dreamlift.methods.invert.optimize import Target, fit_latent, joint_pivotal_tuning
 from dreamlift.methods.invert.run import load_generator
+from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
 from dreamlift.world.heads import head_cameras
 
 INVERSION_DIR = "inversion"
+MIN_INVERSION_PSNR = 18.0
+"""Below this a latent does not render its own image: the input is likely not a head the
+generator can render (world heads invert to 24-28 dB at the fast preset)."""
 ALIGNMENT_NAME = "alignment.json"
 TURNTABLE_PITCH = 10.0
 
@@ -116,6 +120,22 @@ def invert_pair(
         tuned = joint_pivotal_tuning(gen, pivots, inv, distance, progress)  # type: ignore[assignment]
     seconds["pti_s"] = time.perf_counter() - t0
     return InvertedPair(tuned, pivots[0][0], pivots[1][0], seconds)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def inversion_fit(
+    pair: InvertedPair, original: BlendImage, reference: BlendImage, cfg: BlendConfig
+) -> dict[str, float]:
+    """PSNR of each inverted latent's render against its own image, at its own camera."""
+    gen = pair.generator
+    out = {}
+    for name, ws, item in (
+        ("original", pair.ws_original, original),
+        ("reference", pair.ws_reference, reference),
+    ):
+        render = gen.render(gen.synthesis(ws), item.camera(cfg.resolution).to(ws.device)).rgb
+        out[name] = masked_psnr(render[0].cpu(), item.image[0])
+    return out
 
 
 def _tagged(progress: Progress | None, name: str) -> Progress | None:
@@ -317,6 +337,15 @@ def run_blend(
         save_pair(pair, out / INVERSION_DIR)
     timings.update(pair.seconds)
     timings["inversion_s"] = sum(pair.seconds.values())
+    fit = inversion_fit(pair, original, reference, cfg)
+    warnings = [item.note for item in (original, reference) if item.note]
+    for name, psnr in fit.items():
+        if psnr < MIN_INVERSION_PSNR:
+            warnings.append(
+                f"the {name}'s inversion matches its image at only {psnr:.1f} dB (a head the "
+                f"generator can render reaches ≥ {MIN_INVERSION_PSNR:.0f} dB): the blend is "
+                "likely wrong; is it a head crop like the generator's training views?"
+            )
 
     t0 = time.perf_counter()
     saved_warp = None
@@ -327,6 +356,8 @@ def run_blend(
         pair, original, cfg, parser, request.part, given_mask, warp=saved_warp
     )
     (out / ALIGNMENT_NAME).write_text(json.dumps(alignment.warp.to_json(), indent=2) + "\n")
+    if alignment.warp.fell_back and cfg.align.enabled:
+        warnings.append(f"ICP fell back to the identity: {alignment.warp.reason}")
     timings["alignment_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -340,6 +371,7 @@ def run_blend(
     timings["outputs_s"] = time.perf_counter() - t0
 
     metrics: dict[str, object] = {
+        "inversion_psnr": fit,
         "icp": alignment.warp.to_json(),
         "mask_pixels": int(alignment.mask.sum()),
         "perceptual": getattr(distance, "name", None),
@@ -368,6 +400,7 @@ def run_blend(
             },
         },
         resumed_phases=resumed,
+        warnings=warnings,
     )
     return json.loads((out / "summary.json").read_text())
 
