@@ -9,7 +9,8 @@ Pairs: held-out heads (seeds 200-249, never trained on), drawn from a fixed seed
 a part to blend (hair, nose, eyes, glasses, face, in turn) chosen so the part differs between
 the two heads (hair pairs without hats, glasses pairs whose reference wears them), yaw gaps
 from 5° to 45°, and on every fourth pair a reference made 10 % larger or smaller by the
-world's ``scale`` attribute (what ICP must recover). The truth is the world's composed head
+world's ``scale`` attribute (what ICP must recover: these pairs are the original's own head
+wearing the other's part, so the true scale is exact). The truth is the world's composed head
 (the original's identity, the reference's part) under the original's light.
 
 Each pair is inverted once (fast preset: W, W+, joint PTI) and blended six ways:
@@ -56,7 +57,7 @@ from dreamlift.methods.invert.run import load_generator
 from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
-from dreamlift.world.heads import HELD_OUT_HEADS, head_cameras, head_params
+from dreamlift.world.heads import HELD_OUT_HEADS, PART_ATTRIBUTES, head_cameras, head_params
 from dreamlift.zoo.recipes.head_nets import load_head_net
 
 RESULTS = Path(__file__).parent / "results"
@@ -84,8 +85,20 @@ def _differs(a, b, part: str) -> bool:  # noqa: ANN001
     return a.skin_tone != b.skin_tone
 
 
+def part_assignments(params, part: str) -> str:  # noqa: ANN001
+    """``--reference-set`` text giving a head ``params``' attributes of ``part``."""
+    values = []
+    for name in PART_ATTRIBUTES[part]:
+        value = getattr(params, name)
+        values.append(f"{name}={('yes' if value else 'no') if isinstance(value, bool) else value}")
+    return ",".join(values)
+
+
 def make_pairs(n: int, seed: int = 0) -> list[dict]:
-    """``n`` pairs of held-out heads, deterministic in ``seed``."""
+    """``n`` pairs of held-out heads, deterministic in ``seed``. Every fourth pair is a scale
+    pair: the reference is the original's own head wearing the other head's part, made 10 %
+    larger or smaller, so the true ICP scale is exactly the inverse of that change (pairs of
+    two heads differ in proportions too, and have no one true scale)."""
     rng = random.Random(seed)
     heads = list(HELD_OUT_HEADS)
     pairs = []
@@ -97,17 +110,20 @@ def make_pairs(n: int, seed: int = 0) -> list[dict]:
             continue
         yaw = round(rng.uniform(-20, 20), 1)
         gap = GAPS[i % len(GAPS)] * (1 if rng.random() < 0.5 else -1)
-        scale = "" if i % 4 != 3 else ("scale=1.1" if rng.random() < 0.5 else "scale=0.9")
+        reference, changes = b, ""
+        if i % 4 == 3:  # a scale pair: the original's own head, b's part, sized by the world
+            scale = 1.1 if rng.random() < 0.5 else 0.9
+            reference, changes = a, f"scale={scale}," + part_assignments(head_params(b), part)
         pairs.append(
             {
                 "index": i,
                 "head": a,
-                "reference_head": b,
+                "reference_head": reference,
                 "part": part,
                 "yaw": yaw,
                 "reference_yaw": round(yaw + gap, 1),
                 "gap": abs(gap),
-                "reference_set": scale,
+                "reference_set": changes,
             }
         )
     return pairs

@@ -112,8 +112,9 @@ def test_icp_recovers_a_scale_and_translation_and_clamps_and_falls_back():
     warp = icp_scale_translation(reference, original, AlignConfig())
     assert warp.scale == pytest.approx(1.08, abs=1e-3) and not warp.fell_back
     assert torch.allclose(torch.tensor(warp.translation), shift, atol=1e-3)
-    far = icp_scale_translation(original / 1.6, original, AlignConfig())
-    assert far.clamped and far.scale in (0.75, 1.25)  # ICP ran off the allowed range
+    narrow = AlignConfig(scale_min=0.95, scale_max=1.05)
+    clamped = icp_scale_translation(reference, original, narrow)
+    assert clamped.clamped and clamped.scale == 1.05
     few = icp_scale_translation(reference[:5], original, AlignConfig())
     assert few.fell_back and few.is_identity and "too few" in few.reason
 
@@ -171,18 +172,33 @@ def test_coarse_points_fill_the_box_along_every_pixel_ray():
 
 # ---------------------------------------------------------------------------- masks
 def test_part_regions_and_icp_regions():
-    labels = torch.tensor([[0, 1, 2], [3, 4, 2]])
-    assert labels_to_mask(labels, "hair").tolist() == [[False, False, True], [False, False, True]]
-    face = labels_to_mask(labels, "face")
-    assert face.tolist() == [[False, True, False], [True, True, False]]
-    assert icp_region(labels, "hair", "rest", None).tolist() == [
-        [False, True, False],
-        [True, True, False],
-    ]
-    assert icp_region(labels, "hair", "head", None).sum() == 5
+    ids = {name: PART_LABELS.index(name) for name in PART_LABELS}
+    labels = torch.tensor(
+        [
+            [0, ids["hair"], ids["hair"], ids["hat"]],
+            [ids["skin"], ids["eyes"], ids["nose"], ids["hair"]],
+            [ids["skin"], ids["lips"], ids["ears"], ids["beard"]],
+            [0, ids["skin"], ids["skin"], 0],
+        ]
+    )
+    assert torch.equal(labels_to_mask(labels, "hair"), labels == ids["hair"])
+    face = torch.isin(
+        labels, torch.tensor([ids[n] for n in ("skin", "nose", "eyes", "lips", "ears", "beard")])
+    )
+    assert torch.equal(labels_to_mask(labels, "face"), face)
+    anatomy = torch.isin(
+        labels, torch.tensor([ids[n] for n in ("skin", "nose", "eyes", "lips", "ears")])
+    )
+    # ICP matches what every head has (not the hair, hat or beard), less the part itself.
+    assert torch.equal(icp_region(labels, "hair", "rest", None), anatomy)
+    assert torch.equal(icp_region(labels, "nose", "rest", None), anatomy & (labels != ids["nose"]))
+    assert torch.equal(
+        icp_region(labels, "face", "rest", None), labels > 0
+    )  # nothing left: the head
+    assert torch.equal(icp_region(labels, "hair", "head", None), labels > 0)
+    assert torch.equal(icp_region(labels, "hair", "part", None), labels == ids["hair"])
     with pytest.raises(DataError, match="unknown part 'tail'.*parts: hair"):
         labels_to_mask(labels, "tail")
-    assert PART_LABELS[2] == "hair"
 
 
 def test_empty_and_full_regions_are_refused(tmp_path):
@@ -451,9 +467,18 @@ def test_benchmark_pairs_are_fixed_differ_in_their_part_and_span_the_yaw_gaps():
     assert {p["part"] for p in pairs} == set(bench.PARTS)
     assert max(p["gap"] for p in pairs) == 45 and min(p["gap"] for p in pairs) == 5
     assert all(p["head"] >= 200 and p["reference_head"] >= 200 for p in pairs)
-    assert sum(bool(p["reference_set"]) for p in pairs) == 5
+    scaled = [p for p in pairs if p["reference_set"]]
+    assert len(scaled) == 5 and all(p["head"] == p["reference_head"] for p in scaled)
     for p in pairs:
-        assert bench._differs(head_params(p["head"]), head_params(p["reference_head"]), p["part"])
+        request = BlendRequest(
+            head=p["head"],
+            reference_head=p["reference_head"],
+            reference_set=p["reference_set"],
+            part=p["part"],
+        )
+        reference = request.reference_params()
+        assert bench._differs(head_params(p["head"]), replace(reference, scale=1.0), p["part"])
+        assert reference.scale in ((1.0,) if not p["reference_set"] else (0.9, 1.1))
 
 
 def test_benchmark_summary_counts_a_failed_blend_as_a_loss():

@@ -123,6 +123,23 @@ def fit_scale_translation(source: Tensor, target: Tensor) -> tuple[float, Tensor
     return s, pt - s * ps
 
 
+def _matches(
+    src: Tensor, dst: Tensor, scale: float, shift: Tensor, symmetric: bool, trim: float
+) -> tuple[Tensor, Tensor]:
+    """Matched pairs under the current transform: each source point with its nearest target
+    point, with ``symmetric`` also each target point with its nearest source point, less the
+    ``trim`` share of pairs that lie farthest apart (trimmed ICP, Chetverikov et al. 2002)."""
+    dist = torch.cdist(scale * src + shift, dst)
+    a, b = src, dst[dist.argmin(dim=1)]
+    if symmetric:
+        a, b = torch.cat([a, src[dist.argmin(dim=0)]]), torch.cat([b, dst])
+    if trim > 0:  # keep the closest pairs: the surfaces overlap only in part
+        error = (scale * a + shift - b).square().sum(-1)
+        keep = error.argsort()[: max(3, int(len(error) * (1 - trim)))]
+        a, b = a[keep], b[keep]
+    return a, b
+
+
 def icp_scale_translation(reference: Tensor, original: Tensor, cfg: AlignConfig) -> Warp:
     """ICP from the reference's surface points to the original's (both (N, 3)): match each
     reference point to its nearest original point, refit scale and translation, repeat until
@@ -141,10 +158,9 @@ def icp_scale_translation(reference: Tensor, original: Tensor, cfg: AlignConfig)
     scale, shift = 1.0, torch.zeros(3, dtype=torch.float64)
     previous, iterations, error = float("inf"), 0, float("inf")
     for iterations in range(1, cfg.iterations + 1):  # noqa: B007 - the count is reported
-        moved = scale * src + shift
-        nearest = torch.cdist(moved, dst).argmin(dim=1)
-        scale, shift = fit_scale_translation(src, dst[nearest])
-        error = float((scale * src + shift - dst[nearest]).square().sum(-1).mean())
+        a, b = _matches(src, dst, scale, shift, cfg.symmetric, cfg.trim)
+        scale, shift = fit_scale_translation(a, b)
+        error = float((scale * a + shift - b).square().sum(-1).mean())
         if not (abs(scale) < 1e6 and torch.isfinite(shift).all() and error == error):
             return Warp(fell_back=True, reason="ICP diverged", iterations=iterations, points=counts)
         if abs(previous - error) < cfg.tolerance:
@@ -153,9 +169,9 @@ def icp_scale_translation(reference: Tensor, original: Tensor, cfg: AlignConfig)
     clamped = not cfg.scale_min <= scale <= cfg.scale_max
     if clamped:
         scale = min(max(scale, cfg.scale_min), cfg.scale_max)
-        nearest = torch.cdist(scale * src + shift, dst).argmin(dim=1)
-        shift = (dst[nearest] - scale * src).mean(0)
-        error = float((scale * src + shift - dst[nearest]).square().sum(-1).mean())
+        a, b = _matches(src, dst, scale, shift, cfg.symmetric, cfg.trim)
+        shift = (b - scale * a).mean(0)
+        error = float((scale * a + shift - b).square().sum(-1).mean())
     return Warp(
         scale=float(scale),
         translation=tuple(float(v) for v in shift),  # type: ignore[arg-type]

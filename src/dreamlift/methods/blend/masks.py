@@ -30,6 +30,9 @@ PART_REGIONS: dict[str, tuple[str, ...]] = {
 """The parser's labels that make each part's region (``face``: the face and its features,
 hair excluded, as the paper's face blends exclude it)."""
 
+ANATOMY = ("skin", "nose", "eyes", "lips", "ears")
+"""The labels every head has, whatever it wears: ICP's ``rest`` region is these, minus the
+part being blended (hair, hats, glasses and beards differ between heads in shape, not size)."""
 MIN_MASK_PIXELS = 4
 """A region this small is empty for blending's purposes."""
 
@@ -63,12 +66,17 @@ def parse_labels(parser: torch.nn.Module, image: Tensor) -> Tensor:
 
 def icp_region(labels: Tensor, part: str | None, region: str, given: Tensor | None) -> Tensor:
     """(H, W) bool: the pixels whose surface ICP matches (see ``AlignConfig.region``); a
-    given mask stands for the part."""
+    given mask stands for the part. ``rest`` falls back to the whole head when the part covers
+    the whole anatomy (``face``)."""
     inside = given if given is not None else labels_to_mask(labels, str(part))
     if region == "part":
         return inside
     head = labels > 0
-    return head if region == "head" else head & ~inside
+    if region == "head":
+        return head
+    anatomy = torch.isin(labels, torch.tensor([PART_LABELS.index(n) for n in ANATOMY]))
+    rest = anatomy & ~inside
+    return rest if int(rest.sum()) >= MIN_MASK_PIXELS else head
 
 
 def check_region(mask: Tensor, what: str) -> Tensor:
