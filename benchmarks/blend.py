@@ -46,7 +46,7 @@ from dreamlift.errors import DataError
 from dreamlift.methods.blend.baselines import paste_2d, poisson_2d, region_2d
 from dreamlift.methods.blend.config import preset_config
 from dreamlift.methods.blend.inputs import BlendRequest, load_inputs
-from dreamlift.methods.blend.run import align_reference, blend_pair, invert_pair
+from dreamlift.methods.blend.phases import align_reference, blend_pair, invert_pair
 from dreamlift.methods.blend.scores import (
     NOVEL_POSES,
     masked_errors,

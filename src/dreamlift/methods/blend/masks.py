@@ -111,3 +111,13 @@ def read_mask(path: Path, size: int) -> Tensor:
     if h != size:
         mask = F.interpolate(mask[None, None].float(), (size, size), mode="nearest")[0, 0] > 0.5
     return check_region(mask, f"mask {path}")
+
+
+def icp_masks(original: Tensor, reference: Tensor, min_points: int) -> tuple[Tensor, Tensor]:
+    """The pixels whose surface points ICP matches: each image's own part, or, where one
+    image lacks the part (a bald original given a reference's hair), the union for both, so
+    that ICP matches the surfaces under the same pixels."""
+    if min(int(original.sum()), int(reference.sum())) >= min_points:
+        return original, reference
+    union = original | reference
+    return union, union

@@ -17,8 +17,7 @@ from torch import Tensor
 
 from dreamlift.methods.blend.align import icp_scale_translation
 from dreamlift.methods.blend.inputs import BlendImage, BlendRequest, render_params
-from dreamlift.methods.blend.masks import icp_region
-from dreamlift.methods.blend.run import icp_masks
+from dreamlift.methods.blend.masks import icp_masks, icp_region
 from dreamlift.methods.invert.inputs import Pose
 from dreamlift.metrics.image import masked_psnr
 from dreamlift.world.heads import compose_heads, head_cameras

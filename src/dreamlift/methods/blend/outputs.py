@@ -1,0 +1,109 @@
+"""What a blend run writes besides its summary: the blended image and latent, the aligned
+reference, the mask, the image strip of every stage, a turntable and a mesh."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from dreamlift.generators.triplane import TriplaneGenerator
+from dreamlift.io.media import image_grid, save_image, save_turntable
+from dreamlift.io.mesh import extract_mesh, write_mesh
+from dreamlift.methods.blend.align import Warp
+from dreamlift.methods.blend.config import BlendConfig
+from dreamlift.methods.blend.inputs import BlendImage, BlendRequest
+from dreamlift.methods.blend.phases import Alignment, Blend, InvertedPair
+from dreamlift.world.heads import head_cameras
+
+INVERSION_DIR = "inversion"
+TURNTABLE_PITCH = 10.0
+
+
+def _turntable(gen: TriplaneGenerator, ws: Tensor, cfg: BlendConfig, warp: Warp | None) -> Tensor:
+    yaw = torch.linspace(-180, 180, cfg.turntable_frames + 1)[:-1]
+    frames = []
+    with torch.no_grad():
+        planes = gen.synthesis(ws)
+        for y in yaw.tolist():
+            cam = head_cameras(y, TURNTABLE_PITCH, cfg.resolution).to(planes.device)
+            rays = warp.rays if warp is not None else None
+            frames.append(gen.render(planes, cam, warp=rays).rgb[0].permute(1, 2, 0).cpu())
+    return torch.stack(frames)
+
+
+def _mesh_box(box: float, warp: Warp | None) -> float:
+    """Half-size of the cube that holds the (warped) head."""
+    if warp is None:
+        return box
+    return box * warp.scale + max(abs(v) for v in warp.translation)
+
+
+def _hwc(image: Tensor) -> Tensor:
+    return image[0].permute(1, 2, 0).cpu()
+
+
+def write_outputs(
+    out: Path,
+    request: BlendRequest,
+    pair: InvertedPair,
+    original: BlendImage,
+    reference: BlendImage,
+    alignment: Alignment,
+    result: Blend,
+) -> dict[str, Path]:
+    cfg = request.config
+    gen = pair.generator
+    poisson = cfg.variant == "poisson"
+    warp = alignment.warp if poisson else None
+    outputs: dict[str, Path] = {}
+    outputs["blended"] = save_image(out / "blended.png", _hwc(result.image))
+    latent = out / "latent.safetensors"
+    save_file(
+        {"ws": result.ws.contiguous().cpu()},
+        str(latent),
+        metadata={
+            "generator": f"{INVERSION_DIR}/generator",
+            "warp": json.dumps(warp.to_json()) if warp else "",
+        },
+    )
+    outputs["latent"] = latent
+    outputs["generator"] = out / INVERSION_DIR / "generator" / "config.json"
+    outputs["aligned_reference"] = save_image(
+        out / "aligned_reference.png", _hwc(alignment.aligned)
+    )
+    outputs["mask"] = save_image(out / "mask.png", alignment.mask[..., None].float())
+    tiles = [
+        original.image,
+        reference.image,
+        alignment.globally_aligned,
+        alignment.aligned,
+        result.image,
+    ]
+    if request.is_world:
+        from dreamlift.methods.blend.scores import truth_views
+
+        tiles.append(truth_views(request, original, [original.pose], cfg.resolution)[:1])
+    strip = image_grid(torch.cat([t.cpu() for t in tiles]).permute(0, 2, 3, 1))
+    outputs["strip"] = save_image(out / "strip.png", strip)
+    outputs.update(save_turntable(out, _turntable(gen, result.ws, cfg, warp)))
+    with torch.no_grad():
+        planes = gen.synthesis(result.ws)
+        to_ref = (lambda p: (p - p.new_tensor(warp.translation)) / warp.scale) if warp else None
+
+        def query(p: Tensor) -> Tensor:
+            return (to_ref(p) if to_ref else p)[None].to(planes.device)
+
+        verts, faces, colours = extract_mesh(
+            lambda p: gen.sigma(planes, query(p))[0],
+            lambda p: gen.raw(planes, query(p))[1][0],
+            _mesh_box(gen.cfg.box, warp),
+            cfg.mesh_resolution,
+            cfg.inversion.mesh_threshold,
+        )
+    write_mesh(out / "mesh.glb", verts, faces, colours, y_up=True)
+    outputs["mesh"] = out / "mesh.glb"
+    return outputs
