@@ -43,6 +43,8 @@ class InvertedPair:
 
 @dataclass
 class Alignment:
+    """The reference brought to the original, and the region to blend."""
+
     warp: Warp
     globally_aligned: Tensor  # (1, 3, H, W) the reference's latent at the original's camera
     aligned: Tensor  # (1, 3, H, W) the same with the ICP warp
@@ -51,13 +53,12 @@ class Alignment:
 
 @dataclass
 class Blend:
+    """The blended latent, its image and each step's loss terms."""
+
     ws: Tensor
     image: Tensor  # (1, 3, H, W) the blend at the original's camera (composited for Poisson)
     render: Tensor  # (1, 3, H, W) the blended latent's own render
     history: list[dict[str, float]]
-
-
-# ---------------------------------------------------------------------------- phase 1
 
 
 # ---------------------------------------------------------------------------- phase 1
@@ -124,6 +125,7 @@ def _tagged(progress: Progress | None, name: str) -> Progress | None:
 
 
 def save_pair(pair: InvertedPair, folder: Path) -> None:
+    """The tuned generator, then the latents: the latents file marks a finished phase."""
     folder.mkdir(parents=True, exist_ok=True)
     pair.generator.save_pretrained(folder / "generator")
     save_file(
