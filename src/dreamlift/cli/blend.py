@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from dreamlift.cli.common import TRAINING, RunOptions, command, console, report
+from dreamlift.cli.common import TRAINING, RunOptions, command, console, report, stage_progress
 
 
 def build_blend_request(**values: Any) -> Any:
@@ -64,8 +64,6 @@ def blend_command(
     ),
 ) -> None:
     """Blend a region (--part or --mask) of REFERENCE into ORIGINAL through the generator."""
-    from rich.progress import TaskID
-
     from dreamlift.loop import progress_bar
     from dreamlift.methods.blend import run_blend
 
@@ -103,14 +101,8 @@ def blend_command(
         request = resume_blend_request(options.out, **overrides)
     else:
         request = build_blend_request(**overrides)
-    tasks: dict[str, TaskID] = {}
     with progress_bar(console, disable=options.quiet) as bar:
-
-        def progress(stage: str, done: int, total: int, loss: float) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total, status="")
-            bar.update(tasks[stage], completed=done, status=f"loss {loss:.4f}")
-
+        progress = stage_progress(bar)
         summary = run_blend(request, options.out, progress, resume=options.resume)
     metrics = summary["metrics"]
     shown: dict[str, float] = {"wall_s": float(summary["timings"]["wall_s"])}

@@ -165,6 +165,19 @@ def refuse_non_finite(values: dict[str, Any]) -> None:
                 raise DreamliftError(f"{flag} must be a finite number, got {number}")
 
 
+def stage_progress(bar: Any) -> Callable[[str, int, int, float], None]:
+    """``progress(stage, done, total, loss)`` drawing one bar per stage of ``bar`` (a rich
+    Progress with a ``status`` field, :func:`dreamlift.loop.progress_bar`), the loss beside it."""
+    tasks: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int, loss: float) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, status="")
+        bar.update(tasks[stage], completed=done, status=f"loss {loss:.4f}")
+
+    return progress
+
+
 def report(done: str, result: dict[str, Any]) -> None:
     """The end of a run on stderr: its float metrics, output files, warnings and notes."""
     metrics = result.get("metrics", {})

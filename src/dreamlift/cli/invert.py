@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from dreamlift.cli.common import RunOptions, command, console, report
+from dreamlift.cli.common import RunOptions, command, console, report, stage_progress
 
 
 def build_invert_config(**values: Any) -> Any:
@@ -54,8 +54,6 @@ def invert_command(
     ),
 ) -> None:
     """Invert one image into the generator: W, then W+, then pivotal tuning (PTI)."""
-    from rich.progress import TaskID
-
     from dreamlift.loop import progress_bar
     from dreamlift.methods.invert import InvertRequest, Pose, invert
 
@@ -68,14 +66,8 @@ def invert_command(
             pitch if pitch is not None else (10.0 if head is not None else 0.0),
         )
     request = InvertRequest(image=image, head=head, pose=pose)
-    tasks: dict[str, TaskID] = {}
     with progress_bar(console, disable=options.quiet) as bar:
-
-        def progress(stage: str, done: int, total: int, loss: float) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total, status="")
-            bar.update(tasks[stage], completed=done, status=f"loss {loss:.4f}")
-
+        progress = stage_progress(bar)
         summary = invert(request, options.out, config, progress)
     shown: dict[str, float] = {"wall_s": float(summary["timings"]["wall_s"])}
     for stage, scores in (summary["metrics"].get("stages") or {}).items():
