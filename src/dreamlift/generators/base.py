@@ -11,6 +11,10 @@ from torch import Tensor
 from dreamlift.cameras import Cameras
 from dreamlift.errors import ModelError
 
+RayWarp = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""Maps ray origins and directions (B, R, 3) before sampling: every sample point is warped
+by the same affine map, BlendNeRF's query-point warp (arXiv:2302.06608 App. C)."""
+
 
 class GeneratorError(ModelError):
     """A generator folder or latent that cannot be used (missing files, wrong sizes)."""
@@ -59,7 +63,7 @@ class Generator3D(Protocol):
         planes: Tensor,
         cameras: Cameras,
         samples: tuple[int, int] | None = None,
-        warp: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+        warp: RayWarp | None = None,
     ) -> PlaneRender:
         """Volume-render the planes at ``cameras`` (one camera per latent, or one latent);
         ``samples`` (coarse, importance) per ray overrides the generator's own; ``warp`` maps

@@ -22,7 +22,6 @@ are XY (seen from above), XZ (from the side) and YZ (from the front, where the f
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -32,11 +31,7 @@ from torch import Tensor, nn
 
 from dreamlift.cameras import Cameras
 from dreamlift.fields.volume import composite_weights, ray_aabb, stratified_samples
-from dreamlift.generators.base import GeneratorError, PlaneRender
-
-RayWarp = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-"""Maps ray origins and directions (B, R, 3) before sampling: every sample point is warped
-by the same affine map, BlendNeRF's query-point warp (arXiv:2302.06608 App. C)."""
+from dreamlift.generators.base import GeneratorError, PlaneRender, RayWarp
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
