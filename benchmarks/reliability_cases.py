@@ -25,6 +25,8 @@ SCENE = ("handles", "--scene", "a red cube next to a blue sphere", "--object")
 """A handles command on a world scene, up to the object's index."""
 MOVE = ("--translate", "0.1", "0", "0")
 OUT = ("--out", "{out}")
+BLEND = ("blend", "--head", "203", "--reference-head", "217")
+"""A blend of two world heads, but for its region and ``--out``."""
 
 
 def photo(image: str) -> tuple[str, ...]:
@@ -273,6 +275,43 @@ CASES: tuple[Case, ...] = (
         ("invert", "{garbage_png}", "--out", "{out}"),
         "image",
         "invert of a text file named .png",
+    ),
+    Case(
+        "blend-unknown-part",
+        (*BLEND, "--part", "tail", *OUT),
+        "unknown part",
+        "blend --part tail",
+    ),
+    Case("blend-no-region", (*BLEND, *OUT), "--part NAME or --mask FILE", "blend without a region"),
+    Case(
+        "blend-one-image",
+        ("blend", "{garbage_png}", "--part", "hair", *OUT),
+        "both images",
+        "blend of one image",
+    ),
+    Case(
+        "blend-image-garbage",
+        ("blend", "{garbage_png}", "{garbage_png}", "--part", "hair", "--yaw", "0", *OUT),
+        "image",
+        "blend of text files named .png",
+    ),
+    Case(
+        "blend-mask-garbage",
+        (*BLEND, "--mask", "{garbage_png}", *OUT),
+        "image",
+        "blend --mask of a text file named .png",
+    ),
+    Case(
+        "blend-reference-attribute",
+        (*BLEND, "--part", "hair", "--reference-set", "wings=2", *OUT),
+        "unknown head attribute",
+        "blend --reference-set wings=2",
+    ),
+    Case(
+        "blend-head-range",
+        ("blend", "--head", "203", "--reference-head", "999", "--part", "hair", *OUT),
+        "does not exist",
+        "blend --reference-head 999",
     ),
     # run folders
     Case("out-is-a-file", (*GEN[:-1], "{a_file}"), "output folder", "--out naming a file"),

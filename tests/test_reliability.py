@@ -106,6 +106,7 @@ BASE_ARGV: dict[tuple[str, ...], tuple[str, ...]] = {
     ("reconstruct",): ("--asset", "a red cube"),
     ("handles",): ("--scene", "a red cube next to a blue sphere", "--object", "1"),
     ("invert",): ("--head", "0"),
+    ("blend",): ("--head", "203", "--reference-head", "217", "--part", "hair"),
     ("sample",): ("a red cube",),
     ("world", "render"): ("a red cube",),
 }
