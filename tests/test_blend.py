@@ -537,3 +537,20 @@ def test_an_image_the_generator_cannot_render_is_reported(tmp_path, capsys):
         "the reference's inversion matches its image at only" in w for w in summary["warnings"]
     )
     assert "the reference's inversion" in " ".join(err.split())
+
+
+def test_the_saved_latent_and_generator_render_the_blended_image(world_run):
+    """What a user reloads (latent + tuned generator) gives back the blend."""
+    from safetensors.torch import load_file
+
+    from dreamlift.methods.invert.inputs import Pose
+
+    out, summary = world_run
+    gen = TriplaneGenerator.from_pretrained(out / "inversion" / "generator")
+    ws = load_file(str(out / "latent.safetensors"))["ws"]
+    pose = summary["input"]["original"]
+    camera = Pose(pose["yaw"], pose["pitch"]).camera(32)
+    with torch.no_grad():
+        render = gen.render(gen.synthesis(ws), camera).rgb[0].permute(1, 2, 0).numpy()
+    blended = np.asarray(Image.open(out / "blended.png")).astype(float) / 255
+    assert np.abs(render - blended).max() <= 1 / 255 + 1e-6
