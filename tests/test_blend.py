@@ -554,3 +554,15 @@ def test_the_saved_latent_and_generator_render_the_blended_image(world_run):
         render = gen.render(gen.synthesis(ws), camera).rgb[0].permute(1, 2, 0).numpy()
     blended = np.asarray(Image.open(out / "blended.png")).astype(float) / 255
     assert np.abs(render - blended).max() <= 1 / 255 + 1e-6
+
+
+def test_the_paper_preset_keeps_the_official_codes_numbers():
+    paper = preset_config("paper")
+    inv = paper.inversion
+    assert (inv.w_steps, inv.wplus_steps, inv.pti_steps, inv.pti_lr) == (300, 0, 100, 2.5e-3)
+    assert (inv.anchor, inv.locality_alpha, inv.locality_weight) == ("locality", 30.0, 0.1)
+    assert (paper.steps, paper.lr, paper.image_weight, paper.reference_weight) == (200, 0.01, 10, 5)
+    assert (paper.density_weight, paper.density_samples) == (1.0, 48)
+    assert (paper.align.scale_min, paper.align.scale_max) == (0.75, 1.25)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset_config("slow")
