@@ -560,6 +560,7 @@ def test_the_paper_preset_keeps_the_official_codes_numbers():
     paper = preset_config("paper")
     inv = paper.inversion
     assert (inv.w_steps, inv.wplus_steps, inv.pti_steps, inv.pti_lr) == (300, 0, 100, 2.5e-3)
+    assert inv.pti_betas == (0.0, 0.9)
     assert (inv.anchor, inv.locality_alpha, inv.locality_weight) == ("locality", 30.0, 0.1)
     assert (paper.steps, paper.lr, paper.image_weight, paper.reference_weight) == (200, 0.01, 10, 5)
     assert (paper.density_weight, paper.density_samples) == (1.0, 48)

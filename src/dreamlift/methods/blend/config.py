@@ -1,12 +1,12 @@
 """The settings of ``dreamlift blend`` (BlendNeRF, arXiv:2302.06608) and its two presets.
 
 The paper preset keeps the official code's numbers (its ``inversion.py`` and ``blend.py``;
-the paper's §3 and App. C): W 300 steps at lr 0.01, joint PTI 100 steps at lr 2.5e-3 with
-the locality regulariser, 200 blending steps at lr 0.01, image weight 10, reference weight
-λ_ref 5 (the README's examples), density weight 1 on 48 coarse samples, the ICP scale
-clamped to [0.75, 1.25]. The fast preset spends the inversion steps ``dreamlift invert``
-measured (W 100, W+ 50, PTI 40, anchored at other views, which kept novel views best on
-held-out heads), 100 blending steps and density weight 0.1 (see ``density_weight``).
+the paper's §3 and App. C): W 300 steps at lr 0.01, joint PTI 100 steps at lr 2.5e-3 (Adam
+betas 0, 0.9) with the locality regulariser, 200 blending steps at lr 0.01, image weight 10,
+reference weight λ_ref 5 (the README's examples), density weight 1 on 48 coarse samples, the
+ICP scale clamped to [0.75, 1.25]. The fast preset spends the inversion steps ``dreamlift
+invert`` measured (W 100, W+ 50, PTI 40, anchored at other views, which kept novel views
+best on held-out heads), 100 blending steps and density weight 0.1 (see ``density_weight``).
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def preset_config(preset: str, **overrides: object) -> BlendConfig:
                 wplus_steps=0,
                 pti_steps=100,
                 pti_lr=2.5e-3,
+                pti_betas=(0.0, 0.9),
                 anchor="locality",
             ),
             steps=200,

@@ -39,6 +39,8 @@ class InvertConfig:
     latent_lr: float = 0.01
     """Adam, with FaceDNeRF's ramp (linear up over 5 %, cosine down over the last 25 %)."""
     pti_lr: float = 3e-4
+    pti_betas: tuple[float, float] = (0.9, 0.999)
+    """Adam's betas for PTI (BlendNeRF's code: (0, 0.9))."""
     perceptual_weight: float = 0.5
     """Weight of the feature distance (see :mod:`dreamlift.metrics.perceptual`)."""
     lpips: str | None = None

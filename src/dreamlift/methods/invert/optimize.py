@@ -139,7 +139,7 @@ def joint_pivotal_tuning(
     tuned = copy.deepcopy(gen).train().requires_grad_(True)
     frozen = gen.eval().requires_grad_(False)
     params = [p for p in tuned.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.pti_lr)
+    opt = torch.optim.Adam(params, lr=cfg.pti_lr, betas=cfg.pti_betas)
     rng = torch.Generator().manual_seed(cfg.seed + 17)
     samples = cfg.samples if cfg.samples[0] else None
     for step in range(cfg.pti_steps):
