@@ -120,7 +120,7 @@ def run_blend(
     }
     if request.is_world:
         t0 = time.perf_counter()
-        metrics.update(score_world_blend(request, pair, original, alignment, result))
+        metrics.update(score_world_blend(request, pair, original, alignment, result, distance))
         timings["scoring_s"] = time.perf_counter() - t0
     run.write_summary(
         "blend",

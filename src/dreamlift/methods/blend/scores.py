@@ -65,8 +65,8 @@ def masked_errors(
 
 @torch.no_grad()
 def true_surface_scale(request: BlendRequest, original: BlendImage, cfg) -> dict[str, object]:  # noqa: ANN001
-    """ICP's scale and translation on the world's true surfaces, and the ratio of the heads'
-    ``scale`` attributes (what the world changed)."""
+    """The scale ICP finds on the world's true surfaces (None where it falls back), and the
+    ratio of the heads' ``scale`` attributes (what the world changed)."""
     camera = head_cameras(original.pose.yaw, original.pose.pitch, cfg.resolution)
     origins, dirs, z_per_t = camera.rays()
     points = []
@@ -87,18 +87,13 @@ def true_surface_scale(request: BlendRequest, original: BlendImage, cfg) -> dict
     }
 
 
-def score_world_blend(request, pair, original, alignment, result) -> dict[str, object]:  # noqa: ANN001
+def score_world_blend(request, pair, original, alignment, result, distance) -> dict[str, object]:  # noqa: ANN001
     """PSNR against the composed truth at the original's view and four novel views, the
-    masked errors, and the ICP's truth."""
+    masked errors (with the run's perceptual ``distance``), and the ICP's truth."""
     cfg = request.config
     gen = pair.generator
-    scores: dict[str, object] = {}
-    distance = None
-    from dreamlift.metrics.perceptual import load_feature_distance
-
-    distance = load_feature_distance(lpips=cfg.lpips)
-    scores.update(
-        masked_errors(result.image, original.image, alignment.aligned, alignment.mask, distance)
+    scores: dict[str, object] = masked_errors(
+        result.image, original.image, alignment.aligned, alignment.mask, distance
     )
     if request.part is None:
         return scores
