@@ -170,9 +170,10 @@ def run_pair(spec: dict, cfg, gen, parser, distance) -> dict:  # noqa: ANN001
             continue
         result = blend_pair(pair, original, alignment, vcfg, distance, part)
         seconds = time.perf_counter() - t0
-        warp = alignment.warp.rays if vcfg.variant == "poisson" else None
         with torch.no_grad():
-            novel = pair.generator.render(pair.generator.synthesis(result.ws), cams, warp=warp).rgb
+            novel = pair.generator.render(
+                pair.generator.synthesis(result.ws), cams, warp=result.rays
+            ).rgb
         scores = {
             "psnr_view": masked_psnr(result.image[0], truth[0]),
             "psnr_novel": statistics.mean(

@@ -20,7 +20,7 @@ from dreamlift.generators import TriplaneGenerator
 from dreamlift.methods.blend import AlignConfig, BlendRequest, Warp, preset_config, run_blend
 from dreamlift.methods.blend.align import icp_scale_translation, surface_points
 from dreamlift.methods.blend.masks import check_region, icp_region, labels_to_mask, read_mask
-from dreamlift.methods.blend.optimize import coarse_points, warped_points
+from dreamlift.methods.blend.optimize import coarse_points
 from dreamlift.methods.blend.poisson import contour_band, seamless_clone
 from dreamlift.methods.invert.optimize import Target, joint_pivotal_tuning, pivotal_tuning
 from dreamlift.methods.invert.run import load_generator
@@ -124,7 +124,7 @@ def test_the_warp_moves_query_points_not_the_image(tiny_generator_folder):
     o, d = torch.randn(1, 5, 3), torch.nn.functional.normalize(torch.randn(1, 5, 3), dim=-1)
     o2, d2 = warp.rays(o, d)
     t = torch.rand(1, 5, 1)
-    assert torch.allclose(o2 + t * d2, warped_points(o + t * d, warp), atol=1e-6)
+    assert torch.allclose(o2 + t * d2, warp.to_reference(o + t * d), atol=1e-6)
     gen = TriplaneGenerator.from_pretrained(tiny_generator_folder)
     planes = gen.synthesis(gen.broadcast(gen.w_avg()[None]))
     cam = head_cameras(0.0, 10.0, 16)

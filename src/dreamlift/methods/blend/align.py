@@ -47,11 +47,14 @@ class Warp:
     def is_identity(self) -> bool:
         return self.scale == 1.0 and self.translation == (0.0, 0.0, 0.0)
 
+    def to_reference(self, x: Tensor) -> Tensor:
+        """World points (…, 3) in the reference's frame: ``(x − T) / s``."""
+        return (x - x.new_tensor(self.translation)) / self.scale
+
     def rays(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
         """Rays in the reference's frame: a point ``o + t d`` maps to ``(o + t d − T) / s``, so
         the ray parameter t (and every interval along the ray) keeps its world meaning."""
-        shift = origins.new_tensor(self.translation)
-        return (origins - shift) / self.scale, dirs / self.scale
+        return self.to_reference(origins), dirs / self.scale
 
     def to_json(self) -> dict:
         return {

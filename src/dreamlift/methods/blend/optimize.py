@@ -58,9 +58,10 @@ def coarse_points(camera: Cameras, box: float, samples: int) -> tuple[Tensor, Te
     return (o[:, None] + t[..., None] * d[:, None]).reshape(1, -1, 3), hit
 
 
-def warped_points(points: Tensor, warp: Warp) -> Tensor:
-    """Query points in the reference's frame: ``(x − t) / s``."""
-    return (points - points.new_tensor(warp.translation)) / warp.scale
+def render_warp(warp: Warp, cfg: BlendConfig) -> Warp | None:
+    """The warp the blended latent is rendered with: the Poisson variant's latent starts from
+    the reference's and stays in its frame; ours starts from the original's and needs none."""
+    return warp if cfg.variant == "poisson" else None
 
 
 class BlendLoss:
@@ -79,11 +80,11 @@ class BlendLoss:
         self.gen, self.targets, self.cfg, self.distance = gen, targets, cfg, distance
         m = targets.mask
         self.area = float(m.numel() / m.sum().clamp(min=1))
-        self.warp = warp if cfg.variant == "poisson" else None
+        self.warp = render_warp(warp, cfg)
         box = gen.cfg.box  # type: ignore[attr-defined]
         points, _ = coarse_points(targets.camera, box, cfg.density_samples)
         self.points = points
-        self.points_reference = warped_points(points, warp)
+        self.points_reference = warp.to_reference(points)
         self.grid_mask = m.reshape(-1, 1).expand(-1, cfg.density_samples).reshape(1, -1)
         with torch.no_grad():
             self.sigma_original = gen.raw_sigma(gen.synthesis(ws_original), points)

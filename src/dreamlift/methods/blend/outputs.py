@@ -57,8 +57,7 @@ def write_outputs(
 ) -> dict[str, Path]:
     cfg = request.config
     gen = pair.generator
-    poisson = cfg.variant == "poisson"
-    warp = alignment.warp if poisson else None
+    warp = result.warp
     outputs: dict[str, Path] = {}
     outputs["blended"] = save_image(out / "blended.png", _hwc(result.image))
     latent = out / "latent.safetensors"
@@ -92,10 +91,9 @@ def write_outputs(
     outputs.update(save_turntable(out, _turntable(gen, result.ws, cfg, warp)))
     with torch.no_grad():
         planes = gen.synthesis(result.ws)
-        to_ref = (lambda p: (p - p.new_tensor(warp.translation)) / warp.scale) if warp else None
 
         def query(p: Tensor) -> Tensor:
-            return (to_ref(p) if to_ref else p)[None].to(planes.device)
+            return (warp.to_reference(p) if warp else p)[None].to(planes.device)
 
         verts, faces, colours = extract_mesh(
             lambda p: gen.sigma(planes, query(p))[0],

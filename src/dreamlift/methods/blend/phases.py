@@ -25,7 +25,13 @@ from dreamlift.methods.blend.masks import (
     labels_to_mask,
     parse_labels,
 )
-from dreamlift.methods.blend.optimize import BlendLoss, BlendTargets, Progress, blend_latent
+from dreamlift.methods.blend.optimize import (
+    BlendLoss,
+    BlendTargets,
+    Progress,
+    blend_latent,
+    render_warp,
+)
 from dreamlift.methods.blend.poisson import contour_band, seamless_clone
 from dreamlift.methods.invert.optimize import Target, fit_latent, joint_pivotal_tuning
 from dreamlift.metrics.image import masked_psnr
@@ -59,6 +65,11 @@ class Blend:
     image: Tensor  # (1, 3, H, W) the blend at the original's camera (composited for Poisson)
     render: Tensor  # (1, 3, H, W) the blended latent's own render
     history: list[dict[str, float]]
+    warp: Warp | None = None  # what the latent is rendered with (the Poisson variant's)
+
+    @property
+    def rays(self):  # noqa: ANN201 - a RayWarp or None, for Generator3D.render
+        return self.warp.rays if self.warp is not None else None
 
 
 # ---------------------------------------------------------------------------- phase 1
@@ -234,9 +245,11 @@ def blend_pair(
     )
     torch.manual_seed(cfg.seed)
     ws, history = blend_latent(loss, start, cfg.steps, cfg.lr, progress)
+    warp = render_warp(alignment.warp, cfg)
     with torch.no_grad():
-        warp = alignment.warp.rays if cfg.variant == "poisson" else None
-        render = gen.render(gen.synthesis(ws), camera, warp=warp).rgb.cpu()
+        render = gen.render(
+            gen.synthesis(ws), camera, warp=warp.rays if warp is not None else None
+        ).rgb.cpu()
     image = render
     if cfg.variant == "poisson":
         destination = original.image[0].clone()
@@ -244,4 +257,4 @@ def blend_pair(
             destination = torch.where(mask.cpu(), render[0], destination)
         region = mask.cpu() | (band[0, 0] > 0.5).cpu()  # type: ignore[index]
         image = seamless_clone(render[0].double(), destination.double(), region)[None].float()
-    return Blend(ws, image, render, history)
+    return Blend(ws, image, render, history, warp)

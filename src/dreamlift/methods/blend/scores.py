@@ -105,9 +105,8 @@ def score_world_blend(request, pair, original, alignment, result, distance) -> d
         torch.tensor([p.pitch for p in NOVEL_POSES]),
         cfg.resolution,
     ).to(result.ws.device)
-    warp = alignment.warp.rays if cfg.variant == "poisson" else None
     with torch.no_grad():
-        novel = gen.render(gen.synthesis(result.ws), cams, warp=warp).rgb.cpu()
+        novel = gen.render(gen.synthesis(result.ws), cams, warp=result.rays).rgb.cpu()
     scores["psnr_novel"] = sum(
         masked_psnr(novel[i], truth[i + 1]) for i in range(len(NOVEL_POSES))
     ) / len(NOVEL_POSES)
