@@ -163,21 +163,12 @@ def load_pair(folder: Path, device: str) -> InvertedPair | None:
     return InvertedPair(gen, stored["original"].to(device), stored["reference"].to(device), seconds)
 
 
-def part_mask(
-    parser: torch.nn.Module | None, image: Tensor, part: str | None, given: Tensor | None
-):
-    """The region in one image: the given mask, or the part parsed from the image."""
-    if given is not None:
-        return given
-    return labels_to_mask(parse_labels(parser, image), part)  # type: ignore[arg-type]
-
-
 @torch.no_grad()
 def align_reference(
     pair: InvertedPair,
     original: BlendImage,
     cfg: BlendConfig,
-    parser: torch.nn.Module | None,
+    parser: torch.nn.Module,
     part: str | None,
     given_mask: Tensor | None,
     warp: Warp | None = None,
@@ -191,13 +182,12 @@ def align_reference(
     camera = original.camera(cfg.resolution).to(device)
     planes_ref = gen.synthesis(pair.ws_reference)
     globally = gen.render(planes_ref, camera).rgb.cpu()
+    labels_ori = parse_labels(parser, original.image)  # for ICP and for the blend region
     if warp is None:
         if cfg.align.enabled:
             box = gen.cfg.box
             mask_ori, mask_ref = icp_masks(
-                icp_region(
-                    parse_labels(parser, original.image), part, cfg.align.region, given_mask
-                ),
+                icp_region(labels_ori, part, cfg.align.region, given_mask),
                 icp_region(parse_labels(parser, globally), part, cfg.align.region, given_mask),
                 cfg.align.min_points,
             )
@@ -211,8 +201,9 @@ def align_reference(
     if given_mask is not None:
         mask = given_mask
     else:
-        mask = part_mask(parser, original.image, part, None) | part_mask(
-            parser, aligned, part, None
+        mask = labels_to_mask(labels_ori, part) | labels_to_mask(  # type: ignore[arg-type]
+            parse_labels(parser, aligned),
+            part,  # type: ignore[arg-type]
         )
     check_region(mask, f"{part} region of the original and the aligned reference")
     return Alignment(warp, globally, aligned, mask)
