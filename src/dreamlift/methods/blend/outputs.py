@@ -10,29 +10,13 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from dreamlift.generators.triplane import TriplaneGenerator
 from dreamlift.io.media import image_grid, save_image, save_turntable
-from dreamlift.io.mesh import extract_mesh, write_mesh
 from dreamlift.methods.blend.align import Warp
-from dreamlift.methods.blend.config import BlendConfig
 from dreamlift.methods.blend.inputs import BlendImage, BlendRequest
 from dreamlift.methods.blend.phases import Alignment, Blend, InvertedPair
-from dreamlift.world.heads import head_cameras
+from dreamlift.methods.invert.run import turntable_frames, write_generator_mesh
 
 INVERSION_DIR = "inversion"
-TURNTABLE_PITCH = 10.0
-
-
-def _turntable(gen: TriplaneGenerator, ws: Tensor, cfg: BlendConfig, warp: Warp | None) -> Tensor:
-    yaw = torch.linspace(-180, 180, cfg.turntable_frames + 1)[:-1]
-    frames = []
-    with torch.no_grad():
-        planes = gen.synthesis(ws)
-        for y in yaw.tolist():
-            cam = head_cameras(y, TURNTABLE_PITCH, cfg.resolution).to(planes.device)
-            rays = warp.rays if warp is not None else None
-            frames.append(gen.render(planes, cam, warp=rays).rgb[0].permute(1, 2, 0).cpu())
-    return torch.stack(frames)
 
 
 def _mesh_box(box: float, warp: Warp | None) -> float:
@@ -88,20 +72,16 @@ def write_outputs(
         tiles.append(truth_views(request, original, [original.pose], cfg.resolution)[:1])
     strip = image_grid(torch.cat([t.cpu() for t in tiles]).permute(0, 2, 3, 1))
     outputs["strip"] = save_image(out / "strip.png", strip)
-    outputs.update(save_turntable(out, _turntable(gen, result.ws, cfg, warp)))
-    with torch.no_grad():
-        planes = gen.synthesis(result.ws)
-
-        def query(p: Tensor) -> Tensor:
-            return (warp.to_reference(p) if warp else p)[None].to(planes.device)
-
-        verts, faces, colours = extract_mesh(
-            lambda p: gen.sigma(planes, query(p))[0],
-            lambda p: gen.raw(planes, query(p))[1][0],
-            _mesh_box(gen.cfg.box, warp),
-            cfg.mesh_resolution,
-            cfg.inversion.mesh_threshold,
-        )
-    write_mesh(out / "mesh.glb", verts, faces, colours, y_up=True)
+    frames = turntable_frames(gen, result.ws, cfg.turntable_frames, cfg.resolution, result.rays)
+    outputs.update(save_turntable(out, frames))
+    write_generator_mesh(
+        gen,
+        result.ws,
+        out / "mesh.glb",
+        cfg.mesh_resolution,
+        cfg.inversion.mesh_threshold,
+        box=_mesh_box(gen.cfg.box, warp),
+        to_frame=warp.to_reference if warp else None,
+    )
     outputs["mesh"] = out / "mesh.glb"
     return outputs

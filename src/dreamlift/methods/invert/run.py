@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from dreamlift.devices import resolve_device
 from dreamlift.errors import ConfigError
-from dreamlift.generators.base import GeneratorError
+from dreamlift.generators.base import GeneratorError, RayWarp
 from dreamlift.generators.triplane import TriplaneGenerator
 from dreamlift.io.media import image_grid, save_image, save_turntable
 from dreamlift.io.mesh import extract_mesh, write_mesh
@@ -96,26 +97,45 @@ def identity_network():  # noqa: ANN201
         return None
 
 
-def _turntable(gen: TriplaneGenerator, ws: Tensor, cfg: InvertConfig) -> Tensor:
-    yaw = torch.linspace(-180, 180, cfg.turntable_frames + 1)[:-1]
-    frames = []
+def turntable_frames(
+    gen: TriplaneGenerator, ws: Tensor, frames: int, resolution: int, warp: RayWarp | None = None
+) -> Tensor:
+    """(frames, R, R, 3) views of a latent all around it at pitch 10° (``warp``: its rays'
+    map, as for a blend rendered in the reference's frame)."""
+    yaw = torch.linspace(-180, 180, frames + 1)[:-1]
+    out = []
     with torch.no_grad():
         planes = gen.synthesis(ws)
         for y in yaw.tolist():
-            cam = head_cameras(y, 10.0, cfg.turntable_resolution).to(planes.device)
-            frames.append(gen.render(planes, cam).rgb[0].permute(1, 2, 0).cpu())
-    return torch.stack(frames)
+            cam = head_cameras(y, 10.0, resolution).to(planes.device)
+            out.append(gen.render(planes, cam, warp=warp).rgb[0].permute(1, 2, 0).cpu())
+    return torch.stack(out)
 
 
-def _mesh(gen: TriplaneGenerator, ws: Tensor, cfg: InvertConfig, path: Path):  # noqa: ANN202
+def write_generator_mesh(
+    gen: TriplaneGenerator,
+    ws: Tensor,
+    path: Path,
+    resolution: int,
+    threshold: float,
+    box: float | None = None,
+    to_frame: Callable[[Tensor], Tensor] | None = None,
+):  # noqa: ANN201
+    """Marching cubes on a latent's density within ``box`` (default: the generator's), written
+    to ``path``; ``to_frame`` maps world points to where the latent is queried. Returns the
+    vertices and faces."""
     with torch.no_grad():
         planes = gen.synthesis(ws)
+
+        def query(p: Tensor) -> Tensor:
+            return (to_frame(p) if to_frame else p)[None].to(planes.device)
+
         verts, faces, colours = extract_mesh(
-            lambda p: gen.sigma(planes, p[None].to(planes.device))[0],
-            lambda p: gen.raw(planes, p[None].to(planes.device))[1][0],
-            gen.cfg.box,
-            cfg.mesh_resolution,
-            cfg.mesh_threshold,
+            lambda p: gen.sigma(planes, query(p))[0],
+            lambda p: gen.raw(planes, query(p))[1][0],
+            gen.cfg.box if box is None else box,
+            resolution,
+            threshold,
         )
     write_mesh(path, verts, faces, colours, y_up=True)
     return verts, faces
@@ -190,8 +210,11 @@ def invert(
         )
         views = final.render(final.synthesis(state.ws), cams).rgb
     outputs["views"] = save_image(out / "views.png", image_grid(views.permute(0, 2, 3, 1), 4))
-    outputs.update(save_turntable(out, _turntable(final, state.ws, cfg)))
-    verts, faces = _mesh(final, state.ws, cfg, out / "mesh.glb")
+    frames = turntable_frames(final, state.ws, cfg.turntable_frames, cfg.turntable_resolution)
+    outputs.update(save_turntable(out, frames))
+    verts, faces = write_generator_mesh(
+        final, state.ws, out / "mesh.glb", cfg.mesh_resolution, cfg.mesh_threshold
+    )
     outputs["mesh"] = out / "mesh.glb"
     output_s = time.perf_counter() - t0
 
