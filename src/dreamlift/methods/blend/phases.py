@@ -33,7 +33,7 @@ from dreamlift.methods.blend.optimize import (
     render_warp,
 )
 from dreamlift.methods.blend.poisson import contour_band, seamless_clone
-from dreamlift.methods.invert.optimize import Target, fit_latent, joint_pivotal_tuning
+from dreamlift.methods.invert.optimize import Target, fit_pivot, joint_pivotal_tuning
 from dreamlift.metrics.image import masked_psnr
 
 
@@ -85,26 +85,13 @@ def invert_pair(
     (arXiv:2302.06608 §3.1)."""
     inv = replace(cfg.inversion, seed=cfg.seed)
     device = next(gen.parameters()).device
-    targets = []
-    for item in (original, reference):
-        target = Target(item.image.to(device), item.camera(cfg.resolution).to(device))
-        if distance is not None:
-            with torch.no_grad():
-                target.features = distance.features(target.image)
-        targets.append(target)
     seconds: dict[str, float] = {}
     pivots = []
-    for name, target in zip(("original", "reference"), targets, strict=True):
-        t0 = time.perf_counter()
-        torch.manual_seed(cfg.seed)
-        ws = gen.broadcast(gen.w_avg()[None]).clone()
-        ws = fit_latent(gen, target, ws, inv.w_steps, inv, distance, False, _tagged(progress, name))
-        if inv.wplus_steps:
-            ws = fit_latent(
-                gen, target, ws, inv.wplus_steps, inv, distance, True, _tagged(progress, name)
-            )
+    for name, item in (("original", original), ("reference", reference)):
+        target = Target(item.image.to(device), item.camera(cfg.resolution).to(device))
+        ws, stages = fit_pivot(gen, target, inv, distance, _tagged(progress, name))
         pivots.append((ws, target))
-        seconds[f"latent_{name}_s"] = time.perf_counter() - t0
+        seconds[f"latent_{name}_s"] = sum(stages.values())
     t0 = time.perf_counter()
     tuned = gen
     if inv.pti_steps:

@@ -187,16 +187,18 @@ def _anchor_loss(
     return 0.0
 
 
-def invert_target(
+def fit_pivot(
     gen: Generator3D,
     target: Target,
     cfg: InvertConfig,
     distance: FeatureDistance | None,
     progress: Progress | None = None,
     keep: Callable[[str, Tensor], None] | None = None,
-) -> InversionState:
-    """W → W+ → PTI; ``keep(stage, ws)`` sees each stage's latent (for scoring each stage)."""
-    if distance is not None:
+) -> tuple[Tensor, dict[str, float]]:
+    """W from w_avg, then W+: the pivot PTI tunes around, and the seconds of each stage;
+    ``keep(stage, ws)`` sees each stage's latent. The target's features are computed here
+    when it has none."""
+    if distance is not None and target.features is None:
         with torch.no_grad():
             target.features = distance.features(target.image)
     seconds: dict[str, float] = {}
@@ -213,6 +215,19 @@ def invert_target(
         if keep:
             keep("wplus", ws)
     seconds["wplus_s"] = time.perf_counter() - t0
+    return ws, seconds
+
+
+def invert_target(
+    gen: Generator3D,
+    target: Target,
+    cfg: InvertConfig,
+    distance: FeatureDistance | None,
+    progress: Progress | None = None,
+    keep: Callable[[str, Tensor], None] | None = None,
+) -> InversionState:
+    """W → W+ → PTI; ``keep(stage, ws)`` sees each stage's latent (for scoring each stage)."""
+    ws, seconds = fit_pivot(gen, target, cfg, distance, progress, keep)
     t0 = time.perf_counter()
     tuned, was_tuned = gen, False
     if cfg.pti_steps:
