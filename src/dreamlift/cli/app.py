@@ -12,6 +12,7 @@ import typer
 from rich.text import Text
 
 from dreamlift.cli.blend import blend_command
+from dreamlift.cli.face import face_command
 from dreamlift.cli.common import console
 from dreamlift.cli.edit import edit_command
 from dreamlift.cli.generate import generate_command
@@ -39,6 +40,7 @@ app.command("reconstruct")(reconstruct_command)
 app.command("handles")(handles_command)
 app.command("invert")(invert_command)
 app.command("blend")(blend_command)
+app.command("face")(face_command)
 app.command("sample")(sample_command)
 app.command("list")(list_command)
 app.command("view")(view_command)

@@ -369,7 +369,17 @@ class TriplaneGenerator(nn.Module):
                 "(dreamlift zoo list shows the installed ones)",
             )
         try:
-            cfg = TriplaneConfig.from_json(json.loads((folder / CONFIG_NAME).read_text()))
+            values = json.loads((folder / CONFIG_NAME).read_text())
+        except ValueError as exc:
+            raise GeneratorError(f"{folder / CONFIG_NAME} is not JSON ({exc})") from None
+        kind = values.get("_class_name") if isinstance(values, dict) else None
+        if kind not in (None, "TriplaneGenerator"):
+            raise GeneratorError(
+                f"{folder} holds a {kind}, not a tri-plane generator",
+                "use toy-eg3d or a folder written by a tri-plane generator",
+            )
+        try:
+            cfg = TriplaneConfig.from_json(values)
         except (ValueError, TypeError) as exc:
             raise GeneratorError(
                 f"{folder / CONFIG_NAME} is not a generator config ({exc})"

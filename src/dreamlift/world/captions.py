@@ -222,6 +222,15 @@ def head_caption(params: HeadParams, view: str | None = None) -> str:
         if getattr(params, part):
             colour = getattr(params, f"{part}_colour")
             features.append(f"{article(colour)} {colour} {part}")
-    listed = features[0] if len(features) == 1 else f"{', '.join(features[:-1])} and {features[-1]}"
-    text = f"a person with {listed}"
+    return join_head_features(features, view)
+
+
+def join_head_features(features: list[str], view: str | None = None) -> str:
+    """'a person with A, B and C' (plus ', V view'): the frame every head caption shares."""
+    if not features:
+        text = "a person"
+    elif len(features) == 1:
+        text = f"a person with {features[0]}"
+    else:
+        text = f"a person with {', '.join(features[:-1])} and {features[-1]}"
     return f"{text}, {view} view" if view else text

@@ -71,6 +71,14 @@ ZOO: dict[str, ZooEntry] = {
             "dreamlift.zoo.recipes.mvdream",
         ),
         ZooEntry(
+            "toy-sd-heads",
+            "toy-sd trained on captioned world heads (\"a person with …\"): FaceDNeRF's "
+            "diffusion prior (toy-sd's VAE; its own head-word tokenizer, text and UNet)",
+            ("unet",),
+            _SD_FILES,
+            "dreamlift.zoo.recipes.head_prior",
+        ),
+        ZooEntry(
             "toy-clip",
             "contrastive image–text model of world renders (metrics, sample judging)",
             ("clip",),

@@ -149,7 +149,7 @@ def joint_pivotal_tuning(
             ws = ws.detach()
             image = tuned.render(tuned.synthesis(ws), target.camera, samples=samples).rgb
             loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
-            loss = loss + _anchor_loss(tuned, frozen, ws, target, cfg, rng, samples)
+            loss = loss + anchor_loss(tuned, frozen, ws, target, cfg, rng, samples)
             _check(loss, "pti", step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -159,7 +159,7 @@ def joint_pivotal_tuning(
     return tuned.eval().requires_grad_(False)
 
 
-def _anchor_loss(
+def anchor_loss(
     tuned: Generator3D,
     frozen: Generator3D,
     ws: Tensor,

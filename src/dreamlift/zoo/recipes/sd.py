@@ -154,6 +154,8 @@ class SDRecipe:
     ``base`` is toy-sd's (where the VAE and, for depth, the text encoder come from)."""
 
     stage = "unet"
+    tokenizer_cache = "tokenizer"
+    """Name of the tokenizer's folder under the data root (models of one vocabulary share it)."""
 
     def __init__(
         self,
@@ -206,8 +208,8 @@ class SDRecipe:
             self.text_encoder = CLIPTextModel.from_pretrained(text_dir).eval()
             self.text_encoder.requires_grad_(False)
         else:
-            tok_dir = self.data_root / f"tokenizer-{cfg.max_length}"
-            self.tokenizer = reuse_or_build_tokenizer(caption_words(), tok_dir, cfg.max_length)
+            tok_dir = self.data_root / f"{self.tokenizer_cache}-{cfg.max_length}"
+            self.tokenizer = reuse_or_build_tokenizer(self.vocabulary(), tok_dir, cfg.max_length)
             text_cfg = TinySDConfig(
                 text_width=cfg.text_width,
                 text_layers=cfg.text_layers,
@@ -224,6 +226,10 @@ class SDRecipe:
             self.text_encoder.config.hidden_size,
         )
         self.alphas_cumprod = training_alphas_cumprod()
+
+    def vocabulary(self) -> list[str]:
+        """The words the tokenizer holds, one token each."""
+        return caption_words()
 
     def modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"unet": self.unet}
