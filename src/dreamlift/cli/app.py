@@ -12,9 +12,9 @@ import typer
 from rich.text import Text
 
 from dreamlift.cli.blend import blend_command
-from dreamlift.cli.face import face_command
 from dreamlift.cli.common import console
 from dreamlift.cli.edit import edit_command
+from dreamlift.cli.face import face_command
 from dreamlift.cli.generate import generate_command
 from dreamlift.cli.handles import handles_command
 from dreamlift.cli.invert import invert_command

@@ -10,7 +10,7 @@ toy-sd         scene-    the same recipe on a scene-heavy mix → ``*/vae``
 toy-sd         unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` → ``toy-sd``
 toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) → ``toy-sd-depth``
 toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` → ``toy-sd-camera``
-toy-sd-heads   unet      :class:`~dreamlift.zoo.recipes.head_prior.HeadPriorRecipe` → ``toy-sd-heads``
+toy-sd-heads   unet      :class:`~.head_prior.HeadPriorRecipe` → ``toy-sd-heads``
 toy-mvdream    unet      :class:`~dreamlift.zoo.recipes.mvdream.MVDreamRecipe` → ``toy-mvdream``
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
 toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
