@@ -72,7 +72,7 @@ ZOO: dict[str, ZooEntry] = {
         ),
         ZooEntry(
             "toy-sd-heads",
-            "toy-sd trained on captioned world heads (\"a person with …\"): FaceDNeRF's "
+            'toy-sd trained on captioned world heads ("a person with …"): FaceDNeRF\'s '
             "diffusion prior (toy-sd's VAE; its own head-word tokenizer, text and UNet)",
             ("unet",),
             _SD_FILES,
