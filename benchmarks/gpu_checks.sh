@@ -16,7 +16,8 @@
 #    `--resume` of that run to more steps.
 # 4. The new methods' paper presets on CUDA: `edit --preset paper` (shortened stages) on the
 #    random-weight SD 2.1 folder and the hamburger run, `invert --preset paper` on toy-eg3d,
-#    `blend --preset paper` (W 300, joint PTI 100, 200 blending steps) on two world heads.
+#    `blend --preset paper` (W 300, joint PTI 100, 200 blending steps) on two world heads,
+#    `face --preset paper` (W+ 1000, PTI 400, toy-sd-heads) with an edit and a light.
 # 5. Once gsplat is built: the backend parity tests, benchmarks/rasterize_cuda.py (parity and
 #    speed at the paper preset's sizes), and the split again through gsplat.
 # Each step has its own time limit, and every result is a file in OUT_DIR as soon as it exists.
@@ -84,6 +85,11 @@ step "blend --preset paper on toy-eg3d (W 300, joint PTI 100, blend 200) on CUDA
 timeout 150 "$PY" -m dreamlift blend --head 203 --yaw -15 --reference-head 217 \
     --reference-yaw 25 --part hair --preset paper --device cuda --out "$SCRATCH/blend" --quiet
 cp "$SCRATCH/blend/summary.json" "$OUT/blend_paper_summary.json" 2>/dev/null
+
+step "face --preset paper on toy-eg3d + toy-sd-heads (W+ 1000, PTI 400) on CUDA"
+timeout 200 "$PY" -m dreamlift face --head 203 --yaw 20 --prompt "a person with glasses" \
+    --light left --preset paper --device cuda --out "$SCRATCH/face" --quiet
+cp "$SCRATCH/face/summary.json" "$OUT/face_paper_summary.json" 2>/dev/null
 
 step "waiting for the gsplat build"
 while [ ! -f "$SCRATCH/gsplat_build.rc" ]; do sleep 2; done

@@ -313,6 +313,43 @@ CASES: tuple[Case, ...] = (
         "does not exist",
         "blend --reference-head 999",
     ),
+    Case(
+        "face-unknown-word",
+        ("face", "--head", "203", "--prompt", "a person with wings", *OUT),
+        "unknown word",
+        "face --prompt 'a person with wings'",
+    ),
+    Case(
+        "face-light-count",
+        ("face", "--head", "203", "--sh", "1,0,0", *OUT),
+        "9 SH coefficients",
+        "face --sh with 3 values",
+    ),
+    Case(
+        "face-light-nan",
+        ("face", "--head", "203", "--sh", "1,0,0,0,0,0,0,0,nan", *OUT),
+        "finite",
+        "face --sh with a NaN",
+    ),
+    Case(
+        "face-no-face",
+        ("face", "{white_png}", "--yaw", "0", "--pitch", "10", *OUT),
+        "no face found",
+        "face of a blank white image",
+    ),
+    Case(
+        "face-not-a-generator",
+        ("face", "--head", "203", "--generator", "toy-id", *OUT),
+        "not a tri-plane generator",
+        "face --generator naming toy-id",
+    ),
+    Case(
+        "face-object-prior",
+        ("face", "--head", "203", "--prompt", "a person", "--prior", "toy-sd", *OUT),
+        "head captions",
+        "face --prior toy-sd (no head words)",
+    ),
+    Case("face-nothing", ("face", *OUT), "nothing to do", "face with no input and no prompt"),
     # run folders
     Case("out-is-a-file", (*GEN[:-1], "{a_file}"), "output folder", "--out naming a file"),
     Case("out-under-a-file", (*GEN[:-1], "{a_file}/sub"), "output folder", "--out inside a file"),
@@ -418,6 +455,8 @@ def make_files(root: Path) -> dict[str, Path]:
     _write_truncated_ply(run, paths["truncated_ply"])
     paths["garbage_ply"] = text("garbage.ply", "this is not a point cloud\n")
     paths["garbage_png"] = text("garbage.png", "this is not an image\n")
+    paths["white_png"] = root / "white.png"
+    Image.new("RGB", (64, 64), (255, 255, 255)).save(paths["white_png"])
     (root / "empty-dir").mkdir()
     paths["empty_dir"] = root / "empty-dir"
     paths["bad_json"] = root / "bad-json"
