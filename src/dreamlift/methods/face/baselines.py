@@ -40,7 +40,7 @@ def sdedit(
     z = prior.encode(x.to(prior.device))
     text = prior.embed_text([prompt])
     timesteps = prior.timesteps(steps)
-    start = int(round(steps * (1 - strength)))
+    start = steps - max(1, round(steps * strength))  # at least one denoising step
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(z.shape, generator=gen).to(z)
     z = prior.add_noise(z, noise, timesteps[start])
