@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/face.py [--heads 20] [--shard 0/2] [--tasks edit,relight]
     .venv/bin/python benchmarks/face.py --tasks ablations --heads 6
     .venv/bin/python benchmarks/face.py --merge      # after shards: one table from all
+    .venv/bin/python benchmarks/face.py --calibrate  # the terms' gradient norms (the weights)
 
 Prints a table and writes benchmarks/results/face.json (a shard writes face-<tasks>-shard-K.json).
 
@@ -109,11 +110,17 @@ def ablation_config(name: str):  # noqa: ANN201
 
 
 def _face(case: dict, folder: Path, cfg, prompt=None, light=None) -> dict:  # noqa: ANN001
-    shutil.rmtree(folder, ignore_errors=True)
+    """One ``dreamlift face`` run; a finished run folder (summary.json) is read, not redone,
+    so an interrupted benchmark picks up where it stopped."""
     request = FaceRequest(
         head=case["head"], yaw=case["yaw"], prompt=prompt, light=light, config=cfg
     )
-    summary = run_face(request, folder)
+    done = folder / "summary.json"
+    if done.is_file():
+        summary = json.loads(done.read_text())
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        summary = run_face(request, folder)
     t = summary["timings"]
     return {
         **summary["metrics"]["scores"],
@@ -130,7 +137,7 @@ def _invert(image: torch.Tensor, pose: Pose, gen, distance) -> tuple:  # noqa: A
     return state.generator, state.ws
 
 
-def run_case(case: dict, tasks: set[str], ctx: dict, root: Path) -> dict:
+def run_case(case: dict, tasks: set[str], ctx: dict, root: Path, baselines_every: int = 1) -> dict:
     head, pose = case["head"], Pose(case["yaw"], 10.0)
     wanted = wanted_attributes(case["edit"], head_params(head))
     sh = named_light(case["light"]).sh
@@ -143,6 +150,7 @@ def run_case(case: dict, tasks: set[str], ctx: dict, root: Path) -> dict:
         methods["ours_edit"] = _face(case, folder / "ours_edit", fast_config(), prompt=case["edit"])
         truth = edited_head(head, case["edit"])
         found = attribute_direction(ctx["latents"], ctx["seeds"], wanted)
+        baselines = case["index"] % baselines_every == 0
         if found is not None:
             ws_rec = load_file(str(folder / "ours_edit" / "latent.safetensors"))
             ws = latent_edit(ws_rec["ws_reconstruction"], *found)
@@ -150,20 +158,22 @@ def run_case(case: dict, tasks: set[str], ctx: dict, root: Path) -> dict:
             methods["latent_direction"] = view_scores(views, head, truth, None, wanted, nets)
         else:
             methods["latent_direction"] = {"failed": "no training head has the attribute"}
-        edited = sdedit(ctx["prior"], image, case["edit"], seed=case["index"])
-        seen = seen_attributes(nets.parts, edited)[0]
-        gen2, ws2 = _invert(edited, pose, ctx["gen"], ctx["distance"])
-        methods["sdedit_2d"] = {
-            **view_scores(result_views(gen2, ws2, 64), head, truth, None, wanted, nets),
-            "edit_at_input_view": float(seen.agrees(wanted)),
-        }
+        if baselines:
+            edited = sdedit(ctx["prior"], image, case["edit"], seed=case["index"])
+            seen = seen_attributes(nets.parts, edited)[0]
+            gen2, ws2 = _invert(edited, pose, ctx["gen"], ctx["distance"])
+            methods["sdedit_2d"] = {
+                **view_scores(result_views(gen2, ws2, 64), head, truth, None, wanted, nets),
+                "edit_at_input_view": float(seen.agrees(wanted)),
+            }
     if "relight" in tasks:
         methods["ours_relight"] = _face(case, folder / "ours_relight", fast_config(), light=sh)
-        cams = head_cameras(pose.yaw, pose.pitch, 64)
-        relit = render_head(head_params(head), cams, Lighting(sh=sh), supersample=2)["rgb"]
-        gen2, ws2 = _invert(relit.permute(0, 3, 1, 2), pose, ctx["gen"], ctx["distance"])
-        views = result_views(gen2, ws2, 64)
-        methods["relit_2d"] = view_scores(views, head, head_params(head), sh, {}, nets)
+        if case["index"] % baselines_every == 0:
+            cams = head_cameras(pose.yaw, pose.pitch, 64)
+            relit = render_head(head_params(head), cams, Lighting(sh=sh), supersample=2)["rgb"]
+            gen2, ws2 = _invert(relit.permute(0, 3, 1, 2), pose, ctx["gen"], ctx["distance"])
+            views = result_views(gen2, ws2, 64)
+            methods["relit_2d"] = view_scores(views, head, head_params(head), sh, {}, nets)
     if "ablations" in tasks:
         for name in ABLATIONS:
             methods[name] = _face(case, folder / name, ablation_config(name), prompt=case["edit"])
@@ -267,6 +277,54 @@ def finish(records: list[dict], path: Path) -> None:
     print(f"wrote {path}")
 
 
+CALIBRATION_HEADS = ((5, 20.0), (12, -15.0), (31, 30.0))
+"""Training heads (never held out) on which the fast preset's weights were set."""
+
+
+def calibrate(draws: int = 6) -> dict[str, dict[str, float]]:
+    """Each term's gradient norm on the W+ latent at the start of stage A (after the W fit),
+    weight 1, mean over ``draws`` side cameras: how the fast preset's weights were derived
+    (see :mod:`dreamlift.methods.face.config`)."""
+    from dreamlift.methods.face.objective import FaceGoal, FaceModels, FaceObjective
+    from dreamlift.methods.invert.optimize import fit_latent
+    from dreamlift.priors import DiffusionPrior
+
+    cfg = fast_config()
+    gen = load_generator(cfg.generator)
+    distance = load_feature_distance()
+    models = FaceModels(
+        prior=DiffusionPrior.load(cfg.prior, device="cpu"),
+        identity=load_head_net("toy-id"),
+        light=load_head_net("toy-light"),
+        distance=distance,
+    )
+    terms = ("rec", "identity", "diffusion", "illumination")
+    out = {}
+    for head, yaw in CALIBRATION_HEADS:
+        pose = Pose(yaw, 10.0)
+        image = render_world_head(head, [pose], 64)["rgb"]
+        target = Target(image, pose.camera(64), distance.features(image))
+        start = gen.broadcast(gen.w_avg()[None]).clone()
+        ws = fit_latent(gen, target, start, cfg.inversion.w_steps, cfg.inversion, distance, False)
+        goal = FaceGoal(target, EDITS[0], torch.tensor(named_light("left").sh))
+        norms = {}
+        for term in terms:
+            weights = {k: float(k == term) for k in (*terms, "latent")}
+            objective = FaceObjective(
+                replace(cfg, weights=replace(cfg.weights, **weights)), goal, models
+            )
+            values = []
+            for i in range(draws):
+                latent = ws.clone().requires_grad_(True)
+                loss, _ = objective(gen, latent, i, 100)
+                (grad,) = torch.autograd.grad(loss, latent)
+                values.append(float(grad.norm()))
+            norms[term] = statistics.fmean(values)
+        out[str(head)] = norms
+        print(f"head {head}: " + ", ".join(f"{k} {v:.3g}" for k, v in norms.items()), flush=True)
+    return out
+
+
 def context(tasks: set[str]) -> dict:
     from dreamlift.priors import DiffusionPrior
 
@@ -292,10 +350,19 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="K/N: run every N-th case from K")
     parser.add_argument("--tasks", default="edit,relight", help="edit, relight, ablations")
     parser.add_argument("--merge", action="store_true", help="combine the shards' results")
+    parser.add_argument("--calibrate", action="store_true", help="print the terms' gradients")
+    parser.add_argument(
+        "--baselines-every", type=int, default=1, help="baselines on every N-th case only"
+    )
+    parser.add_argument("--cases", default="", help="only these case indices, e.g. 0,1,2")
     parser.add_argument("--runs", type=Path, default=Path(".zoo-cache/bench/face"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.calibrate:
+        norms = calibrate()
+        (RESULTS / "face-calibration.json").write_text(json.dumps(norms, indent=1) + "\n")
+        return
     if args.merge:
         by_index: dict[int, dict] = {}
         for path in sorted(RESULTS.glob("face-*-shard-*.json")):
@@ -310,9 +377,12 @@ def main() -> None:
     ctx = context(tasks)
     records = []
     tag = "-".join(sorted(tasks))
+    only = {int(i) for i in args.cases.split(",") if i}
     for case in make_cases(args.heads)[k::n]:
+        if only and case["index"] not in only:
+            continue
         t0 = time.perf_counter()
-        record = run_case(case, tasks, ctx, args.runs)
+        record = run_case(case, tasks, ctx, args.runs, args.baselines_every)
         records.append(record)
         brief = {
             m: {
