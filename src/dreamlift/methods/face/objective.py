@@ -79,8 +79,8 @@ class FaceObjective:
                 "guidance_scale": cfg.guidance_scale,
                 "t_range": cfg.t_range,
                 "t_max_end": None,
-                "weighting": "sds",
-                "form": "eps",
+                "weighting": "sds" if cfg.sds_form == "eps" else "uniform",
+                "form": cfg.sds_form,
             },
         )
         self.target_identity: Tensor | None = None
