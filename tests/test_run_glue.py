@@ -235,3 +235,17 @@ def test_logged_guidance_term_is_half_the_squared_gradient_per_view(tiny_sd):
     views = images.shape[0]
     half_squared = 0.5 * views * float(grad_per_view.square().sum())  # 0.5‖g‖²/B, g = B·∂L/∂x
     assert logs["loss_sds"] == pytest.approx(half_squared, rel=1e-4)
+
+
+def test_nested_denormal_flushing_lasts_until_the_outermost_block_ends():
+    from dreamlift.utils.numerics import flush_denormals
+
+    def flushed() -> bool:
+        return float(torch.tensor([1e-40], dtype=torch.float32)[0] * 1.0) == 0.0
+
+    assert not flushed()
+    with flush_denormals():
+        with flush_denormals():
+            assert flushed()
+        assert flushed()  # the inner block's end must not switch it off
+    assert not flushed()
