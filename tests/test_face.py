@@ -241,12 +241,12 @@ def test_the_illumination_term_moves_the_face_towards_the_light():
     gen = load_generator("toy-eg3d")
     light_net = load_head_net("toy-light")
     cfg = preset_config("fast", weights=replace(preset_config("fast").weights, rec=0, identity=0))
-    cfg = replace(cfg, w_noise=0.0)
+    cfg = replace(cfg, w_noise=0.0, resolution=32)  # 32 px side views keep the test short
     target_sh = torch.tensor(named_light("left").sh, dtype=torch.float32)
     objective = FaceObjective(cfg, FaceGoal(None, None, target_sh), FaceModels(light=light_net))
     objective.cfg = replace(cfg, weights=replace(cfg.weights, latent=0.0))
     start = gen.broadcast(gen.w_avg()[None]).clone()
-    ws = fit_wplus(gen, start, objective, 25, History())
+    ws = fit_wplus(gen, start, objective, 15, History())
     cam = head_cameras(0.0, 10.0, 64)
 
     def error(latent):
