@@ -35,12 +35,12 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from run_info import write_results
 
 from dreamlift.errors import DataError
 from dreamlift.methods.blend.baselines import paste_2d, poisson_2d, region_2d
@@ -359,23 +359,7 @@ def main() -> None:
 def finish(records: list[dict], path: Path) -> None:
     summary = summarise(records, _kid(records))
     show(summary, len(records))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    path.write_text(
-        json.dumps(
-            {
-                "date": time.strftime("%Y-%m-%d"),
-                "commit": commit,
-                "bars": BARS,
-                "summary": summary,
-                "pairs": [_plain(r) for r in records],
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    print(f"wrote {path}")
+    write_results(path, bars=BARS, summary=summary, pairs=[_plain(r) for r in records])
 
 
 if __name__ == "__main__":

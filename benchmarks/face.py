@@ -37,12 +37,12 @@ import json
 import random
 import shutil
 import statistics
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from run_info import write_results
 from safetensors.torch import load_file
 
 from dreamlift.methods.face import FaceRequest, preset_config, run_face
@@ -258,23 +258,7 @@ def show(summary: dict) -> None:
 def finish(records: list[dict], path: Path) -> None:
     summary = summarise(records)
     show(summary)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    path.write_text(
-        json.dumps(
-            {
-                "date": time.strftime("%Y-%m-%d"),
-                "commit": commit,
-                "bars": BARS,
-                "summary": summary,
-                "cases": records,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    print(f"wrote {path}")
+    write_results(path, bars=BARS, summary=summary, cases=records)
 
 
 CALIBRATION_HEADS = ((5, 20.0), (12, -15.0), (31, 30.0))

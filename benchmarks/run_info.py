@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,3 +34,15 @@ def write_verdict(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nall bars met: {result['all_pass']}  ({result['wall_s']:.0f} s) -> {path}")
+
+
+def write_results(path: Path, **sections: Any) -> None:
+    """Write a results file: today's date, the commit measured, then ``sections`` (bars,
+    summary, the per-case records …) in the order given."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    result = {"date": time.strftime("%Y-%m-%d"), "commit": commit, **sections}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")

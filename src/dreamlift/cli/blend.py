@@ -8,28 +8,15 @@ from typing import Any
 
 import typer
 
-from dreamlift.cli.common import TRAINING, RunOptions, command, console, report, stage_progress
-
-
-def build_blend_request(**values: Any) -> Any:
-    """The request with the preset's config under ``values`` (from --config, --set, flags)."""
-    from dataclasses import asdict
-
-    from dreamlift.io.run import to_plain
-    from dreamlift.methods.blend import BlendRequest, preset_config
-    from dreamlift.methods.common.config import config_from_values, merge
-
-    config = dict(values.pop("config", None) or {})
-    preset = str(config.get("preset") or "fast")
-    base = to_plain(asdict(preset_config(preset)))
-    return config_from_values(BlendRequest, {**values, "config": merge(base, config)})
-
-
-def resume_blend_request(out: Path, **values: Any) -> Any:
-    from dreamlift.methods.blend import BlendRequest
-    from dreamlift.methods.common.folders import resume_config
-
-    return resume_config(BlendRequest, out, values)
+from dreamlift.cli.common import (
+    TRAINING,
+    RunOptions,
+    command,
+    console,
+    report,
+    request_from_options,
+    stage_progress,
+)
 
 
 @command(out="out/blend", options=TRAINING)
@@ -65,7 +52,7 @@ def blend_command(
 ) -> None:
     """Blend a region (--part or --mask) of REFERENCE into ORIGINAL through the generator."""
     from dreamlift.loop import progress_bar
-    from dreamlift.methods.blend import run_blend
+    from dreamlift.methods.blend import BlendRequest, preset_config, run_blend
 
     def given(**values: Any) -> dict[str, Any]:
         return {k: v for k, v in values.items() if v is not None}
@@ -92,15 +79,7 @@ def blend_command(
         "reference_set": reference_set,
         "config": config or None,
     }
-    overrides = options.overrides(flags)
-    # --seed and --device are settings of the config group
-    for key in ("seed", "device"):
-        if key in overrides:
-            overrides.setdefault("config", {})[key] = overrides.pop(key)
-    if options.resume and (options.out / "config.yaml").is_file():
-        request = resume_blend_request(options.out, **overrides)
-    else:
-        request = build_blend_request(**overrides)
+    request = request_from_options(BlendRequest, preset_config, options, flags)
     with progress_bar(console, disable=options.quiet) as bar:
         progress = stage_progress(bar)
         summary = run_blend(request, options.out, progress, resume=options.resume)

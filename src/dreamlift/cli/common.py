@@ -198,3 +198,27 @@ def report(done: str, result: dict[str, Any]) -> None:
 def notice(label: str, message: str) -> None:
     """``label`` (highlighted) and ``message`` as one line on stderr."""
     console.print(Text.assemble((label, "yellow"), f" {message}"), soft_wrap=True)
+
+
+def request_from_options(
+    request_cls: type, preset_config: Callable[[str], Any], options: Any, flags: dict[str, Any]
+) -> Any:
+    """A method's request (a dataclass whose ``config`` field holds the method's settings)
+    from the command's flags, ``--config`` and ``--set`` on top of the chosen preset, or,
+    with ``--resume``, the run's saved request with them laid over it. ``--seed`` and
+    ``--device`` are settings of the config group."""
+    from dataclasses import asdict
+
+    from dreamlift.io.run import to_plain
+    from dreamlift.methods.common.config import config_from_values, merge
+    from dreamlift.methods.common.folders import resume_config
+
+    values = options.overrides(flags)
+    for key in ("seed", "device"):
+        if key in values:
+            values.setdefault("config", {})[key] = values.pop(key)
+    if options.resume and (options.out / "config.yaml").is_file():
+        return resume_config(request_cls, options.out, values)
+    config = dict(values.pop("config", None) or {})
+    base = to_plain(asdict(preset_config(str(config.get("preset") or "fast"))))
+    return config_from_values(request_cls, {**values, "config": merge(base, config)})

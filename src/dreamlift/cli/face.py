@@ -8,28 +8,15 @@ from typing import Any
 
 import typer
 
-from dreamlift.cli.common import TRAINING, RunOptions, command, console, report, stage_progress
-
-
-def build_face_request(**values: Any) -> Any:
-    """The request with the preset's config under ``values`` (from --config, --set, flags)."""
-    from dataclasses import asdict
-
-    from dreamlift.io.run import to_plain
-    from dreamlift.methods.common.config import config_from_values, merge
-    from dreamlift.methods.face import FaceRequest, preset_config
-
-    config = dict(values.pop("config", None) or {})
-    preset = str(config.get("preset") or "fast")
-    base = to_plain(asdict(preset_config(preset)))
-    return config_from_values(FaceRequest, {**values, "config": merge(base, config)})
-
-
-def resume_face_request(out: Path, **values: Any) -> Any:
-    from dreamlift.methods.common.folders import resume_config
-    from dreamlift.methods.face import FaceRequest
-
-    return resume_config(FaceRequest, out, values)
+from dreamlift.cli.common import (
+    TRAINING,
+    RunOptions,
+    command,
+    console,
+    report,
+    request_from_options,
+    stage_progress,
+)
 
 
 @command(out="out/face", options=TRAINING)
@@ -65,7 +52,7 @@ def face_command(
 ) -> None:
     """Lift one face image into the generator and edit (--prompt) or relight (--light) it."""
     from dreamlift.loop import progress_bar
-    from dreamlift.methods.face import parse_light, run_face
+    from dreamlift.methods.face import FaceRequest, parse_light, preset_config, run_face
 
     def given(**values: Any) -> dict[str, Any]:
         return {k: v for k, v in values.items() if v is not None}
@@ -82,14 +69,7 @@ def face_command(
         "light_name": light,
         "config": config or None,
     }
-    overrides = options.overrides(flags)
-    for key in ("seed", "device"):
-        if key in overrides:
-            overrides.setdefault("config", {})[key] = overrides.pop(key)
-    if options.resume and (options.out / "config.yaml").is_file():
-        request = resume_face_request(options.out, **overrides)
-    else:
-        request = build_face_request(**overrides)
+    request = request_from_options(FaceRequest, preset_config, options, flags)
     with progress_bar(console, disable=options.quiet) as bar:
         progress = stage_progress(bar)
         summary = run_face(request, options.out, progress, resume=options.resume)

@@ -18,6 +18,7 @@ description and ``caption(parse(c))`` normalises any accepted caption. Head capt
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dreamlift.errors import CaptionError
@@ -206,23 +207,33 @@ def head_overrides(desc: HeadDescription, hair: str) -> dict[str, str]:
 
 def head_caption(params: HeadParams, view: str | None = None) -> str:
     """The canonical caption of a head's visible attributes (hair, glasses, hat, beard)."""
+    return join_head_features(head_features(params), view)
 
-    def article(colour: str) -> str:
-        return "an" if colour[0] in "aeiou" else "a"
+
+def head_features(params: HeadParams, optional: Callable[[str], bool] | None = None) -> list[str]:
+    """The caption phrases of a head's features, hair first ("short red hair", "glasses",
+    "a blue hat"). ``optional(word)`` decides whether each word a phrase can go without (the
+    hair's style, the glasses', hat's and beard's colour) is said; default: all are."""
+
+    def say(word: str) -> str:
+        return f"{word} " if optional is None or optional(word) else ""
+
+    def article(phrase: str) -> str:
+        return "an" if phrase[0] in "aeiou" else "a"
 
     if params.hair == "none":
         features = ["no hair"]
     elif params.hair == "bun":
         features = [f"{params.hair_colour} hair in a bun"]
     else:
-        features = [f"{params.hair} {params.hair_colour} hair"]
+        features = [f"{say(params.hair)}{params.hair_colour} hair"]
     if params.glasses:
-        features.append(f"{params.glasses_colour} glasses")
+        features.append(f"{say(params.glasses_colour)}glasses")
     for part in ("hat", "beard"):
         if getattr(params, part):
-            colour = getattr(params, f"{part}_colour")
-            features.append(f"{article(colour)} {colour} {part}")
-    return join_head_features(features, view)
+            phrase = f"{say(getattr(params, f'{part}_colour'))}{part}"
+            features.append(f"{article(phrase)} {phrase}")
+    return features
 
 
 def join_head_features(features: list[str], view: str | None = None) -> str:

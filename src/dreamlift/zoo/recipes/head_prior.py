@@ -37,7 +37,12 @@ from torch import Tensor
 
 from dreamlift.errors import DataError
 from dreamlift.world.assets import COLOURS
-from dreamlift.world.captions import head_caption, head_vocabulary, join_head_features
+from dreamlift.world.captions import (
+    head_caption,
+    head_features,
+    head_vocabulary,
+    join_head_features,
+)
 from dreamlift.world.head_datasets import HeadDataset, HeadDatasetConfig
 from dreamlift.world.heads import HAIR_STYLES, HeadParams, head_cameras, head_params, with_overrides
 from dreamlift.world.heads_geometry import render_head
@@ -94,24 +99,7 @@ def partial_caption(params: HeadParams, rng: random.Random) -> str:
     what FaceDNeRF's prompts are. Each feature is kept with probability 1/2 (at least one),
     each colour or style word with probability 1/2."""
 
-    def article(word: str) -> str:
-        return "an" if word[0] in "aeiou" else "a"
-
-    def maybe(word: str) -> str:
-        return f"{word} " if rng.random() < 0.5 else ""
-
-    if params.hair == "none":
-        features = ["no hair"]
-    elif params.hair == "bun":
-        features = [f"{params.hair_colour} hair in a bun"]
-    else:
-        features = [f"{maybe(params.hair)}{params.hair_colour} hair"]
-    if params.glasses:
-        features.append(f"{maybe(params.glasses_colour)}glasses")
-    for part in ("hat", "beard"):
-        if getattr(params, part):
-            named = f"{maybe(getattr(params, f'{part}_colour'))}{part}"
-            features.append(f"{article(named)} {named}")
+    features = head_features(params, optional=lambda word: rng.random() < 0.5)
     kept = [f for f in features if rng.random() < 0.5] or [rng.choice(features)]
     return join_head_features(kept)
 
