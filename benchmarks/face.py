@@ -309,6 +309,49 @@ def calibrate(draws: int = 6) -> dict[str, dict[str, float]]:
     return out
 
 
+def figure(index: int, runs: Path, out: Path) -> None:
+    """The README's picture of case ``index``: rows input + reconstruction, the true edit,
+    ours, the true relit head, ours relit, at the compare images' five yaws."""
+    import numpy as np
+    from PIL import Image
+
+    from dreamlift.io.media import image_grid, save_image
+    from dreamlift.methods.face.run import COMPARE_YAWS
+
+    case = make_cases(max(20, index + 1))[index]
+    folder = runs / f"case-{index:03d}"
+
+    def rows(name: str) -> torch.Tensor:
+        grid = np.asarray(Image.open(folder / name / "compare.png").convert("RGB"))
+        size = grid.shape[0] // 2
+        tiles = [
+            grid[r * size : (r + 1) * size, c * size : (c + 1) * size]
+            for r in (0, 1)
+            for c in range(len(COMPARE_YAWS))
+        ]
+        return torch.tensor(np.stack(tiles)).float() / 255
+
+    def truth(params, sh) -> torch.Tensor:  # noqa: ANN001
+        yaws = torch.tensor(COMPARE_YAWS)
+        cams = head_cameras(yaws, torch.full_like(yaws, 10.0), 64)
+        return render_head(params, cams, Lighting(sh=sh), supersample=2)["rgb"]
+
+    from dreamlift.methods.invert.inputs import world_head_light
+
+    head = case["head"]
+    edit, relit = rows("ours_edit"), rows("ours_relight")
+    n = len(COMPARE_YAWS)
+    image = render_world_head(head, [Pose(case["yaw"], 10.0)], 64)["rgb"][0].permute(1, 2, 0)
+    blank = torch.ones_like(image)
+    tiles = [image, *edit[:n]]
+    tiles += [blank, *truth(edited_head(head, case["edit"]), world_head_light(head))]
+    tiles += [blank, *edit[n:]]
+    tiles += [blank, *truth(head_params(head), named_light(case["light"]).sh)]
+    tiles += [blank, *relit[n:]]
+    save_image(out, image_grid(torch.stack(tiles), n + 1))
+    print(f"wrote {out}: head {head}, {case['edit']!r}, light {case['light']}")
+
+
 def context(tasks: set[str]) -> dict:
     from dreamlift.priors import DiffusionPrior
 
@@ -339,10 +382,14 @@ def main() -> None:
         "--baselines-every", type=int, default=1, help="baselines on every N-th case only"
     )
     parser.add_argument("--cases", default="", help="only these case indices, e.g. 0,1,2")
+    parser.add_argument("--figure", type=int, help="draw the README's picture of this case")
     parser.add_argument("--runs", type=Path, default=Path(".zoo-cache/bench/face"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.figure is not None:
+        figure(args.figure, args.runs, Path("docs/images/face_strip.png"))
+        return
     if args.calibrate:
         norms = calibrate()
         (RESULTS / "face-calibration.json").write_text(json.dumps(norms, indent=1) + "\n")
