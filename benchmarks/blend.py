@@ -53,11 +53,12 @@ from dreamlift.methods.blend.scores import (
     true_surface_scale,
     truth_views,
 )
+from dreamlift.methods.invert.inputs import pose_cameras
 from dreamlift.methods.invert.run import load_generator
 from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
-from dreamlift.world.heads import HELD_OUT_HEADS, PART_ATTRIBUTES, head_cameras, head_params
+from dreamlift.world.heads import HELD_OUT_HEADS, PART_ATTRIBUTES, head_params
 from dreamlift.zoo.recipes.head_nets import load_head_net
 
 RESULTS = Path(__file__).parent / "results"
@@ -147,11 +148,7 @@ def run_pair(spec: dict, cfg, gen, parser, distance) -> dict:  # noqa: ANN001
     pair = invert_pair(gen, original, reference, cfg, distance)
     inversion_s = time.perf_counter() - t0
     truth = truth_views(request, original, [original.pose, *NOVEL_POSES], cfg.resolution)
-    cams = head_cameras(
-        torch.tensor([p.yaw for p in NOVEL_POSES]),
-        torch.tensor([p.pitch for p in NOVEL_POSES]),
-        cfg.resolution,
-    )
+    cams = pose_cameras(NOVEL_POSES, cfg.resolution)
     variants = {
         "ours": cfg,
         "ours_no_icp": replace(cfg, align=replace(cfg.align, enabled=False)),

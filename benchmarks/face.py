@@ -48,17 +48,16 @@ from safetensors.torch import load_file
 from dreamlift.methods.face import FaceRequest, preset_config, run_face
 from dreamlift.methods.face.baselines import attribute_direction, latent_edit, sdedit
 from dreamlift.methods.face.inputs import edited_head, wanted_attributes
-from dreamlift.methods.face.scores import FaceScoreNets, result_views, view_scores
+from dreamlift.methods.face.scores import FaceScoreNets, result_views, true_views, view_scores
 from dreamlift.methods.invert.config import InvertConfig
-from dreamlift.methods.invert.inputs import Pose, render_world_head
+from dreamlift.methods.invert.inputs import Pose, render_params, render_world_head
 from dreamlift.methods.invert.optimize import Target, invert_target
 from dreamlift.methods.invert.run import load_generator
 from dreamlift.metrics.head_attributes import seen_attributes
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
-from dreamlift.world.heads import HELD_OUT_HEADS, head_cameras, head_params
-from dreamlift.world.heads_geometry import render_head
-from dreamlift.world.lighting import Lighting, named_light
+from dreamlift.world.heads import HELD_OUT_HEADS, head_params
+from dreamlift.world.lighting import named_light
 from dreamlift.zoo.recipes.head_nets import load_head_net
 from dreamlift.zoo.registry import resolve
 
@@ -152,14 +151,14 @@ def run_case(case: dict, tasks: set[str], ctx: dict, root: Path, baselines_every
     folder = root / f"case-{case['index']:03d}"
     if "edit" in tasks:
         methods["ours_edit"] = _face(case, folder / "ours_edit", fast_config(), prompt=case["edit"])
-        truth = edited_head(head, case["edit"])
+        truth = true_views(head, edited_head(head, case["edit"]), None, 64)
         found = attribute_direction(ctx["latents"], ctx["seeds"], wanted)
         baselines = case["index"] % baselines_every == 0
         if found is not None:
             ws_rec = load_file(str(folder / "ours_edit" / "latent.safetensors"))
             ws = latent_edit(ws_rec["ws_reconstruction"], *found)
             views = result_views(ctx["gen"], ws, 64)
-            methods["latent_direction"] = view_scores(views, head, truth, None, wanted, nets)
+            methods["latent_direction"] = view_scores(views, truth, wanted, nets)
         else:
             methods["latent_direction"] = {"failed": "no training head has the attribute"}
         if baselines:
@@ -167,17 +166,17 @@ def run_case(case: dict, tasks: set[str], ctx: dict, root: Path, baselines_every
             seen = seen_attributes(nets.parts, edited)[0]
             gen2, ws2 = _invert(edited, pose, ctx["gen"], ctx["distance"])
             methods["sdedit_2d"] = {
-                **view_scores(result_views(gen2, ws2, 64), head, truth, None, wanted, nets),
+                **view_scores(result_views(gen2, ws2, 64), truth, wanted, nets),
                 "edit_at_input_view": float(seen.agrees(wanted)),
             }
     if "relight" in tasks:
         methods["ours_relight"] = _face(case, folder / "ours_relight", fast_config(), light=sh)
         if case["index"] % baselines_every == 0:
-            cams = head_cameras(pose.yaw, pose.pitch, 64)
-            relit = render_head(head_params(head), cams, Lighting(sh=sh), supersample=2)["rgb"]
-            gen2, ws2 = _invert(relit.permute(0, 3, 1, 2), pose, ctx["gen"], ctx["distance"])
+            relit = render_params(head_params(head), sh, [pose], 64)["rgb"]
+            gen2, ws2 = _invert(relit, pose, ctx["gen"], ctx["distance"])
             views = result_views(gen2, ws2, 64)
-            methods["relit_2d"] = view_scores(views, head, head_params(head), sh, {}, nets)
+            truth = true_views(head, head_params(head), sh, 64)
+            methods["relit_2d"] = view_scores(views, truth, {}, nets)
     if "ablations" in tasks:
         for name in ABLATIONS:
             methods[name] = _face(case, folder / name, ablation_config(name), prompt=case["edit"])
@@ -279,17 +278,17 @@ def show(summary: dict) -> None:
 
 def add_truth_identity(records: list[dict]) -> None:
     """Each edited case's ``identity_kept_truth`` (toy-id similarity of the true edited head
-    to the true unedited one at the 8 views), for runs scored before it was recorded."""
-    from dreamlift.methods.face.scores import true_views
-    from dreamlift.methods.invert.inputs import world_head_light
+    to the true unedited one at the 8 views): the edit run's own score, or, for runs scored
+    before it was recorded, the same computed here."""
     from dreamlift.methods.invert.scores import identity_similarity
 
     identity = load_head_net("toy-id")
     for r in records:
-        light = world_head_light(r["head"])
-        edited = true_views(edited_head(r["head"], r["edit"]), light, 64)["rgb"]
-        original = true_views(head_params(r["head"]), light, 64)["rgb"]
-        r["identity_kept_truth"] = float(identity_similarity(identity, edited, original).mean())
+        stored = r["methods"].get("ours_edit", {}).get("identity_kept_truth")
+        if stored is None:
+            truth = true_views(r["head"], edited_head(r["head"], r["edit"]), None, 64)
+            stored = float(identity_similarity(identity, truth.rgb, truth.original).mean())
+        r["identity_kept_truth"] = stored
 
 
 def finish(records: list[dict], path: Path) -> None:
@@ -370,9 +369,8 @@ def figure(index: int, runs: Path, out: Path) -> None:
         return torch.tensor(np.stack(tiles)).float() / 255
 
     def truth(params, sh) -> torch.Tensor:  # noqa: ANN001
-        yaws = torch.tensor(COMPARE_YAWS)
-        cams = head_cameras(yaws, torch.full_like(yaws, 10.0), 64)
-        return render_head(params, cams, Lighting(sh=sh), supersample=2)["rgb"]
+        poses = [Pose(y, 10.0) for y in COMPARE_YAWS]
+        return render_params(params, sh, poses, 64)["rgb"].permute(0, 2, 3, 1)
 
     from dreamlift.methods.invert.inputs import world_head_light
 

@@ -32,7 +32,7 @@ import torch
 from dreamlift.generators.triplane import TriplaneGenerator
 from dreamlift.io.mesh import extract_mesh
 from dreamlift.methods.invert import Pose, Target, preset_config
-from dreamlift.methods.invert.inputs import render_world_head
+from dreamlift.methods.invert.inputs import pose_cameras, render_world_head
 from dreamlift.methods.invert.optimize import fit_latent, pivotal_tuning
 from dreamlift.methods.invert.run import identity_network, load_generator
 from dreamlift.methods.invert.scores import (
@@ -43,7 +43,7 @@ from dreamlift.methods.invert.scores import (
 )
 from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
-from dreamlift.world.heads import HELD_OUT_HEADS, head_cameras, training_head_seeds
+from dreamlift.world.heads import HELD_OUT_HEADS, training_head_seeds
 
 RESULTS = Path(__file__).parent / "results" / "heads.json"
 BARS = {"novel_psnr": 28.0, "novel_psnr_head": 24.0, "mesh_iou": 0.9, "inversion_s": 60.0}
@@ -70,9 +70,7 @@ def sample_table(gen: TriplaneGenerator, n: int, cfg, seed: int = 0) -> dict:  #
     size = cfg.resolution
     rng = random.Random(seed)
     poses = [Pose(rng.uniform(-45, 45), rng.uniform(-5, 25)) for _ in range(n)]
-    cams = head_cameras(
-        torch.tensor([p.yaw for p in poses]), torch.tensor([p.pitch for p in poses]), size
-    )
+    cams = pose_cameras(poses, size)
     z = torch.randn(n, gen.z_dim, generator=torch.Generator().manual_seed(seed))
     fake, consistency = [], []
     with torch.no_grad():
@@ -84,11 +82,7 @@ def sample_table(gen: TriplaneGenerator, n: int, cfg, seed: int = 0) -> dict:  #
         [render_world_head(seeds[rng.randrange(len(seeds))], [p], size)["rgb"] for p in poses]
     )
     scores = fid_kid(real, torch.cat(fake), ClipScorer.load("toy-clip"))
-    ring = head_cameras(
-        torch.tensor([p.yaw for p in SILHOUETTE_POSES]),
-        torch.tensor([p.pitch for p in SILHOUETTE_POSES]),
-        size,
-    )
+    ring = pose_cameras(SILHOUETTE_POSES, size)
     for i in range(min(n, 8)):
         verts, faces = _mesh(gen, ws[i : i + 1], cfg)
         with torch.no_grad():

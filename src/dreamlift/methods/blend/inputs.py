@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from PIL import Image
 from torch import Tensor
 
@@ -14,17 +13,20 @@ from dreamlift.cameras import Cameras
 from dreamlift.errors import ConfigError
 from dreamlift.methods.blend.config import BlendConfig
 from dreamlift.methods.blend.masks import check_part
-from dreamlift.methods.invert.inputs import Pose, estimate_pose, load_photo, world_head_light
+from dreamlift.methods.invert.inputs import (
+    Pose,
+    estimate_pose,
+    load_photo,
+    render_params,
+    world_head_light,
+)
 from dreamlift.world.heads import (
     HeadParams,
     check_head_seed,
-    head_cameras,
     head_params,
     parse_assignments,
     with_overrides,
 )
-from dreamlift.world.heads_geometry import render_head
-from dreamlift.world.lighting import Lighting
 
 
 @dataclass(frozen=True)
@@ -101,21 +103,6 @@ class BlendImage:
 
     def camera(self, resolution: int) -> Cameras:
         return self.pose.camera(resolution)
-
-
-def render_params(
-    params: HeadParams, light: tuple[float, ...], poses: list[Pose], resolution: int
-) -> dict[str, Tensor]:
-    """RGB (V, 3, R, R), alpha (V, 1, R, R) and labels (V, R, R) of a head at ``poses``."""
-    cams = head_cameras(
-        torch.tensor([p.yaw for p in poses]), torch.tensor([p.pitch for p in poses]), resolution
-    )
-    out = render_head(params, cams, Lighting(sh=light), supersample=2)
-    return {
-        "rgb": out["rgb"].permute(0, 3, 1, 2),
-        "alpha": out["alpha"].permute(0, 3, 1, 2),
-        "labels": out["labels"],
-    }
 
 
 def _photo(path: str, yaw: float | None, pitch: float | None, cfg: BlendConfig) -> BlendImage:

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 
 from dreamlift.methods.blend.align import icp_scale_translation
-from dreamlift.methods.blend.inputs import BlendImage, BlendRequest, render_params
+from dreamlift.methods.blend.inputs import BlendImage, BlendRequest
 from dreamlift.methods.blend.masks import icp_masks, icp_region
-from dreamlift.methods.invert.inputs import Pose
+from dreamlift.methods.invert.inputs import Pose, pose_cameras, render_params
 from dreamlift.metrics.image import masked_psnr
 from dreamlift.world.heads import compose_heads, head_cameras
 from dreamlift.world.heads_geometry import render_head
@@ -100,11 +100,7 @@ def score_world_blend(request, pair, original, alignment, result, distance) -> d
     poses = [original.pose, *NOVEL_POSES]
     truth = truth_views(request, original, poses, cfg.resolution)
     scores["psnr_view"] = masked_psnr(result.image[0], truth[0])
-    cams = head_cameras(
-        torch.tensor([p.yaw for p in NOVEL_POSES]),
-        torch.tensor([p.pitch for p in NOVEL_POSES]),
-        cfg.resolution,
-    ).to(result.ws.device)
+    cams = pose_cameras(NOVEL_POSES, cfg.resolution).to(result.ws.device)
     with torch.no_grad():
         novel = gen.render(gen.synthesis(result.ws), cams, warp=result.rays).rgb.cpu()
     scores["psnr_novel"] = sum(

@@ -36,13 +36,18 @@ from dreamlift.methods.face.config import FaceConfig
 from dreamlift.methods.face.inputs import FaceRequest, check_face, edited_head, wanted_attributes
 from dreamlift.methods.face.objective import FaceGoal, FaceModels, FaceObjective
 from dreamlift.methods.face.optimize import History, Progress, fit_wplus, tune_generator
-from dreamlift.methods.invert.inputs import Pose, estimate_pose, load_photo, render_world_head
+from dreamlift.methods.invert.inputs import (
+    Pose,
+    estimate_pose,
+    load_photo,
+    pose_cameras,
+    render_world_head,
+)
 from dreamlift.methods.invert.optimize import Target, fit_latent
 from dreamlift.methods.invert.run import load_generator, turntable_frames, write_generator_mesh
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
 from dreamlift.utils.timing import SectionTimer
-from dreamlift.world.heads import head_cameras
 
 STAGES_DIR = "stages"
 COMPARE_YAWS = (-45.0, -20.0, 0.0, 20.0, 45.0)
@@ -302,11 +307,10 @@ def _write_outputs(
             out / "input.png", given.target.image[0].permute(1, 2, 0).cpu()
         )
     with torch.no_grad():
-        cam = head_cameras(given.pose.yaw, given.pose.pitch, size).to(ws.device)
+        cam = given.pose.camera(size).to(ws.device)
         result = final.render(final.synthesis(ws), cam).rgb[0]
         outputs["result"] = save_image(out / "result.png", result.permute(1, 2, 0).cpu())
-        yaws = torch.tensor(COMPARE_YAWS)
-        cams = head_cameras(yaws, torch.full_like(yaws, 10.0), size).to(ws.device)
+        cams = pose_cameras([Pose(y, 10.0) for y in COMPARE_YAWS], size).to(ws.device)
         rows = [
             gen.render(gen.synthesis(ws_rec), cams).rgb,
             final.render(final.synthesis(ws), cams).rgb,
@@ -334,7 +338,12 @@ def score_world_face(
     models: FaceModels,
 ) -> dict[str, object]:
     """The result's and the reconstruction's scores against the world's truth."""
-    from dreamlift.methods.face.scores import FaceScoreNets, result_views, view_scores
+    from dreamlift.methods.face.scores import (
+        FaceScoreNets,
+        result_views,
+        true_views,
+        view_scores,
+    )
     from dreamlift.world.heads import head_params
 
     assert request.head is not None
@@ -342,15 +351,11 @@ def score_world_face(
     identity = models.identity or load_head_net(cfg.identity_net, "id")
     light = models.light or (load_head_net(cfg.light_net, "light") if request.light else None)
     nets = FaceScoreNets(identity.cpu(), parts.cpu(), light.cpu() if light else None)
-    truth = edited_head(request.head, request.prompt)
     wanted = wanted_attributes(request.prompt, head_params(request.head)) if request.prompt else {}
     sh = tuple(request.light) if request.light else None
-    scores = view_scores(
-        result_views(final, ws, cfg.resolution), request.head, truth, sh, wanted, nets
-    )
-    baseline = view_scores(
-        result_views(gen, ws_rec, cfg.resolution), request.head, truth, sh, wanted, nets
-    )
+    truth = true_views(request.head, edited_head(request.head, request.prompt), sh, cfg.resolution)
+    scores = view_scores(result_views(final, ws, cfg.resolution), truth, wanted, nets)
+    baseline = view_scores(result_views(gen, ws_rec, cfg.resolution), truth, wanted, nets)
     return {"scores": scores, "reconstruction_scores": baseline, "wanted": wanted}
 
 

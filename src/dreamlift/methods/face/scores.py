@@ -18,13 +18,11 @@ import torch
 from torch import Tensor, nn
 
 from dreamlift.generators.base import Generator3D
-from dreamlift.methods.invert.inputs import Pose, world_head_light
+from dreamlift.methods.invert.inputs import Pose, pose_cameras, render_params, world_head_light
 from dreamlift.methods.invert.scores import head_pixels, identity_similarity
 from dreamlift.metrics.head_attributes import seen_attributes
 from dreamlift.metrics.image import masked_psnr
-from dreamlift.world.heads import HeadParams, head_cameras, head_params
-from dreamlift.world.heads_geometry import render_head
-from dreamlift.world.lighting import Lighting
+from dreamlift.world.heads import HeadParams, head_params
 
 EVAL_POSES = tuple(Pose(float(y), 10.0) for y in (-60, -45, -30, -15, 15, 30, 45, 60))
 SUCCESS_VIEWS = 7
@@ -38,70 +36,72 @@ class FaceScoreNets:
     light: nn.Module | None
 
 
-def pose_cameras(poses: tuple[Pose, ...], resolution: int):  # noqa: ANN201
-    return head_cameras(
-        torch.tensor([p.yaw for p in poses]), torch.tensor([p.pitch for p in poses]), resolution
-    )
+@dataclass
+class TrueViews:
+    """The renderer's truth at :data:`EVAL_POSES`, rendered once and shared by every result
+    scored against it: the head as it should come out (edited, under the target light) and
+    the unedited head under its own light."""
+
+    rgb: Tensor
+    alpha: Tensor
+    original: Tensor
+    sh: tuple[float, ...] | None
+    """The asked-for light, None when the head keeps its own."""
 
 
 def true_views(
-    params: HeadParams, sh: tuple[float, ...], resolution: int, poses=EVAL_POSES
-) -> dict[str, Tensor]:  # noqa: ANN001
-    out = render_head(params, pose_cameras(poses, resolution), Lighting(sh=sh), supersample=2)
-    return {"rgb": out["rgb"].permute(0, 3, 1, 2), "alpha": out["alpha"].permute(0, 3, 1, 2)}
+    head: int, params: HeadParams, sh: tuple[float, ...] | None, resolution: int
+) -> TrueViews:
+    """World head ``head`` as ``params`` (the edit's truth) under ``sh`` (default its own
+    light), and as it is."""
+    own = world_head_light(head)
+    edited = render_params(params, sh if sh is not None else own, EVAL_POSES, resolution)
+    original = render_params(head_params(head), own, EVAL_POSES, resolution)["rgb"]
+    return TrueViews(edited["rgb"], edited["alpha"], original, sh)
 
 
 @torch.no_grad()
-def result_views(gen: Generator3D, ws: Tensor, resolution: int, poses=EVAL_POSES) -> Tensor:  # noqa: ANN001
+def result_views(gen: Generator3D, ws: Tensor, resolution: int) -> Tensor:
     planes = gen.synthesis(ws)
-    return gen.render(planes, pose_cameras(poses, resolution).to(planes.device)).rgb.cpu()
+    return gen.render(planes, pose_cameras(EVAL_POSES, resolution).to(planes.device)).rgb.cpu()
 
 
 def view_scores(
-    views: Tensor,
-    head: int,
-    truth_params: HeadParams,
-    sh: tuple[float, ...] | None,
-    wanted: dict[str, object],
-    nets: FaceScoreNets,
+    views: Tensor, truth: TrueViews, wanted: dict[str, object], nets: FaceScoreNets
 ) -> dict[str, float | None]:
     """Every score of rendered ``views`` (8, 3, H, W) at :data:`EVAL_POSES`."""
-    resolution = views.shape[-1]
-    light = sh if sh is not None else world_head_light(head)
-    truth = true_views(truth_params, light, resolution)
-    mask = head_pixels(truth["alpha"])
-    psnr = [masked_psnr(views[i], truth["rgb"][i]) for i in range(len(views))]
-    psnr_head = [masked_psnr(views[i], truth["rgb"][i], mask[i]) for i in range(len(views))]
+    mask = head_pixels(truth.alpha)
+    psnr = [masked_psnr(views[i], truth.rgb[i]) for i in range(len(views))]
+    psnr_head = [masked_psnr(views[i], truth.rgb[i], mask[i]) for i in range(len(views))]
     scores: dict[str, float | None] = {
         "psnr": sum(psnr) / len(psnr),
         "psnr_head": sum(psnr_head) / len(psnr_head),
         "psnr_spread": float(torch.tensor(psnr).std()),
     }
     if nets.identity is not None:
-        original = true_views(head_params(head), world_head_light(head), resolution)
         scores["identity_truth"] = float(
-            identity_similarity(nets.identity, views, truth["rgb"]).mean()
+            identity_similarity(nets.identity, views, truth.rgb).mean()
         )
         scores["identity_kept"] = float(
-            identity_similarity(nets.identity, views, original["rgb"]).mean()
+            identity_similarity(nets.identity, views, truth.original).mean()
         )
         # the same for the truth itself: toy-id never saw hair colours change, so a perfect
         # hair edit scores below 1 too
         scores["identity_kept_truth"] = float(
-            identity_similarity(nets.identity, truth["rgb"], original["rgb"]).mean()
+            identity_similarity(nets.identity, truth.rgb, truth.original).mean()
         )
     if nets.parts is not None and wanted:
         seen = seen_attributes(nets.parts, views)
         shown = sum(s.agrees(wanted) for s in seen)
         scores["edit_views"] = float(shown)
         scores["edit_success"] = float(shown >= SUCCESS_VIEWS)
-        truth_seen = seen_attributes(nets.parts, truth["rgb"])
+        truth_seen = seen_attributes(nets.parts, truth.rgb)
         scores["edit_views_truth"] = float(sum(s.agrees(wanted) for s in truth_seen))
-    if nets.light is not None and sh is not None:
-        target = torch.tensor(sh, dtype=torch.float32)
+    if nets.light is not None and truth.sh is not None:
+        target = torch.tensor(truth.sh, dtype=torch.float32)
         with torch.no_grad():
             mine = nets.light(views.float())
-            ref = nets.light(truth["rgb"].float())
+            ref = nets.light(truth.rgb.float())
         err = (mine - target).norm(dim=1) / target.norm()
         scores["light_error"] = float(err.mean())
         scores["light_error_spread"] = float(err.std())
@@ -109,4 +109,12 @@ def view_scores(
     return scores
 
 
-__all__ = ["EVAL_POSES", "SUCCESS_VIEWS", "FaceScoreNets", "result_views", "view_scores"]
+__all__ = [
+    "EVAL_POSES",
+    "SUCCESS_VIEWS",
+    "FaceScoreNets",
+    "TrueViews",
+    "result_views",
+    "true_views",
+    "view_scores",
+]

@@ -4,6 +4,7 @@ head rendered at a given pose (then the run is scored against the head's true vi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from torch import Tensor
 
 from dreamlift.cameras import Cameras
 from dreamlift.errors import DataError, ModelError
-from dreamlift.world.heads import check_head_seed, head_cameras, head_params
+from dreamlift.world.heads import HeadParams, check_head_seed, head_cameras, head_params
 from dreamlift.world.heads_geometry import render_head
 from dreamlift.world.lighting import Lighting
 
@@ -71,14 +72,30 @@ def world_head_light(head: int) -> tuple[float, ...]:
     return head_light(HeadViewsSpec(()), head)
 
 
-def render_world_head(head: int, poses: list[Pose], resolution: int) -> dict[str, Tensor]:
-    """RGB (V, 3, H, W) and alpha (V, 1, H, W) of a world head at ``poses``."""
-    check_head_seed(head)
-    cams = head_cameras(
+def pose_cameras(poses: Sequence[Pose], resolution: int) -> Cameras:
+    """EG3D's cameras at ``poses``, one view each."""
+    return head_cameras(
         torch.tensor([p.yaw for p in poses]), torch.tensor([p.pitch for p in poses]), resolution
     )
-    out = render_head(head_params(head), cams, Lighting(sh=world_head_light(head)), supersample=2)
-    return {"rgb": out["rgb"].permute(0, 3, 1, 2), "alpha": out["alpha"].permute(0, 3, 1, 2)}
+
+
+def render_params(
+    params: HeadParams, light: tuple[float, ...], poses: Sequence[Pose], resolution: int
+) -> dict[str, Tensor]:
+    """RGB (V, 3, R, R), alpha (V, 1, R, R) and labels (V, R, R) of a head at ``poses``
+    under an SH light: the renderer's truth the head methods score against."""
+    out = render_head(params, pose_cameras(poses, resolution), Lighting(sh=light), supersample=2)
+    return {
+        "rgb": out["rgb"].permute(0, 3, 1, 2),
+        "alpha": out["alpha"].permute(0, 3, 1, 2),
+        "labels": out["labels"],
+    }
+
+
+def render_world_head(head: int, poses: Sequence[Pose], resolution: int) -> dict[str, Tensor]:
+    """RGB (V, 3, H, W) and alpha (V, 1, H, W) of a world head at ``poses``, under its light."""
+    check_head_seed(head)
+    return render_params(head_params(head), world_head_light(head), poses, resolution)
 
 
 def load_photo(path: Path, resolution: int) -> Tensor:

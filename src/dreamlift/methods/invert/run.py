@@ -29,7 +29,13 @@ from dreamlift.io.mesh import extract_mesh, write_mesh
 from dreamlift.io.run import RunDir
 from dreamlift.methods.common.folders import refuse_existing_run
 from dreamlift.methods.invert.config import InvertConfig
-from dreamlift.methods.invert.inputs import Pose, estimate_pose, load_photo, render_world_head
+from dreamlift.methods.invert.inputs import (
+    Pose,
+    estimate_pose,
+    load_photo,
+    pose_cameras,
+    render_world_head,
+)
 from dreamlift.methods.invert.optimize import Progress, Target, invert_target
 from dreamlift.methods.invert.scores import (
     NOVEL_POSES,
@@ -203,11 +209,7 @@ def invert(
     outputs["input"] = save_image(out / "input.png", target.image[0].permute(1, 2, 0).cpu())
     with torch.no_grad():
         poses = [pose, *NOVEL_POSES]
-        cams = head_cameras(
-            torch.tensor([p.yaw for p in poses]),
-            torch.tensor([p.pitch for p in poses]),
-            cfg.resolution,
-        )
+        cams = pose_cameras(poses, cfg.resolution)
         views = final.render(final.synthesis(state.ws), cams).rgb
     outputs["views"] = save_image(out / "views.png", image_grid(views.permute(0, 2, 3, 1), 4))
     frames = turntable_frames(final, state.ws, cfg.turntable_frames, cfg.turntable_resolution)

@@ -13,9 +13,8 @@ from torch import Tensor, nn
 
 from dreamlift.cameras import Cameras
 from dreamlift.generators.base import Generator3D
-from dreamlift.methods.invert.inputs import Pose, render_world_head
+from dreamlift.methods.invert.inputs import Pose, pose_cameras, render_world_head
 from dreamlift.metrics.image import masked_psnr
-from dreamlift.world.heads import head_cameras
 
 NOVEL_POSES = (Pose(-40.0, 10.0), Pose(40.0, 10.0), Pose(0.0, 45.0))
 """±40° of yaw and a view from above: the views a single-image inversion must invent."""
@@ -52,9 +51,7 @@ def novel_view_scores(
     network the mean cosine similarity of each novel view's identity embedding with the true
     view's (``novel_identity``: whether the invented views are still the same person)."""
     truth = render_world_head(head, list(poses), resolution)
-    cams = head_cameras(
-        torch.tensor([p.yaw for p in poses]), torch.tensor([p.pitch for p in poses]), resolution
-    )
+    cams = pose_cameras(poses, resolution)
     planes = gen.synthesis(ws)
     pred = gen.render(planes, cams.to(planes.device)).rgb.cpu()
     whole = [masked_psnr(pred[i], truth["rgb"][i]) for i in range(len(poses))]
@@ -125,9 +122,7 @@ def mesh_silhouette_iou(
     """Mean IoU of the mesh's silhouettes against the true head's at 8 views around it."""
     poses = list(SILHOUETTE_POSES)
     truth = render_world_head(head, poses, resolution)["alpha"][:, 0] > 0.5
-    cams = head_cameras(
-        torch.tensor([p.yaw for p in poses]), torch.tensor([p.pitch for p in poses]), resolution
-    )
+    cams = pose_cameras(poses, resolution)
     pred = mesh_silhouettes(vertices, faces, cams)
     inter = (pred & truth).flatten(1).sum(1).float()
     union = (pred | truth).flatten(1).sum(1).float().clamp(min=1)
