@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from dreamlift.devices import resolve_device
-from dreamlift.errors import CheckpointError
 from dreamlift.methods.blend.align import Warp
 from dreamlift.methods.blend.inputs import BlendRequest, load_inputs
 from dreamlift.methods.blend.masks import read_mask
@@ -52,8 +51,7 @@ def run_blend(
 ) -> dict:
     """Run a blend into ``out``; returns the summary (also written to summary.json)."""
     from dreamlift.methods.blend.scores import score_world_blend
-    from dreamlift.zoo.recipes.head_nets import HeadNet
-    from dreamlift.zoo.registry import model_folder
+    from dreamlift.zoo.recipes.head_nets import load_head_net
 
     cfg = request.config
     out = Path(out)
@@ -63,9 +61,7 @@ def run_blend(
     given_mask = read_mask(Path(request.mask), cfg.resolution) if request.mask else None
     device = str(resolve_device(cfg.device))
     gen = load_generator(cfg.generator, device)
-    parser = HeadNet.from_pretrained(model_folder(cfg.parts_net))  # parts, and the ICP's head
-    if parser.cfg.task != "parts":
-        raise CheckpointError(f"{cfg.parts_net} is a {parser.cfg.task} network, not a parser")
+    parser = load_head_net(cfg.parts_net, "parts")  # parts, and the ICP's head
     distance = load_feature_distance(lpips=cfg.lpips)
     run.prepare()
     run.write_config(request)

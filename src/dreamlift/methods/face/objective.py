@@ -29,6 +29,7 @@ from dreamlift.generators.base import Generator3D
 from dreamlift.guidance.base import GuidanceInput, make_guidance
 from dreamlift.methods.face.config import FaceConfig
 from dreamlift.methods.invert.optimize import Target, reconstruction_loss
+from dreamlift.methods.invert.scores import identity_embedding
 from dreamlift.metrics.perceptual import FeatureDistance
 from dreamlift.priors import DiffusionPrior
 from dreamlift.world.heads import head_cameras
@@ -52,14 +53,6 @@ class FaceGoal:
     prompt: str | None = None
     light: Tensor | None = None
     """(9,) SH coefficients in the head's frame."""
-
-
-def identity_embedding(net: nn.Module, images: Tensor) -> Tensor:
-    """Unit embeddings of renders (B, 3, H, W) at the network's own resolution."""
-    size = net.cfg.resolution
-    if images.shape[-1] != size:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    return net(images)
 
 
 STAGE_SEEDS = {"wplus": 1, "pti": 2}
@@ -174,4 +167,4 @@ class FaceObjective:
         return loss, self.last_info
 
 
-__all__ = ["FaceGoal", "FaceModels", "FaceObjective", "identity_embedding"]
+__all__ = ["FaceGoal", "FaceModels", "FaceObjective"]

@@ -48,6 +48,7 @@ from dreamlift.methods.invert.run import load_generator, turntable_frames, write
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
 from dreamlift.utils.timing import SectionTimer
+from dreamlift.zoo.recipes.head_nets import load_head_net
 
 STAGES_DIR = "stages"
 COMPARE_YAWS = (-45.0, -20.0, 0.0, 20.0, 45.0)
@@ -61,17 +62,6 @@ class FaceInput:
     target: Target | None
     pose: Pose
     pose_from: str
-
-
-def load_head_net(name: str, task: str):  # noqa: ANN201
-    """A head network of ``task`` from a zoo name or folder; ModelError when it is another."""
-    from dreamlift.zoo.recipes.head_nets import HeadNet
-    from dreamlift.zoo.registry import model_folder
-
-    net = HeadNet.from_pretrained(model_folder(name))
-    if net.cfg.task != task:
-        raise ModelError(f"{name} is a {net.cfg.task} network, not a {task} network")
-    return net
 
 
 def load_face_prior(name: str, device: str):  # noqa: ANN201

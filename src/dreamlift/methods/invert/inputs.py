@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlift.cameras import Cameras
-from dreamlift.errors import DataError, ModelError
+from dreamlift.errors import DataError
 from dreamlift.world.heads import HeadParams, check_head_seed, head_cameras, head_params
 from dreamlift.world.heads_geometry import render_head
 from dreamlift.world.lighting import Lighting
@@ -48,12 +48,9 @@ def estimate_pose(image: Tensor | Path, estimator: str | Path = "toy-pose") -> P
     does not depend on the inversion's resolution) or (1, 3, H, W) in [0, 1]; ``estimator`` a
     zoo name or folder of a ``pose`` head network (toy-pose: 0.81° mean error on held-out
     world heads)."""
-    from dreamlift.zoo.recipes.head_nets import HeadNet
-    from dreamlift.zoo.registry import model_folder
+    from dreamlift.zoo.recipes.head_nets import load_head_net
 
-    net = HeadNet.from_pretrained(model_folder(estimator))
-    if net.cfg.task != "pose":
-        raise ModelError(f"{estimator} is a {net.cfg.task} network, not a pose estimator")
+    net = load_head_net(estimator, "pose")
     size = net.cfg.resolution
     if isinstance(image, Path):
         image = load_photo(image, size)

@@ -26,16 +26,20 @@ def head_pixels(alpha: Tensor) -> Tensor:
     return F.max_pool2d((alpha > 0.5).float(), 3, 1, 1)
 
 
+def identity_embedding(identity: nn.Module, images: Tensor) -> Tensor:
+    """Unit embeddings of images (N, 3, H, W) at the identity network's own resolution
+    (toy-id: 64 px, ArcFace's role); differentiable, for identity losses."""
+    size = identity.cfg.resolution
+    if images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear")
+    return identity(images.float())
+
+
 def identity_similarity(identity: nn.Module, a: Tensor, b: Tensor) -> Tensor:
     """Cosine similarity (N,) of an identity network's embeddings of image batches ``a`` and
-    ``b`` (N, 3, H, W), at the network's own resolution (toy-id: 64 px, ArcFace's role)."""
-    size = identity.cfg.resolution
-    a, b = (
-        F.interpolate(x, size=(size, size), mode="bilinear") if x.shape[-1] != size else x
-        for x in (a, b)
-    )
+    ``b`` (N, 3, H, W)."""
     with torch.no_grad():
-        return (identity(a.float()) * identity(b.float())).sum(-1)
+        return (identity_embedding(identity, a) * identity_embedding(identity, b)).sum(-1)
 
 
 @torch.no_grad()

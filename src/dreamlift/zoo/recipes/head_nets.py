@@ -211,10 +211,23 @@ class HeadNet(nn.Module):
         return net.eval()
 
 
-def load_head_net(name: str) -> HeadNet:
-    from dreamlift.zoo.registry import resolve
+TASK_ROLES: dict[str, str] = {
+    "pose": "pose estimator",
+    "parts": "parser",
+    "light": "light estimator",
+    "id": "identity network",
+}
 
-    return HeadNet.from_pretrained(resolve(name))
+
+def load_head_net(name: str | Path, task: Task | None = None) -> HeadNet:
+    """A head network by zoo name or folder; with ``task``, a one-line ModelError when the
+    folder holds a network of another task (``toy-id`` given where a parser is needed)."""
+    from dreamlift.zoo.registry import model_folder
+
+    net = HeadNet.from_pretrained(model_folder(name))
+    if task is not None and net.cfg.task != task:
+        raise ModelError(f"{name} is a {net.cfg.task} network, not a {TASK_ROLES[task]}")
+    return net
 
 
 # ---------------------------------------------------------------------------- metrics
