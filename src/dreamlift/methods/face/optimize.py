@@ -8,8 +8,7 @@ autocorrelation penalty (weight 1e3); the tri-plane generator here has no noise 
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +17,7 @@ from torch import Tensor
 from dreamlift.errors import TrainingError
 from dreamlift.generators.base import Generator3D
 from dreamlift.methods.face.objective import FaceObjective
-from dreamlift.methods.invert.optimize import anchor_loss, ramp
+from dreamlift.methods.invert.optimize import anchor_loss, ramp, tune_copy
 
 Progress = Callable[[str, int, int, float], None]
 """progress(stage, steps done, stage steps, loss)."""
@@ -102,31 +101,20 @@ def tune_generator(
     """Stage B: a copy of the generator fine-tuned with the pivot frozen, every weight, under
     the same objective (paper Eq. 8), plus the inversion's anchor when it sets one (the
     paper preset's is none: plain PTI)."""
-    if not isinstance(gen, torch.nn.Module):
-        raise TrainingError("pivotal tuning needs a torch generator")
     inv = objective.cfg.inversion
-    tuned = copy.deepcopy(gen).train().requires_grad_(True)
-    frozen = gen.eval().requires_grad_(False)
-    opt = torch.optim.Adam(
-        [p for p in tuned.parameters() if p.requires_grad], lr=inv.pti_lr, betas=inv.pti_betas
-    )
     rng = torch.Generator().manual_seed(inv.seed + 17)
     target = objective.goal.target
     ws = ws.detach()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = inv.pti_lr * ramp(step, steps)
+
+    def losses(tuned: Generator3D, frozen: Generator3D, step: int) -> Iterator[Tensor]:
         loss, terms = objective(tuned, ws, step, steps)
         if target is not None:
             loss = loss + anchor_loss(tuned, frozen, ws, target, inv, rng, None)
         _check(loss, "pti", step, terms)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        yield loss
         history.add("pti", step, steps, terms)
-        if progress:
-            progress("pti", step + 1, steps, float(loss.detach()))
-    return tuned.eval().requires_grad_(False)
+
+    return tune_copy(gen, inv, steps, losses, progress)
 
 
 __all__ = ["History", "fit_wplus", "tune_generator", "w_spread"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -134,28 +134,51 @@ def joint_pivotal_tuning(
     in turn within every iteration (BlendNeRF's joint inversion of the original and the
     reference, arXiv:2302.06608 §3.1: one generator then renders both). With one pair it is
     plain PTI."""
+    rng = torch.Generator().manual_seed(cfg.seed + 17)
+    samples = cfg.samples if cfg.samples[0] else None
+
+    def losses(tuned: Generator3D, frozen: Generator3D, step: int) -> Iterator[Tensor]:
+        for ws, target in pivots:
+            ws = ws.detach()
+            image = tuned.render(tuned.synthesis(ws), target.camera, samples=samples).rgb
+            loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
+            yield loss + anchor_loss(tuned, frozen, ws, target, cfg, rng, samples)
+
+    return tune_copy(gen, cfg, cfg.pti_steps, losses, progress)
+
+
+StepLosses = Callable[[Generator3D, Generator3D, int], Iterator[Tensor]]
+"""step_losses(tuned, frozen, step): the losses of one iteration, one optimiser step each."""
+
+
+def tune_copy(
+    gen: Generator3D,
+    cfg: InvertConfig,
+    steps: int,
+    step_losses: StepLosses,
+    progress: Progress | None = None,
+) -> Generator3D:
+    """A copy of ``gen`` fine-tuned with PTI's optimiser (Adam at ``cfg.pti_lr`` and
+    ``cfg.pti_betas``, the projector's ramp), every weight, one optimiser step per loss that
+    ``step_losses`` yields. The input generator is left untouched and handed to
+    ``step_losses`` frozen, for anchors; every pivotal tuning (plain, joint, FaceDNeRF's
+    stage B) is this loop with its own losses."""
     if not isinstance(gen, torch.nn.Module):
         raise TrainingError("pivotal tuning needs a torch generator")
     tuned = copy.deepcopy(gen).train().requires_grad_(True)
     frozen = gen.eval().requires_grad_(False)
     params = [p for p in tuned.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.pti_lr, betas=cfg.pti_betas)
-    rng = torch.Generator().manual_seed(cfg.seed + 17)
-    samples = cfg.samples if cfg.samples[0] else None
-    for step in range(cfg.pti_steps):
+    for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = cfg.pti_lr * ramp(step, cfg.pti_steps)
-        for ws, target in pivots:
-            ws = ws.detach()
-            image = tuned.render(tuned.synthesis(ws), target.camera, samples=samples).rgb
-            loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
-            loss = loss + anchor_loss(tuned, frozen, ws, target, cfg, rng, samples)
+            group["lr"] = cfg.pti_lr * ramp(step, steps)
+        for loss in step_losses(tuned, frozen, step):
             _check(loss, "pti", step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         if progress:
-            progress("pti", step + 1, cfg.pti_steps, float(loss.detach()))
+            progress("pti", step + 1, steps, float(loss.detach()))
     return tuned.eval().requires_grad_(False)
 
 
