@@ -369,6 +369,18 @@ def test_stock_pipeline_loads_the_folder_and_samples_the_same(folders, prior):
     torch.testing.assert_close(prior.decode(ours), (image / 2 + 0.5).clamp(0, 1), atol=1e-4, rtol=0)
 
 
+def test_sampling_from_a_middle_step_continues_the_chain(prior):
+    """``start=k`` (SDEdit's entry point) picks the chain up where step k−1 left it."""
+    text = prior.embed_text(PROMPT)
+    latents = prior.initial_latents(1, torch.Generator().manual_seed(3))
+    seen: dict[int, torch.Tensor] = {}
+    full = prior.sample(
+        text, 10, 7.5, latents=latents, callback=lambda i, t, z: seen.setdefault(i, z.clone())
+    )
+    rest = prior.sample(text, 10, 7.5, latents=seen[3], start=4)
+    assert torch.equal(rest, full)
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -283,17 +283,22 @@ class DiffusionPrior:
         depth: Tensor | None = None,
         null_embeddings: Sequence[Tensor] | None = None,
         callback: StepCallback | None = None,
+        start: int = 0,
     ) -> Tensor:
         """DDIM sampling (eta=0) from ``latents`` (default: fresh noise) to clean latents.
 
         ``null_embeddings`` (from :meth:`null_text_inversion`) replace the unconditional
-        branch step by step; ``callback(i, t, latents)`` runs after each step.
+        branch step by step; ``callback(i, t, latents)`` runs after each step. ``start``
+        skips the grid's first steps: ``latents`` are then noised to ``timesteps(num_steps)
+        [start]`` (SDEdit, arXiv:2108.01073: an image's latent noised part way, denoised).
         """
         z = self.initial_latents(len(text), generator) if latents is None else latents.float()
         ts = self.timesteps(num_steps)
         if null_embeddings is not None and len(null_embeddings) != len(ts):
             raise ValueError(f"{len(null_embeddings)} null embeddings for {len(ts)} steps")
         for i, t in enumerate(ts):
+            if i < start:
+                continue
             step_text = text if null_embeddings is None else text.with_uncond(null_embeddings[i])
             eps = self.predict_eps(z, t, step_text, guidance_scale, depth)
             z = self.ddim_step(z, t, self.previous_timestep(t, num_steps), eps)

@@ -44,9 +44,7 @@ def sdedit(
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(z.shape, generator=gen).to(z)
     z = prior.add_noise(z, noise, timesteps[start])
-    for t in timesteps[start:]:
-        eps = prior.predict_eps(z, t, text, guidance_scale)
-        z = prior.ddim_step(z, t, prior.previous_timestep(t, steps), eps)
+    z = prior.sample(text, steps, guidance_scale, latents=z, start=start)
     edited = prior.decode(z)
     if edited.shape[-1] != image.shape[-1]:
         edited = torch.nn.functional.interpolate(edited, size=image.shape[-2:], mode="bilinear")
