@@ -232,9 +232,11 @@ def run_face(
                 "crop like the generator's training views?"
             )
     stage_s = timings["wplus_s"] + timings["pti_s"]
-    prior_s = sum(timer.seconds.get(k, 0.0) for k in ("unet", "vae_encode"))
+    from dreamlift.methods.generate.timing import PRIOR_PARTS
+
+    prior_s = sum(timer.seconds.get(k, 0.0) for k in PRIOR_PARTS)
     metrics["prior_share"] = prior_s / stage_s if stage_s > 0 and resumed == [] else None
-    metrics["prior_seconds"] = {k: v for k, v in timer.seconds.items()}
+    metrics["prior_seconds"] = dict(timer.seconds)
     if request.is_world:
         t0 = time.perf_counter()
         metrics.update(score_world_face(request, final, ws, ws_rec, gen, parts, models))
