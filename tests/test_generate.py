@@ -79,9 +79,10 @@ def test_presets_and_config_round_trip():
         build_config("fast", field="voxels")
 
 
-def test_the_quick_presets_gaussian_layer_applies_to_gaussians_only():
+def test_the_presets_gaussian_layers_apply_to_gaussians_only():
     """The 300-step Gaussian schedule is the quick preset's for Gaussians; NeRF keeps fast's
-    600 steps, anything given wins, and fast is untouched."""
+    600 steps, anything given wins; fast's Gaussians share the quick start on 600 steps and
+    stop at convergence, its NeRF does neither."""
     gs = build_config("quick", prompt="a red cube")
     assert gs.steps == 300 and gs.resolution_warmup == ((0, 0.5), (75, 1.0))
     assert gs.gaussians.init_opacity == 0.3 and gs.gaussians.densify_until == 225
@@ -91,7 +92,11 @@ def test_the_quick_presets_gaussian_layer_applies_to_gaussians_only():
     given = build_config("quick", prompt="a red cube", steps=450, gaussians={"init_opacity": 0.2})
     assert given.steps == 450 and given.gaussians.init_opacity == 0.2
     fast = build_config("fast", prompt="a red cube")
-    assert fast.steps == 600 and fast.gaussians.init_opacity == 0.1
+    assert fast.steps == 600 and fast.gaussians.init_opacity == 0.3
+    assert fast.gaussians.densify_until == 450 and fast.convergence.enabled
+    assert not build_config("quick", prompt="a red cube").convergence.enabled
+    fast_nerf = build_config("fast", prompt="a red cube", field="nerf")
+    assert fast_nerf.nerf.samples_per_ray == 32 and not fast_nerf.convergence.enabled
 
 
 def test_nested_overrides_merge_into_the_preset_and_set_reads_dotted_keys():

@@ -82,6 +82,8 @@ class LoopResult:
     timings: dict[str, float] = field(default_factory=dict)
     out_of_time: bool = False
     """Whether the time budget stopped the run before ``settings.steps``."""
+    stopped_early: bool = False
+    """Whether ``until`` stopped the run before ``settings.steps`` (e.g. converged)."""
     optimizer: torch.optim.Optimizer | None = None
     """The optimiser as it ended (a next stage may carry its moments on)."""
 
@@ -232,6 +234,7 @@ def optimize(
     make_optimizer: Callable[[], torch.optim.Optimizer] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     on_record: Callable[[dict], None] | None = None,
+    until: Callable[[int], bool] | None = None,
 ) -> LoopResult:
     """Run ``settings.steps`` steps (continuing from the checkpoint when ``resume``).
 
@@ -244,6 +247,10 @@ def optimize(
     the optimiser (default: over all of the field's groups); ``optimizer`` is one to start
     with instead (a stage that carries the previous stage's moments on). ``on_record(record)``
     sees each logged record once it is written (a live viewer); its time is the loop's.
+    ``until(steps_done)``, asked after every step (its time is the loop's), ends the run early
+    when it says True, with a logged record and a checkpoint as at the last step; it keeps what
+    it needs to decide in ``state``, so a resumed run stops where the uninterrupted one does
+    (asked once at the resumed step, it may say the run has already ended).
     Timings: ``step_s`` = ``loss_s`` + ``backward_s`` + ``optimizer_s`` (the optimiser's step)
     + ``densify_s`` (the field's structural hooks), ``log_s`` in ``on_log``, and ``loop_s``,
     the loop's wall time less ``log_s`` (what the time budget is compared with).
@@ -273,11 +280,14 @@ def optimize(
         return time.perf_counter() - began - timings["log_s"]
 
     last_good, done, out_of_time = start, start, False
+    # A resumed run that had already stopped early takes no further step.
+    stopped_early = until is not None and 0 < start < settings.steps and until(start)
+    end = start if stopped_early else settings.steps
     progress = progress_bar(disable=settings.quiet)
     began = time.perf_counter()
     with StopRequests() as stop, progress:
         task = progress.add_task(description, total=settings.steps, completed=start, status="")
-        for step in range(start, settings.steps):
+        for step in range(start, end):
             t0 = now()
             opt.zero_grad(set_to_none=True)
             loss, logs, out = step_loss(step)
@@ -309,7 +319,8 @@ def optimize(
             done = step + 1
             budget = settings.time_budget_s
             out_of_time = budget is not None and done < settings.steps and loop_seconds() >= budget
-            last = done == settings.steps or out_of_time
+            stopped_early = until is not None and done < settings.steps and until(done)
+            last = done == settings.steps or out_of_time or stopped_early
             if done % settings.log_every == 0 or last:
                 record = {"step": done, "loss": loss_value, "time_s": loop_seconds(), **logs}
                 if settings.stage:
@@ -338,10 +349,10 @@ def optimize(
                     f"stopped at step {done}; a checkpoint was written",
                     "rerun the same command with --resume to continue",
                 )
-            if out_of_time:
+            if out_of_time or stopped_early:
                 break
     timings["loop_s"] = loop_seconds()
     steps_done = done - start
     if steps_done:
         timings["iterations_per_s"] = steps_done / max(timings["step_s"], 1e-9)
-    return LoopResult(fld, done, start, timings, out_of_time, opt)
+    return LoopResult(fld, done, start, timings, out_of_time, opt, stopped_early)

@@ -48,6 +48,11 @@ def generate_command(
     turntable_size: int | None = typer.Option(
         None, min=16, max=2048, help="Turntable video size in pixels [256]."
     ),
+    all_steps: bool = typer.Option(
+        False,
+        "--all-steps",
+        help="Run every step: no stop once the silhouettes stop changing (fast preset).",
+    ),
     ray: bool = typer.Option(
         False, "--ray", help="--prompts as Ray tasks, one a prompt (pip install '.[ray]')."
     ),
@@ -83,6 +88,7 @@ def generate_command(
         "time_budget_s": time_budget,
         "profile": True if profile else None,
         "turntable_size": turntable_size,
+        "convergence": {"enabled": False} if all_steps else None,
     }
     if prompts is not None:
         if prompt is not None:

@@ -36,6 +36,7 @@ from dreamlift.loop import LoopSettings, optimize
 from dreamlift.methods.common import priors
 from dreamlift.methods.common.folders import open_run
 from dreamlift.methods.generate.config import GenerateConfig
+from dreamlift.methods.generate.convergence import ConvergenceStop
 from dreamlift.methods.generate.outputs import write_outputs
 from dreamlift.methods.generate.prompts import resolve_prompt, world_description
 from dreamlift.methods.generate.scoring import EvalCurve, described_asset, world_scores
@@ -131,6 +132,10 @@ def generate(
         quiet=quiet,
         time_budget_s=cfg.time_budget_s,
     )
+    state: dict[str, Any] = {}
+    until = None
+    if cfg.convergence.enabled:
+        until = ConvergenceStop(cfg.convergence, fld, cfg.steps, state)
     curve = None
     if cfg.eval_every > 0 and desc is not None:
         curve = EvalCurve(fld, desc, cfg.eval_every)
@@ -147,6 +152,8 @@ def generate(
             backward=step_loss.backward,
             sync=sync,
             on_record=watch(fld) if watch is not None else None,
+            state=state,
+            until=until,
         )
     timings.update({"train_s": result.timings.get("step_s", 0.0)})
     timings.update({k: v for k, v in result.timings.items() if k != "step_s"})
@@ -155,6 +162,17 @@ def generate(
 
     fld.eval()
     metrics: dict[str, Any] = {"steps_done": result.steps_done, "out_of_time": result.out_of_time}
+    notes = []
+    if until is not None:
+        timings["convergence_s"] = until.seconds
+        metrics["converged_at"] = until.converged_at
+        metrics["convergence_ious"] = until.record["history"]
+        if until.converged_at is not None:
+            notes.append(
+                f"converged at step {until.converged_at} of {cfg.steps}: the silhouettes "
+                f"changed by less than {1 - cfg.convergence.threshold:.0%} in "
+                f"{cfg.convergence.patience} checks in a row (--all-steps runs every step)"
+            )
     if result.out_of_time:
         warnings.append(f"time budget reached: stopped after {result.steps_done}/{cfg.steps} steps")
     if curve is not None:
@@ -191,5 +209,6 @@ def generate(
         "timings": timings,
         "outputs": outputs,
         "warnings": warnings,
+        "notes": notes,
         "iteration_split": split,
     }

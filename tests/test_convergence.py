@@ -1,0 +1,122 @@
+"""Stopping at convergence: the test on a still and a moving field, and a generate run that
+stops early, resumes to the same stop bit for bit, and stays stopped when resumed again."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("diffusers")
+
+from dreamlift.errors import ConfigError  # noqa: E402
+from dreamlift.fields.gaussians import GaussianField, GaussiansConfig  # noqa: E402
+from dreamlift.methods import generate as gen  # noqa: E402
+from dreamlift.methods.generate.convergence import (  # noqa: E402
+    ConvergenceConfig,
+    ConvergenceStop,
+    pack_mask,
+    unpack_mask,
+)
+from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
+from dreamlift.zoo.tokenizer import caption_words  # noqa: E402
+
+FAST = {"turntable_frames": 4, "score": False, "log_every": 1, "checkpoint_every": 3}
+
+
+def ball(seed: int = 0) -> GaussianField:
+    config = GaussiansConfig(num_init=400, init_mode="random", init_radius=0.5, init_opacity=0.9)
+    return GaussianField(config, torch.Generator().manual_seed(seed))
+
+
+def test_masks_survive_packing():
+    mask = torch.rand(3, 9, 7, generator=torch.Generator().manual_seed(0)) > 0.5
+    assert torch.equal(unpack_mask(pack_mask(mask), (3, 9, 7)), mask)
+
+
+def test_a_still_field_converges_after_patience_checks_and_not_before_min_fraction():
+    fld = ball()
+    cfg = ConvergenceConfig(enabled=True, every=2, patience=2, min_fraction=0.5, size=32)
+    stop = ConvergenceStop(cfg, fld, total_steps=20, state={})
+    silhouettes = stop.silhouettes()
+    assert 0.05 < silhouettes.float().mean() < 0.6  # the ball is seen, not the whole frame
+    said = [stop(done) for done in range(1, 21)]
+    # checks at 2 (nothing to compare), 4 and 6 pass, but the run is 30 % done: not before 10
+    assert said.index(True) == 9 and all(said[9:])
+    assert stop.converged_at == 10
+    assert [step for step, _ in stop.record["history"]] == [4, 6, 8, 10]
+    assert all(iou == 1.0 for _, iou in stop.record["history"])
+
+
+def test_a_moving_field_does_not_converge():
+    fld = ball()
+    cfg = ConvergenceConfig(enabled=True, every=1, patience=1, min_fraction=0.0, size=32)
+    stop = ConvergenceStop(cfg, fld, total_steps=6, state={})
+    for done in range(1, 6):
+        with torch.no_grad():
+            fld.means.add_(torch.tensor([0.15, 0.0, 0.0]))  # the ball slides sideways
+        assert not stop(done)
+    ious = [iou for _, iou in stop.record["history"]]
+    assert len(ious) == 4 and max(ious) < 0.98
+
+
+def test_bad_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="threshold"):
+        gen.build_config("fast", prompt="a red cube", convergence={"threshold": 1.5})
+    with pytest.raises(ConfigError, match="every"):
+        gen.build_config("fast", prompt="a red cube", convergence={"every": 0})
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_sd_convergence")
+    config = TinySDConfig(unet_channels=(16, 32, 32))
+    return save_tiny_sd(root / "sd", sample_size=8, config=config, seed=0, words=caption_words())
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    return dict(load_file(path / "checkpoint.safetensors"))
+
+
+def test_generate_stops_when_converged_and_resumes_to_the_same_stop(tmp_path, tiny_sd, monkeypatch):
+    # A threshold every check passes: checks at 2 (first), 4, 6 -> converged at 6 of 12.
+    rule = {"enabled": True, "every": 2, "patience": 2, "min_fraction": 0.5, "threshold": 1e-9}
+    cfg = gen.build_config(
+        "fast", prompt="a red cube", prior=str(tiny_sd), steps=12, convergence=rule, **FAST
+    )
+    full = gen.generate(cfg, tmp_path / "full", quiet=True)
+    assert full["metrics"]["steps_done"] == 6 and full["metrics"]["converged_at"] == 6
+    assert [s for s, _ in full["metrics"]["convergence_ious"]] == [4, 6]
+    records = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").open()]
+    assert records[-1]["step"] == 6
+
+    original = gen.TextTo3D.__call__
+
+    def dies_after_the_checkpoint(self, step):
+        if step == 4:
+            raise KeyboardInterrupt  # like SIGKILL: the step-3 checkpoint is on disk
+        return original(self, step)
+
+    monkeypatch.setattr(gen.TextTo3D, "__call__", dies_after_the_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate(cfg, tmp_path / "cut", quiet=True)
+    monkeypatch.setattr(gen.TextTo3D, "__call__", original)
+    cut = gen.generate(gen.resume_config(tmp_path / "cut"), tmp_path / "cut", resume=True)
+    assert cut["metrics"]["converged_at"] == 6 and cut["metrics"]["steps_done"] == 6
+    a, b = _tensors(tmp_path / "full"), _tensors(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # Resumed once more, a converged run takes no further step.
+    again = gen.generate(gen.resume_config(tmp_path / "cut"), tmp_path / "cut", resume=True)
+    assert again["metrics"]["steps_done"] == 6 and again["iteration_split"]["iterations"] == 0
+    c = _tensors(tmp_path / "cut")
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_the_fast_preset_stops_at_convergence_and_the_paper_preset_does_not():
+    assert gen.build_config("fast", prompt="a red cube").convergence.enabled
+    assert not gen.build_config("paper", prompt="a red cube").convergence.enabled
+    assert not gen.build_config("fast", prompt="a red cube", field="nerf").convergence.enabled
