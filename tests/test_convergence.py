@@ -41,14 +41,15 @@ def test_a_still_field_converges_after_patience_checks_and_not_before_min_fracti
     fld = ball()
     cfg = ConvergenceConfig(enabled=True, every=2, patience=2, min_fraction=0.5, size=32)
     stop = ConvergenceStop(cfg, fld, total_steps=20, state={})
-    silhouettes = stop.silhouettes()
+    silhouettes, colour = stop.silhouettes()
     assert 0.05 < silhouettes.float().mean() < 0.6  # the ball is seen, not the whole frame
+    assert all(0.0 <= c < 0.9 for c in colour)  # its grey-ish colour, not the white background
     said = [stop(done) for done in range(1, 21)]
     # checks at 2 (nothing to compare), 4 and 6 pass, but the run is 30 % done: not before 10
     assert said.index(True) == 9 and all(said[9:])
     assert stop.converged_at == 10
-    assert [step for step, _ in stop.record["history"]] == [4, 6, 8, 10]
-    assert all(iou == 1.0 for _, iou in stop.record["history"])
+    assert [step for step, _, _ in stop.record["history"]] == [4, 6, 8, 10]
+    assert all(iou == 1.0 and moved == 0.0 for _, iou, moved in stop.record["history"])
 
 
 def test_a_moving_field_does_not_converge():
@@ -59,8 +60,20 @@ def test_a_moving_field_does_not_converge():
         with torch.no_grad():
             fld.means.add_(torch.tensor([0.15, 0.0, 0.0]))  # the ball slides sideways
         assert not stop(done)
-    ious = [iou for _, iou in stop.record["history"]]
+    ious = [iou for _, iou, _ in stop.record["history"]]
     assert len(ious) == 4 and max(ious) < 0.98
+
+
+def test_a_field_changing_colour_in_place_does_not_converge():
+    fld = ball()
+    cfg = ConvergenceConfig(enabled=True, every=1, patience=1, min_fraction=0.0, size=32)
+    stop = ConvergenceStop(cfg, fld, total_steps=6, state={})
+    for done in range(1, 6):
+        with torch.no_grad():
+            fld.features_dc.add_(0.3)  # the same silhouette, brighter each check
+        assert not stop(done)
+    history = stop.record["history"]
+    assert all(iou == 1.0 and moved > 0.025 for _, iou, moved in history)
 
 
 def test_bad_settings_are_config_errors():
@@ -82,14 +95,15 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_generate_stops_when_converged_and_resumes_to_the_same_stop(tmp_path, tiny_sd, monkeypatch):
-    # A threshold every check passes: checks at 2 (first), 4, 6 -> converged at 6 of 12.
+    # Thresholds every check passes: checks at 2 (first), 4, 6 -> converged at 6 of 12.
     rule = {"enabled": True, "every": 2, "patience": 2, "min_fraction": 0.5, "threshold": 1e-9}
+    rule["colour_change"] = 1.0
     cfg = gen.build_config(
         "fast", prompt="a red cube", prior=str(tiny_sd), steps=12, convergence=rule, **FAST
     )
     full = gen.generate(cfg, tmp_path / "full", quiet=True)
     assert full["metrics"]["steps_done"] == 6 and full["metrics"]["converged_at"] == 6
-    assert [s for s, _ in full["metrics"]["convergence_ious"]] == [4, 6]
+    assert [h[0] for h in full["metrics"]["convergence_ious"]] == [4, 6]
     records = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").open()]
     assert records[-1]["step"] == 6
 

@@ -7,12 +7,14 @@ step 550; a run that stops when its own silhouettes stop moving spends the steps
 change and no others (docs/benchmarks.md, "Stopping at convergence").
 
 The test: every ``every`` steps the field is rendered at ``views`` fixed cameras around the
-object (evenly spaced azimuths at one elevation, white background, no gradient) and its
-silhouettes (opacity > 0.5) are compared with those of the previous check. The run is
-converged once their IoU has been at least ``threshold`` for ``patience`` checks in a row,
-and not before ``min_fraction`` of the planned steps. The previous silhouettes and the count
-live in the loop's checkpointed ``state``, so a resumed run stops where the uninterrupted
-one does.
+object (evenly spaced azimuths at one elevation, white background, no gradient); its
+silhouettes (opacity > 0.5) and its mean colour inside them are compared with those of the
+previous check. A check passes when the silhouette IoU is at least ``threshold`` and no
+channel of the mean colour moved more than ``colour_change``; the run is converged once
+``patience`` checks in a row have passed, and not before ``min_fraction`` of the planned
+steps. The colour matters: a blue sphere's silhouette had settled at step 300 while its blue
+was still too grey to be named. The previous silhouettes, colour and the count live in the
+loop's checkpointed ``state``, so a resumed run stops where the uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class ConvergenceConfig:
     step)."""
     threshold: float = 0.98
     """Silhouette IoU between two consecutive checks that counts as "not moving"."""
+    colour_change: float = 0.025
+    """Most a channel of the mean colour inside the silhouettes may move between checks."""
     patience: int = 2
     """Checks in a row that must pass."""
     min_fraction: float = 0.4
@@ -59,10 +63,14 @@ def check_convergence_config(cfg: ConvergenceConfig) -> None:
             f"convergence needs every, patience, views >= 1 and size in [8, 512], got "
             f"every={cfg.every}, patience={cfg.patience}, views={cfg.views}, size={cfg.size}"
         )
-    if not 0.0 < cfg.threshold <= 1.0 or not 0.0 <= cfg.min_fraction <= 1.0:
+    if (
+        not 0.0 < cfg.threshold <= 1.0
+        or not 0.0 <= cfg.min_fraction <= 1.0
+        or not 0.0 < cfg.colour_change <= 1.0
+    ):
         raise ConfigError(
-            f"convergence threshold must be in (0, 1] and min_fraction in [0, 1], got "
-            f"{cfg.threshold} and {cfg.min_fraction}"
+            f"convergence threshold and colour_change must be in (0, 1] and min_fraction in "
+            f"[0, 1], got {cfg.threshold}, {cfg.colour_change} and {cfg.min_fraction}"
         )
 
 
@@ -80,7 +88,8 @@ def unpack_mask(text: str, shape: tuple[int, ...]) -> Tensor:
 class ConvergenceStop:
     """``stop(done)`` after each step: True once the run has converged (then at every later
     call). Its record is ``state[STATE_KEY]``: the step of the last check, its silhouettes,
-    the passing checks in a row, the IoU history and the step it converged at."""
+    their mean colour, the passing checks in a row, the history (step, silhouette IoU, colour
+    change) and the step it converged at."""
 
     def __init__(self, cfg: ConvergenceConfig, fld: Field, total_steps: int, state: dict):
         self.cfg, self.field, self.total = cfg, fld, total_steps
@@ -106,19 +115,23 @@ class ConvergenceStop:
         if done % self.cfg.every or done == rec["step"]:
             return False
         t0 = time.perf_counter()
-        mask = self.silhouettes()
+        mask, colour = self.silhouettes()
         if "mask" in rec:
             iou = mask_iou(mask, unpack_mask(rec["mask"], self.shape))
-            rec["history"].append([done, round(iou, 5)])
-            rec["streak"] = rec["streak"] + 1 if iou >= self.cfg.threshold else 0
-        rec.update(step=done, mask=pack_mask(mask))
+            moved = max(abs(a - b) for a, b in zip(colour, rec["colour"], strict=True))
+            rec["history"].append([done, round(iou, 5), round(moved, 5)])
+            still = iou >= self.cfg.threshold and moved <= self.cfg.colour_change
+            rec["streak"] = rec["streak"] + 1 if still else 0
+        rec.update(step=done, mask=pack_mask(mask), colour=colour)
         if rec["streak"] >= self.cfg.patience and done >= self.cfg.min_fraction * self.total:
             rec["converged_at"] = done
         self.seconds += time.perf_counter() - t0
         return rec.get("converged_at") is not None
 
     @torch.no_grad()
-    def silhouettes(self) -> Tensor:
+    def silhouettes(self) -> tuple[Tensor, list[float]]:
+        """The silhouettes at the fixed views and the mean colour inside them (white where
+        there are none)."""
         fld = self.field
         device = next(fld.parameters()).device
         was_training = fld.training
@@ -127,7 +140,10 @@ class ConvergenceStop:
             out = fld.render(self.cameras.to(device), torch.ones(3, device=device))
         finally:
             fld.train(was_training)
-        return (out["opacity"][..., 0] > 0.5).cpu()
+        mask = (out["opacity"][..., 0] > 0.5).cpu()
+        rgb = out["rgb"].cpu()[mask]
+        colour = rgb.mean(0) if len(rgb) else torch.ones(3)
+        return mask, [float(c) for c in colour]
 
 
 def mask_iou(a: Tensor, b: Tensor) -> float:

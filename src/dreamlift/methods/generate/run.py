@@ -169,9 +169,10 @@ def generate(
         metrics["convergence_ious"] = until.record["history"]
         if until.converged_at is not None:
             notes.append(
-                f"converged at step {until.converged_at} of {cfg.steps}: the silhouettes "
-                f"changed by less than {1 - cfg.convergence.threshold:.0%} in "
-                f"{cfg.convergence.patience} checks in a row (--all-steps runs every step)"
+                f"converged at step {until.converged_at} of {cfg.steps}: silhouettes and "
+                f"colour still in {cfg.convergence.patience} checks in a row (IoU >= "
+                f"{cfg.convergence.threshold}, colour within {cfg.convergence.colour_change}); "
+                "--all-steps runs every step"
             )
     if result.out_of_time:
         warnings.append(f"time budget reached: stopped after {result.steps_done}/{cfg.steps} steps")
