@@ -56,6 +56,7 @@ from run_info import machine
 
 from dreamlift.errors import DreamliftError
 from dreamlift.io.run import atomic_write_text
+from dreamlift.loop import Interrupted
 from dreamlift.methods.generate import build_config, generate, render_scale
 from dreamlift.priors import DiffusionPrior
 from dreamlift.world import caption, parse
@@ -282,6 +283,8 @@ class Benchmark:
     def record(self, prior: DiffusionPrior, base: dict[str, Any], overrides: dict) -> None:
         try:
             row = row_of(run_kept(prior, overrides, self.args.runs), base)
+        except Interrupted:
+            raise  # Ctrl-C / SIGTERM stops the benchmark, not just this run
         except DreamliftError as exc:
             row = {**base, "error": str(exc)}
         self.rows.append(row)

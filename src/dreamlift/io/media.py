@@ -60,6 +60,24 @@ def save_turntable(
         outputs["turntable_mp4"] = mp4
     else:
         log.warning("imageio-ffmpeg is not installed: wrote %s only (no MP4)", gif.name)
-    imageio.mimwrite(gif, list(array), duration=1000 / fps, loop=0)
+    write_gif(gif, array, fps)
     outputs["turntable_gif"] = gif
     return outputs
+
+
+def write_gif(path: Path, frames: np.ndarray, fps: int) -> None:
+    """(N, H, W, 3) uint8 frames as a looping GIF, each frame's palette from Pillow's fast
+    octree quantiser without dithering: a 36-frame 256² turntable in 0.04 s instead of 0.47 s
+    through imageio's default (median cut, dithered), and a third smaller, with the same
+    look on these flat-shaded renders (docs/benchmarks.md, "Stopping at convergence")."""
+    from PIL import Image
+
+    images = [
+        Image.fromarray(frame).quantize(
+            colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+        )
+        for frame in frames
+    ]
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+    )
