@@ -241,6 +241,7 @@ def test_generate_time_budget_and_periodic_eval(tmp_path, tiny_sd):
 def test_cli_runs_after_the_module_split_and_takes_a_time_budget(tmp_path, tiny_sd):
     out = tmp_path / "g"
     args = ["a red cube", "--prior", str(tiny_sd), "--steps", "40", "--time-budget", "0.001"]
+    args.append("--all-steps")  # the fast preset's stop at convergence turned off
     proc = subprocess.run(
         [sys.executable, "-m", "dreamlift", "generate", *args, "--no-score", "--out", str(out)],
         capture_output=True,
@@ -252,6 +253,8 @@ def test_cli_runs_after_the_module_split_and_takes_a_time_budget(tmp_path, tiny_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["steps_done"] == 1 and summary["config"]["time_budget_s"] == 0.001
     assert summary["iteration_split"]["iterations"] == 1
+    assert summary["config"]["convergence"]["enabled"] is False
+    assert "converged_at" not in summary["metrics"]
     for name in gen.__all__:
         assert hasattr(gen, name), name
 

@@ -349,6 +349,8 @@ def optimize(
                     f"stopped at step {done}; a checkpoint was written",
                     "rerun the same command with --resume to continue",
                 )
+            if stopped_early:
+                progress.update(task, total=done)  # a finished bar, not one 250 steps short
             if out_of_time or stopped_early:
                 break
     timings["loop_s"] = loop_seconds()

@@ -30,8 +30,8 @@ def generate_command(
     guidance: str | None = typer.Option(None, help="ge3d, sds or ism (default: ge3d)."),
     preset: str | None = typer.Option(
         None,
-        help="fast (CPU minutes), quick (fast's Gaussians in half the steps: half the time, "
-        "docs/benchmarks.md) or paper (GE3D's settings) (default: fast).",
+        help="fast (CPU minutes; Gaussians stop once converged), quick (Gaussians on a fixed "
+        "300-step schedule, docs/benchmarks.md) or paper (GE3D's settings) (default: fast).",
     ),
     steps: int | None = typer.Option(None, min=1, help="Optimisation steps."),
     resolution: int | None = typer.Option(
