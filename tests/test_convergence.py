@@ -103,7 +103,7 @@ def test_generate_stops_when_converged_and_resumes_to_the_same_stop(tmp_path, ti
     )
     full = gen.generate(cfg, tmp_path / "full", quiet=True)
     assert full["metrics"]["steps_done"] == 6 and full["metrics"]["converged_at"] == 6
-    assert [h[0] for h in full["metrics"]["convergence_ious"]] == [4, 6]
+    assert [h[0] for h in full["metrics"]["convergence_checks"]] == [4, 6]
     records = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").open()]
     assert records[-1]["step"] == 6
 

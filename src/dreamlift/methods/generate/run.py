@@ -166,7 +166,7 @@ def generate(
     if until is not None:
         timings["convergence_s"] = until.seconds
         metrics["converged_at"] = until.converged_at
-        metrics["convergence_ious"] = until.record["history"]
+        metrics["convergence_checks"] = until.record["history"]
         if until.converged_at is not None:
             notes.append(
                 f"converged at step {until.converged_at} of {cfg.steps}: silhouettes and "
