@@ -357,4 +357,12 @@ def optimize(
     steps_done = done - start
     if steps_done:
         timings["iterations_per_s"] = steps_done / max(timings["step_s"], 1e-9)
-    return LoopResult(fld, done, start, timings, out_of_time, opt, stopped_early)
+    return LoopResult(
+        fld,
+        done,
+        start,
+        timings,
+        out_of_time=out_of_time,
+        stopped_early=stopped_early,
+        optimizer=opt,
+    )
