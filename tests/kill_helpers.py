@@ -68,3 +68,24 @@ def assert_same_tensors(a: Path, b: Path) -> None:
     assert ta.keys() == tb.keys()
     differ = [k for k in ta if not torch.equal(ta[k], tb[k])]
     assert not differ, f"tensors differ from the uninterrupted run: {differ}"
+
+
+def generate_cut_at_step(monkeypatch, cfg, out: Path, step: int = 4) -> None:
+    """``generate`` into ``out`` as if killed when step ``step`` begins: the in-process form
+    of a SIGKILL (a KeyboardInterrupt raised in that step), the checkpoint written before it
+    left on disk for ``--resume``."""
+    import pytest
+
+    from dreamlift.methods import generate as gen
+
+    original = gen.TextTo3D.__call__
+
+    def dies_at_the_step(self, at):
+        if at == step:
+            raise KeyboardInterrupt
+        return original(self, at)
+
+    monkeypatch.setattr(gen.TextTo3D, "__call__", dies_at_the_step)
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate(cfg, out, quiet=True)
+    monkeypatch.setattr(gen.TextTo3D, "__call__", original)

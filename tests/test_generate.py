@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
 
+from kill_helpers import generate_cut_at_step  # noqa: E402
+
 from dreamlift.errors import CaptionError, DreamliftError, TrainingError  # noqa: E402
 from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT  # noqa: E402
 from dreamlift.methods import generate as gen  # noqa: E402
@@ -191,17 +193,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     cfg.gaussians.densify_from, cfg.gaussians.densify_every = 1, 2  # resume across densify
     generate(cfg, tmp_path / "full", quiet=True)
 
-    original = gen.TextTo3D.__call__
-
-    def dies_after_the_checkpoint(self, step):
-        if step == 4:
-            raise KeyboardInterrupt  # like SIGKILL: the step-3 checkpoint is on disk
-        return original(self, step)
-
-    monkeypatch.setattr(gen.TextTo3D, "__call__", dies_after_the_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-        generate(cfg, tmp_path / "cut", quiet=True)
-    monkeypatch.setattr(gen.TextTo3D, "__call__", original)
+    generate_cut_at_step(monkeypatch, cfg, tmp_path / "cut", 4)  # the step-3 checkpoint stays
     with pytest.raises(DreamliftError, match="already holds a run"):
         generate(cfg, tmp_path / "cut", quiet=True)
     resumed = gen.resume_config(tmp_path / "cut")
