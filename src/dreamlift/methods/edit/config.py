@@ -20,7 +20,8 @@ from dreamlift.methods.generate.config import check_config as check_step_config
 
 
 def _default_step() -> GenerateConfig:
-    return build_step_config("fast", guidance="sds")
+    # An edit's stages run their set lengths: generate's stop at convergence is not theirs.
+    return build_step_config("fast", guidance="sds", convergence={"enabled": False})
 
 
 @dataclass
