@@ -122,6 +122,23 @@ def test_generate_stops_when_converged_and_resumes_to_the_same_stop(tmp_path, ti
     c = _tensors(tmp_path / "cut")
     assert all(torch.equal(a[k], c[k]) for k in a)
 
+    # Resumed with the stop turned off (--resume --all-steps), it runs on to its last step,
+    # as the run without a stop does.
+    rest = gen.resume_config(tmp_path / "cut", convergence={"enabled": False})
+    on = gen.generate(rest, tmp_path / "cut", resume=True, quiet=True)
+    assert on["metrics"]["steps_done"] == 12 and on["iteration_split"]["iterations"] == 6
+    whole = gen.build_config(
+        "fast",
+        prompt="a red cube",
+        prior=str(tiny_sd),
+        steps=12,
+        convergence={"enabled": False},
+        **FAST,
+    )
+    gen.generate(whole, tmp_path / "whole", quiet=True)
+    d, e = _tensors(tmp_path / "whole"), _tensors(tmp_path / "cut")
+    assert all(torch.equal(d[k], e[k]) for k in d)
+
 
 def test_the_fast_preset_stops_at_convergence_and_the_paper_preset_does_not():
     assert gen.build_config("fast", prompt="a red cube").convergence.enabled

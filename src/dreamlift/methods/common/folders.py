@@ -31,8 +31,10 @@ C = TypeVar("C")
 CONFIG_NAME = "config.yaml"
 RUN_MARKERS = (CHECKPOINT_NAME, "checkpoint-*.safetensors", "summary.json")
 """Files that show a folder holds a run (a staged run has one checkpoint per stage)."""
-RESUMABLE = ("steps", "device")
-"""Settings a resumed run may change: more (or fewer) steps, another device."""
+RESUMABLE = ("steps", "device", "convergence")
+"""Settings a resumed run may change: more (or fewer) steps, another device, when to stop
+early (generate's stop at convergence decides where a run ends, never what a step computes:
+``--resume --all-steps`` carries a converged run on to its last step)."""
 
 
 def run_marker(path: Path) -> Path | None:
