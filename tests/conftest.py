@@ -31,6 +31,23 @@ def tiny_depth_sd(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_world_sd(tmp_path_factory):
+    """A tiny random SD 2.x-layout pipeline folder (8² latents, 16 px images) whose tokenizer
+    knows the world's caption words: the prior of the generate, edit and benchmark tests that
+    need a world caption but no trained weights."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pytest.importorskip("diffusers")
+    from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd
+    from dreamlift.zoo.tokenizer import caption_words
+
+    root = tmp_path_factory.mktemp("tiny_world_sd")
+    config = TinySDConfig(unet_channels=(16, 32, 32))
+    return save_tiny_sd(root / "sd", sample_size=8, config=config, seed=0, words=caption_words())
+
+
+@pytest.fixture(scope="session")
 def tiny_generator_folder(tmp_path_factory):
     """A tiny random tri-plane generator folder whose images depend on the latent and are
     neither empty nor solid (modulations opened, density biased to half opacity)."""

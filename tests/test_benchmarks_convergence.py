@@ -14,21 +14,14 @@ pytest.importorskip("diffusers")
 from benchmark_modules import load_benchmark  # noqa: E402
 
 from dreamlift.priors import DiffusionPrior  # noqa: E402
-from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
-from dreamlift.zoo.tokenizer import caption_words  # noqa: E402
 
 bench = load_benchmark("convergence")
 
 
-def test_every_rule_watches_the_same_run_and_shards_merge(tmp_path, monkeypatch, capsys):
-    folder = save_tiny_sd(
-        tmp_path / "sd",
-        sample_size=8,
-        config=TinySDConfig(unet_channels=(16, 32, 32)),
-        seed=0,
-        words=caption_words(),
-    )
-    prior = DiffusionPrior.load(folder, device="cpu")
+def test_every_rule_watches_the_same_run_and_shards_merge(
+    tmp_path, monkeypatch, capsys, tiny_world_sd
+):
+    prior = DiffusionPrior.load(tiny_world_sd, device="cpu")
     row = bench.watched_run(prior, "a red cube", threads=1, steps=100)
     assert row["caption"] == "a red cube" and 0.0 <= row["quick_iou_last"] <= 1.0
     assert set(row["rules"]) == set(bench.RULES)

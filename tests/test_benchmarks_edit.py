@@ -12,20 +12,11 @@ pytest.importorskip("diffusers")
 
 from benchmark_modules import load_benchmark  # noqa: E402
 
-from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
-from dreamlift.zoo.tokenizer import caption_words  # noqa: E402
-
 bench = load_benchmark("edit")
 
 
-def test_edit_benchmark_runs_methods_side_by_side(tmp_path):
-    prior = save_tiny_sd(
-        tmp_path / "sd",
-        sample_size=8,
-        config=TinySDConfig(unet_channels=(16, 32, 32)),
-        seed=0,
-        words=caption_words(),
-    )
+def test_edit_benchmark_runs_methods_side_by_side(tmp_path, tiny_world_sd):
+    prior = tiny_world_sd
     out = tmp_path / "edit.json"
     argv = [
         "--edits",

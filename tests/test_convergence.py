@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
 
-from kill_helpers import generate_cut_at_step  # noqa: E402
+from kill_helpers import assert_same_tensors, generate_cut_at_step  # noqa: E402
 
 from dreamlift.errors import ConfigError  # noqa: E402
 from dreamlift.fields.gaussians import GaussianField, GaussiansConfig  # noqa: E402
@@ -23,8 +22,6 @@ from dreamlift.methods.generate.convergence import (  # noqa: E402
     pack_mask,
     unpack_mask,
 )
-from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
-from dreamlift.zoo.tokenizer import caption_words  # noqa: E402
 
 FAST = {"turntable_frames": 4, "score": False, "log_every": 1, "checkpoint_every": 3}
 
@@ -86,23 +83,18 @@ def test_bad_settings_are_config_errors():
         gen.build_config("fast", prompt="a red cube", convergence={"every": 0})
 
 
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_sd_convergence")
-    config = TinySDConfig(unet_channels=(16, 32, 32))
-    return save_tiny_sd(root / "sd", sample_size=8, config=config, seed=0, words=caption_words())
+def checkpoint(run: Path) -> Path:
+    return run / "checkpoint.safetensors"
 
 
-def _tensors(path: Path) -> dict[str, torch.Tensor]:
-    return dict(load_file(path / "checkpoint.safetensors"))
-
-
-def test_generate_stops_when_converged_and_resumes_to_the_same_stop(tmp_path, tiny_sd, monkeypatch):
+def test_generate_stops_when_converged_and_resumes_to_the_same_stop(
+    tmp_path, tiny_world_sd, monkeypatch
+):
     # Thresholds every check passes: checks at 2 (first), 4, 6 -> converged at 6 of 12.
     rule = {"enabled": True, "every": 2, "patience": 2, "min_fraction": 0.5, "threshold": 1e-9}
     rule["colour_change"] = 1.0
     cfg = gen.build_config(
-        "fast", prompt="a red cube", prior=str(tiny_sd), steps=12, convergence=rule, **FAST
+        "fast", prompt="a red cube", prior=str(tiny_world_sd), steps=12, convergence=rule, **FAST
     )
     full = gen.generate(cfg, tmp_path / "full", quiet=True)
     assert full["metrics"]["steps_done"] == 6 and full["metrics"]["converged_at"] == 6
@@ -113,14 +105,12 @@ def test_generate_stops_when_converged_and_resumes_to_the_same_stop(tmp_path, ti
     generate_cut_at_step(monkeypatch, cfg, tmp_path / "cut", 4)  # the step-3 checkpoint stays
     cut = gen.generate(gen.resume_config(tmp_path / "cut"), tmp_path / "cut", resume=True)
     assert cut["metrics"]["converged_at"] == 6 and cut["metrics"]["steps_done"] == 6
-    a, b = _tensors(tmp_path / "full"), _tensors(tmp_path / "cut")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_tensors(checkpoint(tmp_path / "full"), checkpoint(tmp_path / "cut"))
 
     # Resumed once more, a converged run takes no further step.
     again = gen.generate(gen.resume_config(tmp_path / "cut"), tmp_path / "cut", resume=True)
     assert again["metrics"]["steps_done"] == 6 and again["iteration_split"]["iterations"] == 0
-    c = _tensors(tmp_path / "cut")
-    assert all(torch.equal(a[k], c[k]) for k in a)
+    assert_same_tensors(checkpoint(tmp_path / "full"), checkpoint(tmp_path / "cut"))
 
     # Resumed with the stop turned off (--resume --all-steps), it runs on to its last step,
     # as the run without a stop does.
@@ -130,14 +120,13 @@ def test_generate_stops_when_converged_and_resumes_to_the_same_stop(tmp_path, ti
     whole = gen.build_config(
         "fast",
         prompt="a red cube",
-        prior=str(tiny_sd),
+        prior=str(tiny_world_sd),
         steps=12,
         convergence={"enabled": False},
         **FAST,
     )
     gen.generate(whole, tmp_path / "whole", quiet=True)
-    d, e = _tensors(tmp_path / "whole"), _tensors(tmp_path / "cut")
-    assert all(torch.equal(d[k], e[k]) for k in d)
+    assert_same_tensors(checkpoint(tmp_path / "whole"), checkpoint(tmp_path / "cut"))
 
 
 def test_the_fast_preset_stops_at_convergence_and_the_paper_preset_does_not():

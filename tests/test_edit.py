@@ -26,8 +26,6 @@ from dreamlift.methods.edit import (  # noqa: E402
 )
 from dreamlift.methods.generate import build_config as build_generate  # noqa: E402
 from dreamlift.methods.generate import generate  # noqa: E402
-from dreamlift.zoo.tiny import TinySDConfig, save_tiny_sd  # noqa: E402
-from dreamlift.zoo.tokenizer import caption_words  # noqa: E402
 
 
 # ---------------------------------------------------------------------- η
@@ -97,15 +95,8 @@ FAST_STEP = {
 
 
 @pytest.fixture(scope="module")
-def tiny_prior(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_sd_edit")
-    return save_tiny_sd(
-        root / "sd",
-        sample_size=8,
-        config=TinySDConfig(unet_channels=(16, 32, 32)),
-        seed=0,
-        words=caption_words(),
-    )
+def tiny_prior(tiny_world_sd) -> Path:
+    return tiny_world_sd
 
 
 @pytest.fixture(scope="module")
