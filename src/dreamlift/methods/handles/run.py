@@ -22,13 +22,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import imageio.v2 as imageio
 import numpy as np
 import torch
 from torch import Tensor
 
 from dreamlift.errors import DataError
-from dreamlift.io.media import image_grid, save_image, to_uint8
+from dreamlift.io.media import image_grid, save_image, to_uint8, write_gif
 from dreamlift.io.points import write_point_cloud_ply
 from dreamlift.methods.common.folders import open_run
 from dreamlift.methods.common.priors import check_prompt, load_prior
@@ -103,7 +102,7 @@ def _save(folder: Path, inputs: Inputs, result: HandlesResult) -> dict[str, Path
         result.frames if result.frames is not None else torch.stack([inputs.image, result.image])
     )
     out["strip"] = save_image(folder / "strip.png", image_grid(frames, columns=len(frames)))
-    imageio.mimwrite(folder / "edit.gif", list(to_uint8(frames)), duration=400, loop=0)
+    write_gif(folder / "edit.gif", to_uint8(frames), fps=2.5)  # 400 ms a frame
     out["gif"] = folder / "edit.gif"
     if result.reconstruction is not None:
         out["reconstruction"] = save_image(folder / "reconstruction.png", result.reconstruction)
