@@ -16,7 +16,6 @@ A run of several stages (:mod:`dreamlift.stages`) runs this loop once per stage.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import signal
 import time
@@ -36,14 +35,40 @@ from rich.progress import (
 )
 from torch import Tensor
 
+from dreamlift.checkpointing import (
+    CHECKPOINT_NAME,
+    Commit,
+    DirectCommit,
+    SaveRequest,
+    checkpoint_path,
+    load_state,
+    restore,
+)
 from dreamlift.errors import DreamliftError, OutputError, TrainingError
 from dreamlift.fields.base import Field, RenderOutput
 from dreamlift.guidance.guard import NonFiniteGuard
-from dreamlift.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from dreamlift.io.run import RunDir, to_plain
+from dreamlift.io.run import RunDir
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "BatchStep",
+    "Interrupted",
+    "LoopResult",
+    "LoopSettings",
+    "Member",
+    "StepLoss",
+    "StopRequests",
+    "checkpoint_path",
+    "load_state",
+    "optimize",
+    "optimize_members",
+    "progress_bar",
+]
 
 StepLoss = Callable[[int], tuple[Tensor, dict[str, float], RenderOutput]]
-CHECKPOINT_NAME = "checkpoint.safetensors"
+BatchStep = Callable[[int, list[int]], tuple[Tensor, list[dict[str, float]], list[RenderOutput]]]
+"""``batch_step(step, active) -> (loss, logs, outs)``: one step of the members whose indices
+are ``active`` (in order): one loss over all of them, then each one's logs and render."""
 NONFINITE_SUFFIX, NUMEL_SUFFIX = "nonfinite_grad", "grad_numel"
 """A step's log entries whose keys end so count the non-finite entries of a guidance gradient
 and its size (``Guidance.last_info``, under any prefix); the loop stops when they persist."""
@@ -88,6 +113,40 @@ class LoopResult:
     """The optimiser as it ended (a next stage may carry its moments on)."""
 
 
+@dataclass
+class Member:
+    """One field the loop trains and what it resumes from: the run folder its checkpoint and
+    metrics go to, its random generators, its extra ``state`` and its own hooks (each as
+    :func:`optimize` describes it)."""
+
+    field: Field
+    run: RunDir
+    generators: dict[str, torch.Generator]
+    state: dict = field(default_factory=dict)
+    until: Callable[[int], bool] | None = None
+    on_log: Callable[[int], dict[str, float]] | None = None
+    on_record: Callable[[dict], None] | None = None
+    make_optimizer: Callable[[], torch.optim.Optimizer] | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    """An optimiser to start with (a stage that carries the previous stage's moments on)."""
+
+
+@dataclass
+class _Training:
+    """A member while the loop runs: its optimiser and how far it got."""
+
+    member: Member
+    path: Path
+    optimizer: torch.optim.Optimizer
+    start: int
+    done: int
+    stopped_early: bool = False
+    out_of_time: bool = False
+
+    def finished(self, steps: int) -> bool:
+        return self.done >= steps or self.stopped_early
+
+
 class StopRequests:
     """Turns the first SIGINT/SIGTERM into a flag checked between steps, so the checkpoint
     written on a stop is a consistent end-of-step state; a second signal stops at once."""
@@ -126,84 +185,7 @@ def progress_bar(console: Console | None = None, disable: bool = False) -> Progr
     )
 
 
-def checkpoint_path(run: RunDir, name: str = CHECKPOINT_NAME) -> Path:
-    return run.path / name
-
-
-def field_config_plain(fld: Field) -> dict | None:
-    """The field's configuration as plain values, for the checkpoint's metadata."""
-    config = getattr(fld, "config", None)
-    if config is None or not dataclasses.is_dataclass(config):
-        return None
-    return to_plain(config)
-
-
-def _save(
-    run: RunDir,
-    settings: LoopSettings,
-    fld: Field,
-    opt: torch.optim.Optimizer,
-    generators: dict[str, torch.Generator],
-    step: int,
-    extra: dict,
-) -> None:
-    save_checkpoint(
-        checkpoint_path(run, settings.checkpoint_name),
-        Checkpoint(
-            step=step,
-            kind=settings.kind,
-            field=fld.state_tensors(),
-            optimizer=opt.state_dict(),
-            generators={k: g.get_state() for k, g in generators.items()},
-            extra=extra,
-            field_kind=fld.kind,
-            field_config=field_config_plain(fld),
-            stage=settings.stage,
-            stage_index=settings.stage_index,
-        ),
-    )
-
-
-def restore(
-    run: RunDir,
-    settings: LoopSettings,
-    fld: Field,
-    generators: dict[str, torch.Generator],
-    make_optimizer: Callable[[], torch.optim.Optimizer] | None = None,
-) -> tuple[torch.optim.Optimizer, int, dict]:
-    """Load the run's checkpoint into ``fld`` and ``generators``.
-
-    Returns (optimiser, step, extra)."""
-    path = checkpoint_path(run, settings.checkpoint_name)
-    ckpt = load_checkpoint(path, expected_kind=settings.kind)
-    load_state(ckpt, path, fld, generators)
-    try:
-        opt = make_optimizer() if make_optimizer is not None else fld.make_optimizer()
-        opt.load_state_dict(ckpt.optimizer)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise TrainingError(
-            f"checkpoint {path} does not match this run's settings ({exc})"
-        ) from None
-    return opt, ckpt.step, ckpt.extra
-
-
-def load_state(
-    ckpt: Checkpoint, path: Path, fld: Field, generators: dict[str, torch.Generator]
-) -> None:
-    """Load a checkpoint's field and generator states; a mismatch is a one-line error."""
-    try:
-        fld.load_state_tensors(ckpt.field)
-        for name, gen in generators.items():
-            gen.set_state(ckpt.generators[name])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise TrainingError(
-            f"checkpoint {path} does not match this run's settings ({exc})"
-        ) from None
-
-
-def check_guidance(
-    guard: NonFiniteGuard, logs: dict[str, float], step: int, last_good: int, path: Path
-) -> None:
+def check_guidance(guard: NonFiniteGuard, logs: dict[str, float], step: int, kept: str) -> None:
     """Apply the non-finite-guidance rule to a step's logs (the counts every guidance reports,
     under any prefix); the error names the checkpoint that is kept."""
     counts = [v for k, v in logs.items() if k.endswith(NONFINITE_SUFFIX)]
@@ -214,8 +196,8 @@ def check_guidance(
     except TrainingError as exc:
         raise TrainingError(
             exc.message,
-            f"the last good checkpoint (step {last_good}) is kept in {path}; the prior "
-            "diverges: check the model and its dtype, or lower the guidance scale",
+            f"{kept}; the prior diverges: check the model and its dtype, or lower the "
+            "guidance scale",
         ) from None
 
 
@@ -255,21 +237,57 @@ def optimize(
     + ``densify_s`` (the field's structural hooks), ``log_s`` in ``on_log``, and ``loop_s``,
     the loop's wall time less ``log_s`` (what the time budget is compared with).
     """
-    start = 0
-    state = {} if state is None else state
-    path = checkpoint_path(run, settings.checkpoint_name)
-    if resume and path.exists():
-        opt, start, extra = restore(run, settings, fld, generators, make_optimizer)
-        state.clear()
-        state.update(extra)
-        run.truncate_metrics(start, stage=settings.stage)
-    elif optimizer is not None:
-        opt = optimizer
-    else:
-        opt = make_optimizer() if make_optimizer is not None else fld.make_optimizer()
+    member = Member(
+        fld,
+        run,
+        generators,
+        {} if state is None else state,
+        until,
+        on_log,
+        on_record,
+        make_optimizer,
+        optimizer,
+    )
+
+    def one(step: int, active: list[int]) -> tuple[Tensor, list[dict[str, float]], list]:
+        loss, logs, out = step_loss(step)
+        return loss, [logs], [out]
+
+    return optimize_members([member], one, settings, resume, description, backward, sync)[0]
+
+
+def optimize_members(
+    members: list[Member],
+    batch_step: BatchStep,
+    settings: LoopSettings,
+    resume: bool,
+    description: str = "optimising",
+    backward: Callable[[Tensor], None] | None = None,
+    sync: Callable[[], None] | None = None,
+    commit: Commit | None = None,
+) -> list[LoopResult]:
+    """:func:`optimize` for several fields in lockstep: one ``batch_step`` (one loss, one
+    backward) per step for the members still training, each member with its own optimiser,
+    structural hooks, records in its own metrics.jsonl and checkpoint in its own run folder.
+
+    A member whose ``until`` says so stops while the others go on; whenever one member's
+    checkpoint is due, every training member is checkpointed at that step through ``commit``
+    (default :class:`~dreamlift.checkpointing.DirectCommit`; members that share random draws
+    need :class:`~dreamlift.checkpointing.TwoPhaseCommit`), so a resumed batch continues
+    from one step. The time budget, a stop request and a non-finite loss apply to the batch.
+    Returns one :class:`LoopResult` per member; ``timings`` are the batch's.
+    """
+    commit = commit or DirectCommit()
+    paths = [checkpoint_path(m.run, settings.checkpoint_name) for m in members]
+    if resume:
+        commit.recover(paths)
+    runs = [_begin(m, path, settings, resume) for m, path in zip(members, paths, strict=True)]
+    if resume:
+        commit.restored()
     guard = NonFiniteGuard(settings.nonfinite_patience)
     keys = ("step_s", "loss_s", "backward_s", "optimizer_s", "densify_s", "log_s")
     timings = dict.fromkeys(keys, 0.0)
+    begin = _common_start(runs, settings.steps)
 
     def now() -> float:
         if sync is not None:
@@ -279,37 +297,69 @@ def optimize(
     def loop_seconds() -> float:
         return time.perf_counter() - began - timings["log_s"]
 
-    last_good, done, out_of_time = start, start, False
-    # A resumed run that had already stopped early takes no further step.
-    stopped_early = until is not None and 0 < start < settings.steps and until(start)
-    end = start if stopped_early else settings.steps
+    def kept(step: int) -> str:
+        if len(runs) == 1:
+            return f"the last good checkpoint (step {step}) is kept in {runs[0].path}"
+        return f"the last good checkpoints (step {step}) are kept in each run folder"
+
+    def save(training: list[_Training], step: int) -> None:
+        requests = [
+            SaveRequest(
+                r.member.run,
+                settings.checkpoint_name,
+                settings.kind,
+                r.member.field,
+                r.optimizer,
+                r.member.generators,
+                step,
+                r.member.state,
+                settings.stage,
+                settings.stage_index,
+            )
+            for r in training
+        ]
+        try:
+            commit.save(requests)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the checkpoint of step {step}: {exc.strerror or exc}",
+                f"{kept(last_good)}; free space, then rerun with --resume",
+            ) from None
+
+    last_good, out_of_time = begin, False
     progress = progress_bar(disable=settings.quiet)
     began = time.perf_counter()
     with StopRequests() as stop, progress:
-        task = progress.add_task(description, total=settings.steps, completed=start, status="")
-        for step in range(start, end):
+        task = progress.add_task(description, total=settings.steps, completed=begin, status="")
+        for step in range(begin, settings.steps):
+            training = [r for r in runs if not r.finished(settings.steps)]
+            if not training:
+                break
             t0 = now()
-            opt.zero_grad(set_to_none=True)
-            loss, logs, out = step_loss(step)
+            for r in training:
+                r.optimizer.zero_grad(set_to_none=True)
+            loss, logs, outs = batch_step(step, [runs.index(r) for r in training])
             loss_value = float(loss.detach())
             t1 = now()
             if not math.isfinite(loss_value):
                 raise TrainingError(
                     f"the loss became {loss_value} at step {step + 1}; stopped",
-                    f"the last good checkpoint (step {last_good}) is kept in "
-                    f"{path}; try a lower learning rate",
+                    f"{kept(last_good)}; try a lower learning rate",
                 )
-            check_guidance(guard, logs, step, last_good, path)
+            check_guidance(guard, logs[0], step, kept(last_good))
             if backward is None:
                 loss.backward()
             else:
                 backward(loss)
             t2 = now()
-            opt = fld.after_backward(step, out, opt)
+            for r, out in zip(training, outs, strict=True):
+                r.optimizer = r.member.field.after_backward(step, out, r.optimizer)
             t3 = now()
-            opt.step()
+            for r in training:
+                r.optimizer.step()
             t4 = now()
-            opt = fld.after_step(step, opt)
+            for r in training:
+                r.optimizer = r.member.field.after_step(step, r.optimizer)
             t5 = now()
             timings["loss_s"] += t1 - t0
             timings["backward_s"] += t2 - t1
@@ -319,29 +369,21 @@ def optimize(
             done = step + 1
             budget = settings.time_budget_s
             out_of_time = budget is not None and done < settings.steps and loop_seconds() >= budget
-            stopped_early = until is not None and done < settings.steps and until(done)
-            last = done == settings.steps or out_of_time or stopped_early
-            if done % settings.log_every == 0 or last:
-                record = {"step": done, "loss": loss_value, "time_s": loop_seconds(), **logs}
-                if settings.stage:
-                    record["stage"] = settings.stage
-                if on_log is not None:
-                    t6 = time.perf_counter()
-                    record.update(on_log(done))
-                    timings["log_s"] += time.perf_counter() - t6
-                run.log(record)
-                if on_record is not None:
-                    on_record(record)
-                progress.update(task, status=f"loss {loss_value:.4f}")
+            for r in training:
+                r.done, r.out_of_time = done, out_of_time
+                until = r.member.until
+                r.stopped_early = until is not None and done < settings.steps and until(done)
+            ending = [r for r in training if r.finished(settings.steps)]
+            last = out_of_time or bool(ending)
+            for r, member_logs in zip(training, logs, strict=True):
+                if done % settings.log_every == 0 or last:
+                    _log(r, done, loss_value, member_logs, loop_seconds, timings, settings)
+            status = f"loss {loss_value:.4f}"
+            if len(runs) > 1:
+                status += f" · {len(training) - len(ending)}/{len(runs)} training"
+            progress.update(task, status=status)
             if done % settings.checkpoint_every == 0 or last or stop.requested:
-                try:
-                    _save(run, settings, fld, opt, generators, done, state)
-                except OSError as exc:
-                    raise OutputError(
-                        f"cannot write the checkpoint of step {done}: {exc.strerror or exc}",
-                        f"the last good checkpoint (step {last_good}) is kept in {path}; "
-                        "free space, then rerun with --resume",
-                    ) from None
+                save(training, done)
                 last_good = done
             progress.update(task, completed=done)
             if stop.requested:
@@ -349,20 +391,85 @@ def optimize(
                     f"stopped at step {done}; a checkpoint was written",
                     "rerun the same command with --resume to continue",
                 )
-            if stopped_early:
+            if all(r.finished(settings.steps) for r in runs) and done < settings.steps:
                 progress.update(task, total=done)  # a finished bar, not one 250 steps short
-            if out_of_time or stopped_early:
+            if out_of_time:
                 break
     timings["loop_s"] = loop_seconds()
-    steps_done = done - start
-    if steps_done:
-        timings["iterations_per_s"] = steps_done / max(timings["step_s"], 1e-9)
-    return LoopResult(
-        fld,
-        done,
-        start,
-        timings,
-        out_of_time=out_of_time,
-        stopped_early=stopped_early,
-        optimizer=opt,
-    )
+    results = []
+    for r in runs:
+        own = dict(timings)
+        if r.done > r.start:
+            own["iterations_per_s"] = (r.done - r.start) / max(timings["step_s"], 1e-9)
+        results.append(
+            LoopResult(
+                r.member.field,
+                r.done,
+                r.start,
+                own,
+                out_of_time=r.out_of_time,
+                stopped_early=r.stopped_early,
+                optimizer=r.optimizer,
+            )
+        )
+    return results
+
+
+def _begin(member: Member, path: Path, settings: LoopSettings, resume: bool) -> _Training:
+    """A member restored from its checkpoint (when resuming and there is one) or starting."""
+    if resume and path.exists():
+        opt, start, extra = restore(
+            path, settings.kind, member.field, member.generators, member.make_optimizer
+        )
+        member.state.clear()
+        member.state.update(extra)
+        member.run.truncate_metrics(start, stage=settings.stage)
+    else:
+        start = 0
+        if member.optimizer is not None:
+            opt = member.optimizer
+        elif member.make_optimizer is not None:
+            opt = member.make_optimizer()
+        else:
+            opt = member.field.make_optimizer()
+    training = _Training(member, path, opt, start, start)
+    # A resumed run that had already stopped early takes no further step.
+    until = member.until
+    training.stopped_early = until is not None and 0 < start < settings.steps and until(start)
+    return training
+
+
+def _common_start(runs: list[_Training], steps: int) -> int:
+    """The step the members still training continue from (they must agree)."""
+    starts = {r.start for r in runs if not r.finished(steps)}
+    if len(starts) > 1:
+        raise TrainingError(
+            f"the runs trained together are at different steps ({sorted(starts)})",
+            "resume each on its own (generate --resume), or start again in another --out",
+        )
+    if starts:
+        return starts.pop()
+    return max(r.start for r in runs)
+
+
+def _log(
+    run: _Training,
+    done: int,
+    loss_value: float,
+    logs: dict[str, float],
+    loop_seconds: Callable[[], float],
+    timings: dict[str, float],
+    settings: LoopSettings,
+) -> None:
+    """One record into the member's metrics.jsonl (its evaluation off the clock)."""
+    record = {"step": done, "loss": loss_value, "time_s": loop_seconds(), **logs}
+    if settings.stage:
+        record["stage"] = settings.stage
+    member = run.member
+    if member.on_log is not None:
+        t0 = time.perf_counter()
+        record.update(member.on_log(done))
+        timings["log_s"] += time.perf_counter() - t0
+    member.run.log(record)
+    if member.on_record is not None:
+        member.on_record(record)

@@ -2,6 +2,8 @@
 
 With ``--prompts FILE`` each non-blank line is one run in ``OUT/<nn>-<slug>``; a line that
 fails is reported with its number and the batch goes on; ``OUT/batch.json`` holds the table.
+``--batch B`` trains B lines at a time with one prior call a step; ``--resume`` keeps the
+finished runs and continues the others.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ def generate_command(
         "--all-steps",
         help="Run every step: no stop once the silhouettes stop changing (fast preset).",
     ),
+    batch: int = typer.Option(
+        1,
+        "--batch",
+        min=1,
+        max=64,
+        help="--prompts: train this many prompts together, one prior call a step for all.",
+    ),
     ray: bool = typer.Option(
         False, "--ray", help="--prompts as Ray tasks, one a prompt (pip install '.[ray]')."
     ),
@@ -93,15 +102,20 @@ def generate_command(
     if prompts is not None:
         if prompt is not None:
             raise DreamliftError("give a PROMPT or --prompts FILE, not both")
-        if options.resume:
-            raise DreamliftError("--resume continues one run; it takes no --prompts")
         if viewer:
             raise DreamliftError("--viewer watches one run; it takes no --prompts")
+        if ray and (batch > 1 or options.resume):
+            raise DreamliftError(
+                "--ray runs one task a prompt (a failed task resumes by itself); it takes no "
+                "--batch or --resume"
+            )
         ray_task = RayTasks(ray_address, ray_cpus, ray_gpus) if ray else None
-        run_batch(prompts, options, flags, ray_task)
+        run_batch(prompts, options, flags, ray_task, batch)
         return
     if ray or ray_address is not None:
         raise DreamliftError("--ray runs the prompts of --prompts FILE", "give --prompts")
+    if batch > 1:
+        raise DreamliftError("--batch trains the prompts of --prompts FILE", "give --prompts")
     settings_given = options.config is not None or options.settings  # may hold a prompt
     if prompt is None and not options.resume and not settings_given:
         raise DreamliftError("no prompt given", "dreamlift generate 'a red cube' --out out/g1")
@@ -132,10 +146,14 @@ class RayTasks:
 
 
 def run_batch(
-    path: Path, options: RunOptions, flags: dict[str, Any], ray: RayTasks | None = None
+    path: Path,
+    options: RunOptions,
+    flags: dict[str, Any],
+    ray: RayTasks | None = None,
+    batch: int = 1,
 ) -> None:
     """One run per prompt of ``path``, a table of them on stdout: in this process (the prior
-    loaded once) or as Ray tasks."""
+    loaded once; ``batch`` prompts trained together) or as Ray tasks."""
     from dreamlift.methods.generate import build_config
     from dreamlift.methods.generate.batch import generate_batch
 
@@ -148,7 +166,9 @@ def run_batch(
         notice(f"line {number}:", str(exc))
 
     if ray is None:
-        rows = generate_batch(path, options.out, configure, options.quiet, failed)
+        rows = generate_batch(
+            path, options.out, configure, options.quiet, failed, batch, options.resume
+        )
     else:
         from dreamlift.methods.generate.ray_batch import generate_on_ray
 

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dreamlift.checkpointing import CHECKPOINT_NAME
 from dreamlift.errors import OutputError
 from dreamlift.io.run import RunDir
-from dreamlift.loop import CHECKPOINT_NAME
 from dreamlift.methods.common.config import (
     ConfigError,
     changed_settings,

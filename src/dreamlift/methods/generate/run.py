@@ -21,10 +21,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from dreamlift.errors import DataError
 from dreamlift.fields.base import Field
@@ -32,7 +34,8 @@ from dreamlift.fields.gaussians import GaussianField
 from dreamlift.fields.nerf import NerfField
 from dreamlift.fields.registry import make_field
 from dreamlift.fields.splat_gsplat import gsplat_unavailable_reason
-from dreamlift.loop import LoopSettings, optimize
+from dreamlift.io.run import RunDir
+from dreamlift.loop import LoopResult, LoopSettings, Member, optimize_members
 from dreamlift.methods.common import priors
 from dreamlift.methods.common.folders import open_run
 from dreamlift.methods.generate.config import GenerateConfig
@@ -44,6 +47,7 @@ from dreamlift.methods.generate.step import TextTo3D
 from dreamlift.methods.generate.timing import iteration_split, timing_prior
 from dreamlift.priors import DiffusionPrior
 from dreamlift.utils.timing import SectionTimer
+from dreamlift.world.assets import Description
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,93 @@ def load_prior(cfg: GenerateConfig) -> DiffusionPrior:
     return priors.load_prior(cfg.prior, cfg.device, prompt=cfg.prompt)
 
 
+@dataclass
+class PreparedRun:
+    """One generate run set up around the loop (:func:`prepare_run`): its folder, field, step,
+    generators, extra state and stop rule, and what :func:`finish_run` writes after it."""
+
+    cfg: GenerateConfig
+    run: RunDir
+    prior: DiffusionPrior
+    prompt: str
+    description: Description | None
+    field: Field
+    step_loss: TextTo3D
+    generators: dict[str, torch.Generator]
+    state: dict[str, Any]
+    until: ConvergenceStop | None
+    curve: EvalCurve | None
+    timings: dict[str, float]
+    warnings: list[str]
+
+    def settings(self, quiet: bool) -> LoopSettings:
+        cfg = self.cfg
+        return LoopSettings(
+            steps=cfg.steps,
+            kind=f"generate/{cfg.field}",
+            checkpoint_every=cfg.checkpoint_every,
+            log_every=cfg.log_every,
+            quiet=quiet,
+            time_budget_s=cfg.time_budget_s,
+        )
+
+    def member(self, watch: Callable[[Field], Callable[[dict], None]] | None = None) -> Member:
+        """The run as the loop's :class:`~dreamlift.loop.Member`."""
+        return Member(
+            self.field,
+            self.run,
+            self.generators,
+            self.state,
+            until=self.until,
+            on_log=self.curve.on_log if self.curve is not None else None,
+            on_record=watch(self.field) if watch is not None else None,
+        )
+
+
+def prepare_run(
+    cfg: GenerateConfig,
+    run: RunDir,
+    prior: DiffusionPrior,
+    timer: SectionTimer | None = None,
+) -> PreparedRun:
+    """Check the prompt against ``prior``, take the run folder (``open_run``'s), build the
+    field and the step (timed into ``timer``: runs trained together share one); nothing is
+    trained."""
+    t0 = time.perf_counter()
+    prompt, template = resolve_prompt(cfg, prior)
+    desc = world_description(prompt)
+    fld = initial_field(cfg, torch.Generator().manual_seed(cfg.seed)).to(prior.device)
+    run.prepare()  # the inputs (prompt, prior, --init file) are read: nothing failed
+    run.write_config(cfg)
+    warnings = backend_warnings(cfg, prior.device)
+    gens = {
+        "cameras": torch.Generator().manual_seed(cfg.seed + 1),
+        "guidance": torch.Generator().manual_seed(cfg.seed + 2),
+    }
+    sync = torch.cuda.synchronize if cfg.profile and prior.device.type == "cuda" else None
+    step_loss = TextTo3D(
+        cfg,
+        fld,
+        prior,
+        prompt,
+        template,
+        gens["cameras"],
+        gens["guidance"],
+        timer or SectionTimer(sync),
+    )
+    state: dict[str, Any] = {}
+    until = None
+    if cfg.convergence.enabled:
+        until = ConvergenceStop(cfg.convergence, fld, cfg.steps, state)
+    curve = None
+    if cfg.eval_every > 0 and desc is not None:
+        curve = EvalCurve(fld, desc, cfg.eval_every)
+    timings = {"load_s": time.perf_counter() - t0}
+    return PreparedRun(
+        cfg, run, prior, prompt, desc, fld, step_loss, gens, state, until, curve, timings, warnings
+    )
+
+
 def generate(
     cfg: GenerateConfig,
     out_dir: Path,
@@ -105,59 +196,44 @@ def generate(
 ) -> dict[str, Any]:
     """Distil ``cfg.prompt`` into ``cfg.field``; writes the run folder, returns the summary.
     ``watch(field)`` gives an observer of each logged record (``--viewer``'s live view)."""
-    run = open_run(out_dir, cfg, resume)
     t0 = time.perf_counter()
-    prior = prior or load_prior(cfg)
-    prompt, template = resolve_prompt(cfg, prior)
-    desc = world_description(prompt)
-    fld = initial_field(cfg, torch.Generator().manual_seed(cfg.seed)).to(prior.device)
-    run.prepare()  # the inputs (prompt, prior, --init file) are read: nothing failed
-    run.write_config(cfg)
-    timings = {"load_s": time.perf_counter() - t0}
-
-    warnings = backend_warnings(cfg, prior.device)
-    gens = {
-        "cameras": torch.Generator().manual_seed(cfg.seed + 1),
-        "guidance": torch.Generator().manual_seed(cfg.seed + 2),
-    }
-    sync = torch.cuda.synchronize if cfg.profile and prior.device.type == "cuda" else None
-    step_loss = TextTo3D(
-        cfg, fld, prior, prompt, template, gens["cameras"], gens["guidance"], SectionTimer(sync)
-    )
-    settings = LoopSettings(
-        steps=cfg.steps,
-        kind=f"generate/{cfg.field}",
-        checkpoint_every=cfg.checkpoint_every,
-        log_every=cfg.log_every,
-        quiet=quiet,
-        time_budget_s=cfg.time_budget_s,
-    )
-    state: dict[str, Any] = {}
-    until = None
-    if cfg.convergence.enabled:
-        until = ConvergenceStop(cfg.convergence, fld, cfg.steps, state)
-    curve = None
-    if cfg.eval_every > 0 and desc is not None:
-        curve = EvalCurve(fld, desc, cfg.eval_every)
-    with timing_prior(step_loss.timer, prior):
-        result = optimize(
-            fld,
-            step_loss,
-            run,
-            settings,
-            gens,
+    run = open_run(out_dir, cfg, resume)  # an existing run is refused before the prior loads
+    prepared = prepare_run(cfg, run, prior or load_prior(cfg))
+    prepared.timings["load_s"] = time.perf_counter() - t0
+    step_loss = prepared.step_loss
+    sync = torch.cuda.synchronize if cfg.profile and prepared.prior.device.type == "cuda" else None
+    with timing_prior(step_loss.timer, prepared.prior):
+        (result,) = optimize_members(
+            [prepared.member(watch)],
+            lambda step, active: _one(step_loss(step)),
+            prepared.settings(quiet),
             resume,
             description=f"generate {cfg.guidance}",
-            on_log=curve.on_log if curve is not None else None,
             backward=step_loss.backward,
             sync=sync,
-            on_record=watch(fld) if watch is not None else None,
-            state=state,
-            until=until,
         )
+    return finish_run(prepared, result, step_loss.timer.seconds)
+
+
+def _one(step: tuple[Tensor, dict[str, float], dict[str, Tensor]]) -> tuple[Tensor, list, list]:
+    loss, logs, out = step
+    return loss, [logs], [out]
+
+
+def finish_run(
+    prepared: PreparedRun,
+    result: LoopResult,
+    sections: dict[str, float],
+    batch: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """After the loop: the turntables and 3D file, the world scores, summary.json; returns
+    the summary. ``sections`` is the step timer's split; ``batch`` describes the runs
+    trained together with this one (``generate --batch``)."""
+    cfg, run, fld = prepared.cfg, prepared.run, prepared.field
+    timings, warnings, until = prepared.timings, prepared.warnings, prepared.until
     timings.update({"train_s": result.timings.get("step_s", 0.0)})
     timings.update({k: v for k, v in result.timings.items() if k != "step_s"})
-    split = iteration_split(result.timings, step_loss.timer.seconds)
+    split = iteration_split(result.timings, sections)
     split["iterations"] = result.steps_done - result.resumed_from
 
     fld.eval()
@@ -176,6 +252,7 @@ def generate(
             )
     if result.out_of_time:
         warnings.append(f"time budget reached: stopped after {result.steps_done}/{cfg.steps} steps")
+    curve, desc = prepared.curve, prepared.description
     if curve is not None:
         spent = curve.finish(result.steps_done, result.timings["loop_s"])
         timings["log_s"] = timings.get("log_s", 0.0) + spent
@@ -200,10 +277,11 @@ def generate(
         metrics,
         timings,
         outputs,
-        prompt=prompt,
+        prompt=prepared.prompt,
         resumed_from=result.resumed_from,
         warnings=warnings,
         iteration_split=split,
+        **({"batch": batch} if batch is not None else {}),
     )
     return {
         "metrics": metrics,

@@ -21,6 +21,7 @@ from dreamlift.errors import DreamliftError
 from dreamlift.fields.base import Field
 from dreamlift.fields.gaussians import GaussianField
 from dreamlift.guidance import GuidanceInput, make_guidance
+from dreamlift.guidance.base import Guidance
 from dreamlift.methods.common.losses import LossTerms
 from dreamlift.methods.generate.config import GenerateConfig, azimuth_half_range, render_scale
 from dreamlift.priors import DiffusionPrior, view_prompts
@@ -115,18 +116,33 @@ class TextTo3D:
         self.full = cfg.resolution or self.size
         self.background = torch.ones(3, device=prior.device)
         self.timer = timer or SectionTimer()
-        self._parts: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
+        self._parts: StepParts | None = None
+        self.resolution = 0
         self.last_cameras: Cameras | None = None
         """The last step's cameras and background (a method comparing with another field's
         renders at the same views reads them)."""
         self.last_background: Tensor | None = None
 
     def __call__(self, step: int) -> tuple[Tensor, dict[str, float], dict[str, Tensor]]:
-        cfg, timer = self.cfg, self.timer
+        inp, out = self.views(step)
+        with self.timer.section("guidance"):
+            losses = self.guidance(self.prior, inp)
+        guidance_loss = self.cfg.guidance_weight * sum(losses.values())
+        assert inp.images is not None
+        terms = self.field_terms(inp.images, out)
+        field_loss = terms.total()
+        loss = guidance_loss if field_loss is None else guidance_loss + field_loss
+        self._parts = (loss, guidance_loss, [inp.images], [field_loss])
+        return loss, self.logs(losses, self.guidance, terms, inp.images), out
+
+    def views(self, step: int) -> tuple[GuidanceInput, dict[str, Tensor]]:
+        """Steps 1-2 of the box: the curriculum's cameras, the renders at the warm-up
+        resolution brought to the prior's size, and the guidance's input for them."""
+        cfg = self.cfg
         # 1. cameras of the orbit curriculum; renders at the warm-up resolution, at the
         #    prior's size (a mirrored view is what a camera mirrored about the front sees)
         res = max(8, round(self.full * render_scale(step, cfg.resolution_warmup)))
-        with timer.section("render_forward"):
+        with self.timer.section("render_forward"):
             cams, azimuth, elevation = sample_views(
                 cfg.views_per_step,
                 res,
@@ -141,6 +157,7 @@ class TextTo3D:
             )
             if cfg.flip_views > 0 and self._draw() < cfg.flip_views:
                 images, azimuth = images.flip(-1), -azimuth
+        self.resolution = res
         # 2. the guidance on the views, told their prompts and cameras
         inp = GuidanceInput(
             images=images,
@@ -152,19 +169,18 @@ class TextTo3D:
             total_steps=cfg.steps,
             generator=self.guidance_gen,
         )
-        with timer.section("guidance"):
-            losses = self.guidance(self.prior, inp)
-        guidance_loss = cfg.guidance_weight * sum(losses.values())
-        # 3. the field's regulariser and the weighted priors on the render
-        terms = self.field_terms(images, out)
-        field_loss = terms.total()
-        loss = guidance_loss if field_loss is None else guidance_loss + field_loss
-        self._parts = (loss, guidance_loss, images, field_loss)
+        return inp, out
+
+    def logs(
+        self, losses: dict[str, Tensor], guidance: Guidance, terms: LossTerms, images: Tensor
+    ) -> dict[str, float]:
+        """A step's record: the guidance's terms and diagnostics, the field's terms, the
+        render size."""
         logs = {k: float(v.detach()) for k, v in losses.items()}
-        logs.update({f"info_{k}": v for k, v in self.guidance.last_info.items()})
+        logs.update({f"info_{k}": v for k, v in guidance.last_info.items()})
         logs.update(terms.logs())
-        logs["resolution"] = float(res)
-        return loss, logs, out
+        logs["resolution"] = float(self.resolution)
+        return logs
 
     def field_terms(self, images: Tensor, out: dict[str, Tensor]) -> LossTerms:
         """The field's regulariser and the priors on the render that are on (TV, opacity,
@@ -199,22 +215,31 @@ class TextTo3D:
         return self.background
 
     def backward(self, loss: Tensor) -> None:
-        """``loss.backward()`` in two stages, timed apart: the guidance loss back to the render
-        (``vae_backward``: the VAE encoder's backward, when the guidance differentiates it),
-        then the render's gradient and the field regularisers back to the field
-        (``render_backward``). The gradient is the one-pass gradient (to rounding when a
-        regulariser such as TV also reads the render); a loss other than the last call's gets
-        the one-pass backward."""
+        """``loss.backward()`` in two timed stages (:func:`two_stage_backward`)."""
         parts, self._parts = self._parts, None
-        if parts is None or parts[0] is not loss:
-            loss.backward()
-            return
-        _, guidance_loss, images, field_loss = parts
-        with self.timer.section("vae_backward"):
-            needs = guidance_loss.requires_grad
-            (grad,) = torch.autograd.grad(guidance_loss, images) if needs else (None,)
-        with self.timer.section("render_backward"):
-            pairs = [(images, grad)] if grad is not None else []
-            pairs += [(field_loss, None)] if field_loss is not None else []
-            if pairs:
-                torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+        two_stage_backward(self.timer, loss, parts)
+
+
+StepParts = tuple[Tensor, Tensor, list[Tensor], list[Tensor | None]]
+"""(loss, guidance loss, the renders the guidance saw, the field losses) of a step."""
+
+
+def two_stage_backward(timer: SectionTimer, loss: Tensor, parts: StepParts | None) -> None:
+    """``loss.backward()`` in two stages, timed apart: the guidance loss back to the renders
+    (``vae_backward``: the VAE encoder's backward, when the guidance differentiates it), then
+    the renders' gradients and the field regularisers back to the fields
+    (``render_backward``). The gradient is the one-pass gradient (to rounding when a
+    regulariser such as TV also reads the render); a loss other than the step's (``parts``
+    of another step, or None) gets the one-pass backward."""
+    if parts is None or parts[0] is not loss:
+        loss.backward()
+        return
+    _, guidance_loss, images, field_losses = parts
+    with timer.section("vae_backward"):
+        needs = guidance_loss.requires_grad
+        grads = list(torch.autograd.grad(guidance_loss, images)) if needs else []
+    with timer.section("render_backward"):
+        pairs: list[tuple[Tensor, Tensor | None]] = list(zip(images, grads, strict=False))
+        pairs += [(f, None) for f in field_losses if f is not None]
+        if pairs:
+            torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
