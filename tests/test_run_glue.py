@@ -230,7 +230,7 @@ def test_logged_guidance_term_is_half_the_squared_gradient_per_view(tiny_sd):
     gens = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
     step = TextTo3D(cfg, fld, prior, prompt, template, *gens)
     _, logs, _ = step(0)
-    _, guidance_loss, images, _ = step._parts
+    _, guidance_loss, (images,), _ = step._parts
     (grad_per_view,) = torch.autograd.grad(guidance_loss, images)
     views = images.shape[0]
     half_squared = 0.5 * views * float(grad_per_view.square().sum())  # 0.5‖g‖²/B, g = B·∂L/∂x
