@@ -73,7 +73,8 @@ def summarise(runs: dict[int, list[dict[str, Any]]]) -> dict[int, dict[str, Any]
     base = runs[1]
     table = {}
     for size, reps in runs.items():
-        ratios = [r["assets_per_min"] / b["assets_per_min"] for r, b in zip(reps, base, strict=True)]
+        pairs = zip(reps, base, strict=True)
+        ratios = [r["assets_per_min"] / b["assets_per_min"] for r, b in pairs]
         ious = [a["silhouette_iou"] or 0.0 for a in reps[0]["assets"]]
         deltas = {
             a["prompt"]: (a["silhouette_iou"] or 0.0) - (b["silhouette_iou"] or 0.0)

@@ -93,6 +93,18 @@ CASES: tuple[Case, ...] = (
         "--prompts of an empty file",
     ),
     Case(
+        "batch-without-prompts",
+        ("generate", "a red cube", "--batch", "4", "--out", "{out}"),
+        "--batch trains the prompts of --prompts",
+        "--batch without --prompts",
+    ),
+    Case(
+        "batch-on-ray",
+        ("generate", "--prompts", "{empty_file}", "--batch", "4", "--ray", "--out", "{out}"),
+        "takes no --batch",
+        "--batch with --ray",
+    ),
+    Case(
         "world-unknown",
         ("world", "render", "a red banana", "--out", "{out}"),
         "unknown word",

@@ -2,6 +2,10 @@
 
 Colours travel as per-vertex RGBA (glTF ``COLOR_0``; the common ``v x y z r g b`` OBJ
 extension), which every viewer we target reads without textures or UV unwrapping.
+
+``mcubes`` and ``trimesh`` (with scipy and networkx behind it) are imported where a mesh is
+made: they cost about half a second of every process that imports this module, and most
+runs (Gaussians written as .ply) make no mesh.
 """
 
 from __future__ import annotations
@@ -10,10 +14,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-import mcubes
 import numpy as np
 import torch
-import trimesh
 from torch import Tensor
 
 from dreamlift.errors import DataError
@@ -66,6 +68,8 @@ def extract_mesh(
         raise DataError(f"mesh threshold must be a positive density, got {threshold:g}")
     log_density = np.log(np.maximum(density.numpy().astype(np.float64), floor))
     volume = np.pad(log_density, 1, constant_values=math.log(floor))
+    import mcubes
+
     verts, faces = mcubes.marching_cubes(volume, math.log(threshold))
     verts = (verts - 1.0) * (2.0 * bound / (resolution - 1)) - bound
     faces = faces.astype(np.int64)
@@ -111,6 +115,8 @@ def write_mesh(
             colors = np.round(np.clip(colors, 0.0, 1.0) * 255).astype(np.uint8)
         if colors.shape[1] == 3:
             colors = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1)
+    import trimesh
+
     mesh = trimesh.Trimesh(verts, np.asarray(faces), vertex_colors=colors, process=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     mesh.export(path)
