@@ -261,6 +261,14 @@ def test_batch_runs_train_together_and_each_writes_its_own_run(tmp_path, tiny_wo
     cube = load_file(str(out / "001-a-red-cube" / "checkpoint.safetensors"))
     cone = load_file(str(out / "003-a-green-cone" / "checkpoint.safetensors"))
     assert not torch.equal(cube["field/features_dc"], cone["field/features_dc"])
+    # each run also resumes on its own, from its own checkpoint
+    from dreamlift.methods.generate import generate
+
+    longer = _configure(tiny_world_sd, steps=8)("a green cone")
+    result = generate(longer, out / "003-a-green-cone", resume=True, quiet=True)
+    assert result["metrics"]["steps_done"] == 8
+    summary = json.loads((out / "003-a-green-cone" / "summary.json").read_text())
+    assert summary["resumed_from"] == 6 and "batch" not in summary
 
 
 def test_a_batch_of_one_is_the_run_of_its_own(tmp_path, tiny_world_sd):

@@ -58,6 +58,7 @@ __all__ = [
     "Member",
     "StepLoss",
     "StopRequests",
+    "as_batch_step",
     "checkpoint_path",
     "load_state",
     "optimize",
@@ -248,12 +249,18 @@ def optimize(
         make_optimizer,
         optimizer,
     )
+    batch_step = as_batch_step(step_loss)
+    return optimize_members([member], batch_step, settings, resume, description, backward, sync)[0]
+
+
+def as_batch_step(step_loss: StepLoss) -> BatchStep:
+    """One member's ``step_loss`` as the :data:`BatchStep` of a batch of one."""
 
     def one(step: int, active: list[int]) -> tuple[Tensor, list[dict[str, float]], list]:
         loss, logs, out = step_loss(step)
         return loss, [logs], [out]
 
-    return optimize_members([member], one, settings, resume, description, backward, sync)[0]
+    return one
 
 
 def optimize_members(

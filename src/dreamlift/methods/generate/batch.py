@@ -200,6 +200,7 @@ def _together(
             resume,
             description=f"generate {first.guidance} ×{len(runs)}",
             backward=step.backward,
+            sync=runs[0].sync,
             commit=TwoPhaseCommit(manifest, {"guidance": shared}),
         )
     batch = {"size": len(runs), "manifest": str(manifest), "runs": [str(p.run.path) for p in runs]}

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from dreamlift.errors import DataError
 from dreamlift.fields.base import Field
@@ -35,7 +34,7 @@ from dreamlift.fields.nerf import NerfField
 from dreamlift.fields.registry import make_field
 from dreamlift.fields.splat_gsplat import gsplat_unavailable_reason
 from dreamlift.io.run import RunDir
-from dreamlift.loop import LoopResult, LoopSettings, Member, optimize_members
+from dreamlift.loop import LoopResult, LoopSettings, Member, as_batch_step, optimize_members
 from dreamlift.methods.common import priors
 from dreamlift.methods.common.folders import open_run
 from dreamlift.methods.generate.config import GenerateConfig
@@ -99,6 +98,11 @@ def load_prior(cfg: GenerateConfig) -> DiffusionPrior:
     return priors.load_prior(cfg.prior, cfg.device, prompt=cfg.prompt)
 
 
+def profile_sync(cfg: GenerateConfig, device: torch.device) -> Callable[[], None] | None:
+    """What the timings wait for: the GPU, with ``profile`` (an exact iteration split)."""
+    return torch.cuda.synchronize if cfg.profile and device.type == "cuda" else None
+
+
 @dataclass
 class PreparedRun:
     """One generate run set up around the loop (:func:`prepare_run`): its folder, field, step,
@@ -117,6 +121,10 @@ class PreparedRun:
     curve: EvalCurve | None
     timings: dict[str, float]
     warnings: list[str]
+
+    @property
+    def sync(self) -> Callable[[], None] | None:
+        return profile_sync(self.cfg, self.prior.device)
 
     def settings(self, quiet: bool) -> LoopSettings:
         cfg = self.cfg
@@ -162,7 +170,7 @@ def prepare_run(
         "cameras": torch.Generator().manual_seed(cfg.seed + 1),
         "guidance": torch.Generator().manual_seed(cfg.seed + 2),
     }
-    sync = torch.cuda.synchronize if cfg.profile and prior.device.type == "cuda" else None
+    sync = profile_sync(cfg, prior.device)
     step_loss = TextTo3D(
         cfg,
         fld,
@@ -201,23 +209,17 @@ def generate(
     prepared = prepare_run(cfg, run, prior or load_prior(cfg))
     prepared.timings["load_s"] = time.perf_counter() - t0
     step_loss = prepared.step_loss
-    sync = torch.cuda.synchronize if cfg.profile and prepared.prior.device.type == "cuda" else None
     with timing_prior(step_loss.timer, prepared.prior):
         (result,) = optimize_members(
             [prepared.member(watch)],
-            lambda step, active: _one(step_loss(step)),
+            as_batch_step(step_loss),
             prepared.settings(quiet),
             resume,
             description=f"generate {cfg.guidance}",
             backward=step_loss.backward,
-            sync=sync,
+            sync=prepared.sync,
         )
     return finish_run(prepared, result, step_loss.timer.seconds)
-
-
-def _one(step: tuple[Tensor, dict[str, float], dict[str, Tensor]]) -> tuple[Tensor, list, list]:
-    loss, logs, out = step
-    return loss, [logs], [out]
 
 
 def finish_run(
