@@ -39,12 +39,20 @@ RESULTS = Path(__file__).parent / "results" / "batch.json"
 
 
 def run_size(
-    prompts: Path, out: Path, guidance: str, size: int, threads: int, steps: int | None
+    prompts: Path,
+    out: Path,
+    guidance: str,
+    size: int,
+    threads: int,
+    steps: int | None,
+    device: str = "auto",
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One ``generate --prompts --batch size`` in a fresh process: wall time and each
     asset's scores (from its summary.json)."""
     cmd = [sys.executable, "-m", "dreamlift", "generate", "--prompts", str(prompts)]
     cmd += ["--guidance", guidance, "--batch", str(size), "--threads", str(threads)]
+    cmd += ["--device", device, *extra]
     cmd += ["--out", str(out), "--quiet"] + (["--steps", str(steps)] if steps else [])
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -99,11 +107,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=None, help="Override the preset's steps.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (generate's).")
+    parser.add_argument("--prior", default=None, help="generate's --prior (default: its own).")
+    parser.add_argument(
+        "--set", dest="settings", action="append", default=[], help="generate's --set KEY=VALUE"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if 1 not in args.sizes:
         parser.error("--sizes must include 1, the reference")
     captions = list(CAPTION_SET[: args.captions])
+    extra = tuple(["--prior", args.prior] if args.prior else [])
+    extra += tuple(x for setting in args.settings for x in ("--set", setting))
     started = time.perf_counter()
     tables: dict[str, dict[int, dict[str, Any]]] = {}
     raw: dict[str, dict[int, list[dict[str, Any]]]] = {}
@@ -116,7 +131,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 order = args.sizes if repeat % 2 == 0 else args.sizes[::-1]
                 for size in order:
                     out = Path(tmp) / f"{guidance}-{size}-{repeat}"
-                    run = run_size(prompts, out, guidance, size, args.threads, args.steps)
+                    run = run_size(
+                        prompts, out, guidance, size, args.threads, args.steps, args.device, extra
+                    )
                     runs[size].append(run)
                     print(
                         f"{guidance} B={size} repeat {repeat}: {run['wall_s']:.1f} s, "
@@ -143,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
     result = {
         "command": command_line("batch.py", argv),
-        "machine": machine(args.threads),
+        "machine": machine(args.threads, device=args.device),
         "captions": captions,
         "steps": args.steps,
         "tables": {g: {str(k): v for k, v in t.items()} for g, t in tables.items()},

@@ -19,7 +19,8 @@
 #    `blend --preset paper` (W 300, joint PTI 100, 200 blending steps) on two world heads,
 #    `face --preset paper` (W+ 1000, PTI 400, toy-sd-heads) with an edit and a light.
 # 5. Once gsplat is built: the backend parity tests, benchmarks/rasterize_cuda.py (parity and
-#    speed at the paper preset's sizes), and the split again through gsplat.
+#    speed at the paper preset's sizes), the split again through gsplat, and
+#    benchmarks/batch.py's GE3D table at --batch 1 and 8 on the GPU.
 # Each step has its own time limit, and every result is a file in OUT_DIR as soon as it exists.
 set -u
 OUT=${1:?usage: bash benchmarks/gpu_checks.sh OUT_DIR}
@@ -103,6 +104,9 @@ if [ "$(cat "$SCRATCH/gsplat_build.rc")" = 0 ]; then
     timeout 70 "$PY" benchmarks/generate_cost.py --device cuda --dtype float16 --preset paper \
         --backend gsplat --fields gaussians --guidances ge3d sds --steps 4 --warmup 2 \
         --out "$OUT/cost_paper_fp16_gsplat.json"
+    step "--batch 1 and 8 on CUDA: GE3D, the fast set's 8 captions, 200 steps, through gsplat"
+    timeout 240 "$PY" benchmarks/batch.py --device cuda --guidances ge3d --sizes 1 8 \
+        --steps 200 --out "$OUT/batch_cuda.json"
 else
     step "gsplat did not build (rc $(cat "$SCRATCH/gsplat_build.rc")):"
     tail -30 "$SCRATCH/gsplat_build.log"
