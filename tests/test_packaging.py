@@ -10,6 +10,7 @@ repository in that folder is not seen: what runs is what the wheel holds.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -31,9 +32,13 @@ REPO = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     build = [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(out)]
-    proc = subprocess.run([*build, "--no-build-isolation"], capture_output=True, text=True)
-    if proc.returncode != 0:  # no setuptools here: let pip fetch the build backend
-        proc = subprocess.run(build, capture_output=True, text=True)
+    # setuptools builds in the repository's build/ folder: two test workers building at once
+    # collide there ("File exists: …dist-info"), so the builds take turns.
+    with open(tmp_path_factory.getbasetemp().parent / "wheel-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run([*build, "--no-build-isolation"], capture_output=True, text=True)
+        if proc.returncode != 0:  # no setuptools here: let pip fetch the build backend
+            proc = subprocess.run(build, capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"the wheel did not build: {proc.stderr[-2000:]}")
     (found,) = out.glob("dreamlift-*.whl")
