@@ -128,6 +128,7 @@ class TextTo3D:
         with self.timer.section("guidance"):
             losses = self.guidance(self.prior, inp)
         guidance_loss = self.cfg.guidance_weight * sum(losses.values())
+        # 3. the field's regulariser and the weighted priors on the render
         assert inp.images is not None
         terms = self.field_terms(inp.images, out)
         field_loss = terms.total()
