@@ -289,8 +289,18 @@ def test_a_batch_of_one_is_the_run_of_its_own(tmp_path, tiny_world_sd):
     )
 
 
-def test_runs_that_cannot_share_calls_are_refused(tiny_world_sd):
-    paper = build_config("paper", prompt="a red cube", prior=str(tiny_world_sd))
+def test_runs_that_cannot_share_calls_are_refused(tmp_path, tiny_world_sd):
+    def paper_config(text: str):
+        return build_config("paper", prompt=text, prior=str(tiny_world_sd))
+
+    prompts = _prompts(tmp_path, "a red cube", "a green cone")
+    errors: list[int] = []
+    out = tmp_path / "out"
+    rows = generate_batch(prompts, out, paper_config, True, lambda n, e: errors.append(n), 2)
+    assert errors == [1, 2] and {r["status"] for r in rows} == {"error"}
+    assert "Perp-Neg" in rows[0]["error"]
+    assert [p.name for p in out.iterdir()] == ["batch.json"]  # no run folder was made
+    paper = paper_config("a red cube")
     with pytest.raises(ConfigError, match="Perp-Neg"):
         check_batchable([paper, paper], num_views=1)
     fast = _configure(tiny_world_sd)("a red cube")

@@ -165,6 +165,12 @@ def _together(
     failed: Callable[[int, DreamliftError], None],
 ) -> None:
     """Train the runs of ``group`` in lockstep, then write each one's outputs."""
+    try:  # settings that cannot share a call are refused before any folder is made
+        check_batchable([line.cfg for line in group])
+    except DreamliftError as exc:
+        for line in group:
+            _failed(line.row, exc, failed)
+        return
     timer = SectionTimer()
     prepared: list[tuple[Line, PreparedRun]] = []
     for line in group:

@@ -38,11 +38,12 @@ BATCH_FIELDS_THAT_MAY_DIFFER = ("prompt",)
 or the shared guidance call)."""
 
 
-def check_batchable(configs: list[GenerateConfig], num_views: int) -> None:
-    """A :class:`ConfigError` unless ``configs`` can share guidance calls."""
+def check_batchable(configs: list[GenerateConfig], num_views: int | None = None) -> None:
+    """A :class:`ConfigError` unless ``configs`` can share guidance calls (and, given the
+    prior's ``num_views``, unless the prior is multi-view)."""
     first = configs[0]
     guidance = first.guidance_config()
-    if num_views > 1:
+    if num_views is not None and num_views > 1:
         raise ConfigError(
             "--batch trains single-view runs together; a multi-view prior builds each call's "
             "text from one prompt",
