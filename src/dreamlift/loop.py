@@ -339,13 +339,14 @@ def optimize_members(
     with StopRequests() as stop, progress:
         task = progress.add_task(description, total=settings.steps, completed=begin, status="")
         for step in range(begin, settings.steps):
-            training = [r for r in runs if not r.finished(settings.steps)]
-            if not training:
+            active = [i for i, r in enumerate(runs) if not r.finished(settings.steps)]
+            if not active:
                 break
+            training = [runs[i] for i in active]
             t0 = now()
             for r in training:
                 r.optimizer.zero_grad(set_to_none=True)
-            loss, logs, outs = batch_step(step, [runs.index(r) for r in training])
+            loss, logs, outs = batch_step(step, active)
             loss_value = float(loss.detach())
             t1 = now()
             if not math.isfinite(loss_value):
@@ -382,13 +383,13 @@ def optimize_members(
                 r.stopped_early = until is not None and done < settings.steps and until(done)
             ending = [r for r in training if r.finished(settings.steps)]
             last = out_of_time or bool(ending)
-            for r, member_logs in zip(training, logs, strict=True):
-                if done % settings.log_every == 0 or last:
+            if done % settings.log_every == 0 or last:
+                for r, member_logs in zip(training, logs, strict=True):
                     _log(r, done, loss_value, member_logs, loop_seconds, timings, settings)
-            status = f"loss {loss_value:.4f}"
-            if len(runs) > 1:
-                status += f" · {len(training) - len(ending)}/{len(runs)} training"
-            progress.update(task, status=status)
+                status = f"loss {loss_value:.4f}"
+                if len(runs) > 1:
+                    status += f" · {len(training) - len(ending)}/{len(runs)} training"
+                progress.update(task, status=status)
             if done % settings.checkpoint_every == 0 or last or stop.requested:
                 save(training, done)
                 last_good = done

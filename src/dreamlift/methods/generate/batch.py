@@ -23,7 +23,11 @@ from dreamlift.checkpointing import TwoPhaseCommit
 from dreamlift.errors import DataError, DreamliftError, ModelError
 from dreamlift.loop import Interrupted, optimize_members
 from dreamlift.methods.common.folders import open_run, run_marker
-from dreamlift.methods.generate.batch_step import BatchTextTo3D, check_batchable
+from dreamlift.methods.generate.batch_step import (
+    BatchTextTo3D,
+    check_batchable,
+    check_single_view,
+)
 from dreamlift.methods.generate.config import GenerateConfig
 from dreamlift.methods.generate.run import (
     PreparedRun,
@@ -184,7 +188,7 @@ def _together(
     runs = [p for _, p in prepared]
     prior = runs[0].prior
     try:
-        check_batchable([p.cfg for p in runs], prior.num_views)
+        check_single_view(prior.num_views)
     except DreamliftError as exc:
         for line, _ in prepared:
             _failed(line.row, exc, failed)
@@ -192,12 +196,13 @@ def _together(
     if not resume:
         manifest.unlink(missing_ok=True)  # an earlier batch's, whose runs were refused above
     first = runs[0].cfg
-    # The guidance's draws are the batch's: one generator, seeded as a run's own, which
-    # every run checkpoints as its "guidance" generator (so each also resumes alone).
-    shared = runs[0].generators["guidance"]
+    # The guidance's draws are the batch's: the first run's generator, seeded as a run's own,
+    # which every run holds and checkpoints as its "guidance" generator (so each also
+    # resumes alone).
+    step = BatchTextTo3D([p.step_loss for p in runs], timer)
+    shared = step.generator
     for p in runs[1:]:
-        p.generators["guidance"] = shared
-    step = BatchTextTo3D([p.step_loss for p in runs], shared, timer)
+        p.generators["guidance"] = p.step_loss.guidance_gen = shared
     with timing_prior(timer, prior):
         results = optimize_members(
             [p.member() for p in runs],

@@ -43,12 +43,8 @@ def check_batchable(configs: list[GenerateConfig], num_views: int | None = None)
     prior's ``num_views``, unless the prior is multi-view)."""
     first = configs[0]
     guidance = first.guidance_config()
-    if num_views is not None and num_views > 1:
-        raise ConfigError(
-            "--batch trains single-view runs together; a multi-view prior builds each call's "
-            "text from one prompt",
-            "drop --batch, or choose a single-view prior such as toy-sd-camera",
-        )
+    if num_views is not None:
+        check_single_view(num_views)
     perpneg = getattr(guidance, "perpneg", None)
     if perpneg is not None and perpneg.enabled:
         raise ConfigError(
@@ -67,6 +63,16 @@ def check_batchable(configs: list[GenerateConfig], num_views: int | None = None)
             )
 
 
+def check_single_view(num_views: int) -> None:
+    """A :class:`ConfigError` for a multi-view prior (``num_views`` > 1)."""
+    if num_views > 1:
+        raise ConfigError(
+            "--batch trains single-view runs together; a multi-view prior builds each call's "
+            "text from one prompt",
+            "drop --batch, or choose a single-view prior such as toy-sd-camera",
+        )
+
+
 def _shared_settings(cfg: GenerateConfig) -> dict:
     plain = to_plain(cfg)
     return {k: v for k, v in plain.items() if k not in BATCH_FIELDS_THAT_MAY_DIFFER}
@@ -76,10 +82,12 @@ class BatchTextTo3D:
     """``step(τ, active) -> (L, logs, renders)`` over the runs whose indices are ``active``:
     each run's :meth:`TextTo3D.views`, one guidance call on all their views, each run's
     field terms; L is their sum. All runs share ``timer`` (their TextTo3D's too) and the
-    first run's guidance (all runs have the same config but the prompt)."""
+    first run's guidance and guidance generator (all runs have the same config but the
+    prompt; the caller makes every run hold that generator, so each checkpoints it)."""
 
-    def __init__(self, runs: list[TextTo3D], generator: torch.Generator, timer: SectionTimer):
-        self.runs, self.generator, self.timer = runs, generator, timer
+    def __init__(self, runs: list[TextTo3D], timer: SectionTimer):
+        self.runs, self.timer = runs, timer
+        self.generator = runs[0].guidance_gen
         self.guidance = runs[0].guidance
         self.prior = runs[0].prior
         self._parts: StepParts | None = None
