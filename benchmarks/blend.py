@@ -58,6 +58,7 @@ from dreamlift.methods.invert.run import load_generator
 from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
+from dreamlift.utils.process import configure_process
 from dreamlift.world.heads import HELD_OUT_HEADS, PART_ATTRIBUTES, head_params
 from dreamlift.zoo.recipes.head_nets import load_head_net
 
@@ -312,6 +313,7 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="combine the shards' results")
     parser.add_argument("--images", type=Path, default=Path(".zoo-cache/bench/blend-images"))
     args = parser.parse_args()
+    configure_process()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.merge:

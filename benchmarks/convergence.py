@@ -32,6 +32,7 @@ from run_info import machine
 from dreamlift.methods.generate import build_config, generate
 from dreamlift.methods.generate.convergence import ConvergenceConfig, ConvergenceStop
 from dreamlift.methods.generate.run import load_prior
+from dreamlift.utils.process import configure_process
 
 RESULTS = Path(__file__).parent / "results" / "convergence.json"
 EVAL_EVERY = 25
@@ -128,6 +129,7 @@ def main() -> None:
         index, count = (int(x) for x in args.shard.split("/"))
         captions = [c for group in args.captions.split(",") for c in CAPTIONS[group]]
         captions = captions[index::count]
+        configure_process()
         torch.set_num_threads(args.threads)
         prior = load_prior(build_config("fast", prompt=captions[0]))
         rows = []

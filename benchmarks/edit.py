@@ -39,6 +39,7 @@ from dreamlift.cameras import DEFAULT_ORBIT, orbit_cameras
 from dreamlift.methods.common.outputs import field_renderer
 from dreamlift.methods.edit import build_config, edit
 from dreamlift.stages import load_field
+from dreamlift.utils.process import configure_process
 from dreamlift.world import asset_from_caption
 from dreamlift.world.render import RenderSettings, render
 
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--set", action="append", default=[], help="edit config KEY=VALUE")
     args = parser.parse_args(argv)
+    configure_process()
     torch.set_num_threads(args.threads)
     from dreamlift.methods.common.config import merge, parse_settings
 

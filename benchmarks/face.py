@@ -56,6 +56,7 @@ from dreamlift.methods.invert.run import load_generator
 from dreamlift.metrics.head_attributes import seen_attributes
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
+from dreamlift.utils.process import configure_process
 from dreamlift.world.heads import HELD_OUT_HEADS, head_params
 from dreamlift.world.lighting import named_light
 from dreamlift.zoo.recipes.head_nets import load_head_net
@@ -421,6 +422,7 @@ def main() -> None:
     parser.add_argument("--figure", type=int, help="draw the README's picture of this case")
     parser.add_argument("--runs", type=Path, default=Path(".zoo-cache/bench/face"))
     args = parser.parse_args()
+    configure_process()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.figure is not None:

@@ -59,6 +59,7 @@ from dreamlift.io.run import atomic_write_text
 from dreamlift.loop import Interrupted
 from dreamlift.methods.generate import build_config, generate, render_scale
 from dreamlift.priors import DiffusionPrior
+from dreamlift.utils.process import configure_process
 from dreamlift.world import caption, parse
 from dreamlift.world.assets import Description, ObjectSpec
 from dreamlift.zoo.heldout import HELDOUT_COMPOSITIONS, HELDOUT_PAIRS
@@ -398,6 +399,7 @@ def main() -> None:
         help="Combine the runs of these results files (e.g. one process per core) into --out.",
     )
     args = parser.parse_args()
+    configure_process()
     torch.set_num_threads(args.threads)
     if args.merge:
         merge(args)

@@ -40,6 +40,7 @@ from dreamlift.guidance.ge3d import GE3D_NEGATIVE_PROMPT
 from dreamlift.methods.generate import PRIOR_PARTS, build_config, generate
 from dreamlift.priors import DiffusionPrior
 from dreamlift.priors.loading import PriorComponents
+from dreamlift.utils.process import configure_process
 from dreamlift.zoo.tiny import sd_ddim_scheduler
 from dreamlift.zoo.tokenizer import WORLD_VOCAB_MAX, build_tokenizer, caption_words
 
@@ -243,6 +244,7 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "generate_cost.json"
     )
     args = parser.parse_args()
+    configure_process()
     torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     started = time.time()

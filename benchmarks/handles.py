@@ -100,6 +100,7 @@ from dreamlift.methods.handles.edit import invert_image
 from dreamlift.methods.handles.scores import psnr
 from dreamlift.metrics.clip import ClipScorer
 from dreamlift.priors import DiffusionPrior
+from dreamlift.utils.process import configure_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARE_INVERSION = ("handles", "depth_only")
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "handles.json"
     )
     args = parser.parse_args(argv)
+    configure_process()
     torch.set_num_threads(args.threads)
     started = time.time()
     n = args.n or (QUICK["n"] if args.quick else 48)

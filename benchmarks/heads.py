@@ -43,6 +43,7 @@ from dreamlift.methods.invert.scores import (
 )
 from dreamlift.metrics.image import masked_psnr
 from dreamlift.metrics.perceptual import load_feature_distance
+from dreamlift.utils.process import configure_process
 from dreamlift.world.heads import HELD_OUT_HEADS, training_head_seeds
 
 RESULTS = Path(__file__).parent / "results" / "heads.json"
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    configure_process()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as dreamlift invert does (subnormal floats are slow)
     t_start = time.perf_counter()

@@ -38,6 +38,7 @@ from dreamlift.metrics.ground_truth import (
     ground_truth_scores,
     shape_ranking,
 )
+from dreamlift.utils.process import configure_process
 from dreamlift.world import asset_from_caption, layout, parse
 from dreamlift.world.assets import Asset, Description, ObjectSpec, Part
 
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    configure_process()
     torch.set_num_threads(args.threads)
     rows = []
     print("| caption | control | silhouette IoU | shape ranking | colour | caption verdict |")

@@ -31,6 +31,7 @@ from torch import Tensor
 from dreamlift.errors import DreamliftError
 from dreamlift.metrics.image import psnr
 from dreamlift.priors import DiffusionPrior, TextEmbeddings
+from dreamlift.utils.process import configure_process
 from dreamlift.utils.timing import median_seconds
 from dreamlift.world.datasets import WorldDataset
 from dreamlift.zoo.heldout import eval_dataset
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--out", type=Path, default=Path(__file__).parent / "results" / "prior.json"
     )
     args = parser.parse_args(argv)
+    configure_process()
     torch.set_num_threads(args.threads)
     started = time.time()
     prior = DiffusionPrior.load(args.prior, device=args.device)

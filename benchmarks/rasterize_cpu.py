@@ -32,6 +32,7 @@ from dreamlift.cameras import DEFAULT_ORBIT, Cameras, orbit_cameras
 from dreamlift.fields.gaussians import SH_C0
 from dreamlift.fields.rasterize import bin_views, project_gaussians, rasterize_gaussians
 from dreamlift.io.ply import read_gaussians_ply
+from dreamlift.utils.process import configure_process
 
 MODES = {"box": False, "ellipse": True}
 TILE_SIZE = 8  # the CPU default at 64² (GaussiansConfig.tile_size)
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--out", type=Path, default=Path(__file__).parent / "results" / "rasterize_cpu.json"
     )
     args = parser.parse_args(argv)
+    configure_process()
     torch.set_num_threads(args.threads)
     started = time.time()
     scenes: list[tuple[str, dict]] = []

@@ -22,6 +22,7 @@ from dreamlift.cameras import sample_orbit, turntable
 from dreamlift.fields.gaussians import GaussianField, GaussiansConfig
 from dreamlift.fields.nerf import NerfConfig, NerfField
 from dreamlift.methods.reconstruct import build_config, reconstruct
+from dreamlift.utils.process import configure_process
 from dreamlift.utils.timing import median_seconds
 
 ASSETS = [
@@ -149,6 +150,7 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "reconstruct.json"
     )
     args = parser.parse_args()
+    configure_process()
     torch.set_num_threads(args.threads)
     started = time.time()
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -22,6 +22,7 @@ import torch
 from dreamlift.methods.generate import build_config
 from dreamlift.methods.generate.scoring import world_scores
 from dreamlift.stages import load_field
+from dreamlift.utils.process import configure_process
 from dreamlift.world import parse
 
 
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    configure_process()
     torch.set_num_threads(args.threads)
     rows = []
     for run in args.runs:

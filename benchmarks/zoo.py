@@ -37,6 +37,7 @@ from torch import Tensor
 
 from dreamlift.errors import ModelError
 from dreamlift.metrics.image import mask_iou, psnr
+from dreamlift.utils.process import configure_process
 from dreamlift.world.assets import COLOURS, Description, ObjectSpec
 from dreamlift.world.captions import caption, parse
 from dreamlift.world.datasets import WorldDataset
@@ -392,6 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "zoo.json")
     args = parser.parse_args(argv)
+    configure_process()
     torch.set_num_threads(args.threads)
     models = Models(args.clip, args.sd, args.sd_depth)
     started = time.time()

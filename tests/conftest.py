@@ -3,6 +3,15 @@
 import pytest
 import torch
 
+from dreamlift.utils.process import configure_process
+
+
+def pytest_configure(config):
+    """Tests run with the process settings the command line starts with (freed memory kept,
+    subnormals flushed on every thread): the commands they call in-process then compute, and
+    cost, what they do for a user."""
+    configure_process()
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():

@@ -237,15 +237,22 @@ def test_logged_guidance_term_is_half_the_squared_gradient_per_view(tiny_sd):
     assert logs["loss_sds"] == pytest.approx(half_squared, rel=1e-4)
 
 
-def test_nested_denormal_flushing_lasts_until_the_outermost_block_ends():
-    from dreamlift.utils.numerics import flush_denormals
+def test_nested_denormal_flushing_lasts_until_the_outermost_block_ends(monkeypatch):
+    from dreamlift.utils import numerics
 
     def flushed() -> bool:
         return float(torch.tensor([1e-40], dtype=torch.float32)[0] * 1.0) == 0.0
 
-    assert not flushed()
-    with flush_denormals():
-        with flush_denormals():
-            assert flushed()
-        assert flushed()  # the inner block's end must not switch it off
-    assert not flushed()
+    # The suite runs flushed process-wide (conftest), as the command line does; this checks
+    # the scoped block a Python API user gets without that.
+    monkeypatch.setattr(numerics, "_every_thread", False)
+    torch.set_flush_denormal(False)
+    try:
+        assert not flushed()
+        with numerics.flush_denormals():
+            with numerics.flush_denormals():
+                assert flushed()
+            assert flushed()  # the inner block's end must not switch it off
+        assert not flushed()
+    finally:
+        torch.set_flush_denormal(True)

@@ -25,6 +25,7 @@ from dreamlift.cli.view import view_command
 from dreamlift.cli.world import world_app
 from dreamlift.cli.zoo import zoo_app
 from dreamlift.errors import DreamliftError
+from dreamlift.utils.process import configure_process
 
 app = typer.Typer(
     add_completion=False,
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the app on ``argv`` (the command line when None) and exit: user errors print one
     line and exit 2 (130 for a stopped run); any other exception is a bug and stays a
     traceback."""
+    configure_process()
     try:
         code = app(args=argv, standalone_mode=False)
     except DreamliftError as exc:

@@ -48,7 +48,9 @@ def run_prompt(values: dict[str, Any], folder: str, threads: int) -> dict[str, A
 
     from dreamlift.methods.generate.config import config_from_dict
     from dreamlift.methods.generate.run import generate, load_prior
+    from dreamlift.utils.process import configure_process
 
+    configure_process()  # as the command line does (dreamlift.cli.app.main)
     torch.set_num_threads(threads)
     try:
         cfg = config_from_dict(values)
