@@ -125,3 +125,25 @@ def test_tiny_eg3d_recipe_trains_exports_and_evaluates(tmp_path):
     gen = TriplaneGenerator.from_pretrained(tmp_path / "zoo" / "toy-eg3d")
     assert gen.cfg == TriplaneConfig.tiny()
     assert report.figures["train_psnr_head"] > 0  # measured on the exported weights
+
+
+def test_the_anneal_stage_starts_from_the_generator_stage_and_records_both(tmp_path):
+    from dreamlift.errors import TrainingError
+    from dreamlift.zoo.recipes import make_recipe, run_stage
+    from dreamlift.zoo.recipes.common import read_zoo_json
+
+    work, zoo = tmp_path / "w" / "toy-eg3d", tmp_path / "zoo"
+    with pytest.raises(TrainingError, match="no exported toy-eg3d generator"):
+        make_recipe("toy-eg3d", "anneal", work / "anneal", size="tiny", root=zoo)
+    run_stage("toy-eg3d", "generator", work, size="tiny", root=zoo, quiet=True)
+    exported = TriplaneGenerator.from_pretrained(zoo / "toy-eg3d").state_dict()
+    recipe = make_recipe("toy-eg3d", "anneal", work / "anneal", size="tiny", root=zoo)
+    start = recipe.generator.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in exported.items())
+    assert recipe.train.schedule == "cosine" and recipe.train.seed != 0
+    report = run_stage("toy-eg3d", "anneal", work, size="tiny", root=zoo, quiet=True)
+    assert report.steps == 2 and report.figures["train_psnr_head"] > 0
+    record = read_zoo_json(zoo / "toy-eg3d")
+    assert record["training_steps"] == {"generator": 2, "anneal": 2}
+    annealed = TriplaneGenerator.from_pretrained(zoo / "toy-eg3d").state_dict()
+    assert any(not torch.equal(annealed[k], v) for k, v in exported.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,33 @@ def test_lr_scale_gives_a_module_its_own_rate_and_resumes_exactly(tmp_path):
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="unknown module"):
         Trainer(_TwoPart(), _config(lr_scale=(("camera", 2.0),)), tmp_path / "c", quiet=True)
+
+
+def test_the_cosine_schedule_warms_up_then_anneals_to_its_floor_and_resumes_exactly(tmp_path):
+    config = _config(schedule="cosine", final_lr=0.1)
+    rates = [config.lr_at(step) for step in range(config.steps + 1)]
+    assert rates[:3] == pytest.approx([config.lr / 3, 2 * config.lr / 3, config.lr])
+    after = rates[config.warmup :]
+    assert all(a > b for a, b in zip(after, after[1:], strict=False))  # falls every step
+    assert rates[-1] == pytest.approx(0.1 * config.lr)  # the floor, once the schedule is done
+    longer = _config(steps=13, schedule="cosine", final_lr=0.1)  # 10 steps after warm-up
+    assert longer.lr_at(3 + 5) == pytest.approx(0.55 * longer.lr)  # halfway: half the drop
+    # The constant schedule is the one every earlier training ran.
+    constant = _config()
+    assert [constant.lr_at(s) for s in range(6)] == [
+        constant.lr * min(1.0, (s + 1) / constant.warmup) for s in range(6)
+    ]
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        _config(schedule="linear")
+    whole = Trainer(_Toy(), config, tmp_path / "whole", quiet=True)
+    whole.run()
+    Trainer(_Toy(), config, tmp_path / "split", quiet=True).run(steps=5)
+    resumed = Trainer(_Toy(), config, tmp_path / "split", quiet=True)
+    resumed.run()
+    a, b = _weights(whole), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "split" / "metrics.jsonl").open()]
+    assert logged == rates[: config.steps]
 
 
 def test_nan_loss_keeps_the_last_checkpoint(tmp_path):

@@ -54,7 +54,8 @@ def zoo_train(
     ),
     stage: str | None = typer.Option(
         None,
-        help="Run only this stage (toy-sd: vae, decoder, scene-decoder, unet); default: all, "
+        help="Run only this stage (toy-sd: vae, decoder, scene-decoder, unet; toy-eg3d: generator, "
+        "anneal); default: all, "
         "in order.",
     ),
     workdir: Path | None = typer.Option(

@@ -54,6 +54,25 @@ class TrainerConfig:
     seed: int = 0
     lr_scale: tuple[tuple[str, float], ...] = ()
     """(module name, factor) pairs: a new module beside a trained one may learn faster."""
+    schedule: str = "constant"
+    """After the warm-up: ``constant``, or ``cosine`` (half a cosine from ``lr`` down to
+    ``final_lr`` × ``lr`` at the last step; annealing, SGDR's schedule, arXiv:1608.03983)."""
+    final_lr: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown lr schedule {self.schedule!r} (constant, cosine)")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based)."""
+        if self.schedule == "constant":  # the expression every earlier training used
+            return self.lr * min(1.0, (step + 1) / self.warmup) if self.warmup > 0 else self.lr
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        done = min(1.0, (step - self.warmup) / max(1, self.steps - self.warmup))
+        return self.lr * (
+            self.final_lr + (1 - self.final_lr) * 0.5 * (1 + math.cos(math.pi * done))
+        )
 
     @classmethod
     def tiny(cls, steps: int) -> TrainerConfig:
@@ -220,10 +239,6 @@ class Trainer:
         return self.modules
 
     # ------------------------------------------------------------------ loop
-    def _lr(self, step: int) -> float:
-        warm = self.config.warmup
-        return self.config.lr * min(1.0, (step + 1) / warm) if warm > 0 else self.config.lr
-
     def _truncate_metrics(self) -> None:
         if not self.metrics_path.exists():
             return
@@ -265,7 +280,7 @@ class Trainer:
             task = bar.add_task(description, total=total, completed=self.step, status="")
             while self.step < total:
                 t0 = time.perf_counter()
-                lr = self._lr(self.step)
+                lr = self.config.lr_at(self.step)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]
                 loss, logs = self.task.loss(self.step, self.gen)

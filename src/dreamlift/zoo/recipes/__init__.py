@@ -14,6 +14,7 @@ toy-sd-heads   unet      :class:`~.head_prior.HeadPriorRecipe` → ``toy-sd-head
 toy-mvdream    unet      :class:`~dreamlift.zoo.recipes.mvdream.MVDreamRecipe` → ``toy-mvdream``
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
 toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
+toy-eg3d       anneal    :class:`~dreamlift.zoo.recipes.eg3d.EG3DAnnealRecipe` → ``toy-eg3d``
 toy-pose …     net       :class:`~dreamlift.zoo.recipes.head_nets.HeadNetRecipe` (also
                          toy-parts, toy-light, toy-id; one head render cache)
 =============  ========  ==============================================================
@@ -88,7 +89,7 @@ def make_recipe(
     from dreamlift.zoo.recipes.camera import CameraRecipe
     from dreamlift.zoo.recipes.clip import CLIPConfig, CLIPRecipe
     from dreamlift.zoo.recipes.decoder import DecoderConfig, DecoderRecipe
-    from dreamlift.zoo.recipes.eg3d import EG3DConfig, EG3DRecipe
+    from dreamlift.zoo.recipes.eg3d import EG3DAnnealRecipe, EG3DConfig, EG3DRecipe
     from dreamlift.zoo.recipes.head_nets import TASK_OF_MODEL, HeadNetRecipe, HeadNetRecipeConfig
     from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe
     from dreamlift.zoo.recipes.vae import VAEConfig, VAERecipe
@@ -116,8 +117,11 @@ def make_recipe(
         hcfg = HeadNetRecipeConfig.tiny(task) if tiny else HeadNetRecipeConfig.for_task(task)
         return HeadNetRecipe(model, with_steps(hcfg), folder, data_root, quiet)
     if model == "toy-eg3d":
-        ecfg = with_steps(EG3DConfig.tiny() if tiny else EG3DConfig())
-        return EG3DRecipe(ecfg, folder, data_root, quiet)
+        ecfg = EG3DConfig.tiny() if tiny else EG3DConfig()
+        if stage == "anneal":
+            annealed = ecfg.annealed(2) if tiny else ecfg.annealed()
+            return EG3DAnnealRecipe(with_steps(annealed), folder, data_root, quiet)
+        return EG3DRecipe(with_steps(ecfg), folder, data_root, quiet)
     if model == "toy-mvdream":
         from dreamlift.zoo.recipes.mvdream import MVDreamConfig, MVDreamRecipe
 
