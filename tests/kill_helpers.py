@@ -16,6 +16,16 @@ from safetensors.torch import load_file
 from dreamlift.errors import CheckpointError
 from dreamlift.io.checkpoint import read_metadata
 
+PROCESS_SETUP = "from dreamlift.utils.process import configure_process; configure_process(); "
+"""What every dreamlift process does first (as the command line's ``main`` does), so that a
+script's run computes what the command would, and what the in-process runs of the suite
+(conftest) compute: the flush of subnormals changes the last bits of a run."""
+
+
+def python_script(script: str) -> list[str]:
+    """The command line of ``python -c script`` in a process set up as dreamlift's are."""
+    return [sys.executable, "-c", PROCESS_SETUP + script]
+
 
 def checkpoint_progress(out: Path) -> tuple[int, int] | None:
     """(stage index, step) of the newest checkpoint in the run folder ``out``; None before
@@ -41,7 +51,7 @@ def kill_at_random_moments(
     for _ in range(kills):
         seen = [checkpoint_progress(out)]
         wanted = rng.randint(1, 3)  # newer checkpoints to wait for: the kills land at random steps
-        proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+        proc = subprocess.Popen(python_script(script), env=env)
         deadline = time.time() + timeout_s
         while time.time() < deadline and proc.poll() is None and len(seen) <= wanted:
             now = checkpoint_progress(out)
@@ -60,7 +70,7 @@ def run_to_the_end(script: str, env: dict[str, str], timeout_s: float = 300) -> 
     """Run ``python -c script`` to its end (the uninterrupted run, or the last resume): in a
     fresh process like the killed ones, so the comparison is process against process, as a
     user's runs are."""
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=timeout_s)
+    subprocess.run(python_script(script), env=env, check=True, timeout=timeout_s)
 
 
 def assert_same_tensors(a: Path, b: Path) -> None:

@@ -17,7 +17,6 @@ def test_tiny_recipe_trains_exports_and_evaluates(model, tmp_path):
         model, "net", tmp_path / "work" / model, size="tiny", root=tmp_path / "zoo", quiet=True
     )
     assert report.steps == 2
-    assert float(torch.tensor([1e-39]) * 1.0) != 0.0  # subnormals flushed only while training
     net = HeadNet.from_pretrained(tmp_path / "zoo" / model)
     out = net(torch.rand(2, 3, 16, 16))
     expected = {

@@ -87,7 +87,6 @@ def test_invert_a_world_head_writes_outputs_and_scores_each_stage(generator_fold
     summary = invert(
         InvertRequest(head=203, pose=Pose(25.0, 10.0)), tmp_path / "run", quick(generator_folder)
     )
-    assert float(torch.tensor([1e-39]) * 1.0) != 0.0  # subnormals flushed only during the run
     stages = summary["metrics"]["stages"]
     assert set(stages) == {"w", "wplus", "pti"}
     for scores in stages.values():
