@@ -22,7 +22,7 @@ from dreamlift.io.run import RunDir
 from dreamlift.loop import LoopSettings, Member, optimize_members
 from dreamlift.methods.generate import build_config
 from dreamlift.methods.generate.batch import generate_batch
-from dreamlift.methods.generate.batch_step import check_batchable
+from dreamlift.methods.generate.batch_step import check_batchable, check_single_view
 from dreamlift.priors import DiffusionPrior
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DREAMLIFT_ZOO_DIR": "/nonexistent-zoo"}
@@ -302,13 +302,14 @@ def test_runs_that_cannot_share_calls_are_refused(tmp_path, tiny_world_sd):
     assert [p.name for p in out.iterdir()] == ["batch.json"]  # no run folder was made
     paper = paper_config("a red cube")
     with pytest.raises(ConfigError, match="Perp-Neg"):
-        check_batchable([paper, paper], num_views=1)
-    fast = _configure(tiny_world_sd)("a red cube")
+        check_batchable([paper, paper])
     with pytest.raises(ConfigError, match="multi-view"):
-        check_batchable([fast], num_views=4)
+        check_single_view(4)
+    check_single_view(1)
+    fast = _configure(tiny_world_sd)("a red cube")
     other = _configure(tiny_world_sd, steps=7)("a green cone")
     with pytest.raises(ConfigError, match="steps"):
-        check_batchable([fast, other], num_views=1)
+        check_batchable([fast, other])
 
 
 def _batch_script(prompts: Path, prior: Path, out: Path) -> str:

@@ -38,13 +38,11 @@ BATCH_FIELDS_THAT_MAY_DIFFER = ("prompt",)
 or the shared guidance call)."""
 
 
-def check_batchable(configs: list[GenerateConfig], num_views: int | None = None) -> None:
-    """A :class:`ConfigError` unless ``configs`` can share guidance calls (and, given the
-    prior's ``num_views``, unless the prior is multi-view)."""
+def check_batchable(configs: list[GenerateConfig]) -> None:
+    """A :class:`ConfigError` unless ``configs`` can share guidance calls (read before any
+    run folder is made; the prior's side is :func:`check_single_view`, once it is loaded)."""
     first = configs[0]
     guidance = first.guidance_config()
-    if num_views is not None:
-        check_single_view(num_views)
     perpneg = getattr(guidance, "perpneg", None)
     if perpneg is not None and perpneg.enabled:
         raise ConfigError(
