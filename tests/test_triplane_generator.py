@@ -127,7 +127,7 @@ def test_tiny_eg3d_recipe_trains_exports_and_evaluates(tmp_path):
     assert report.figures["train_psnr_head"] > 0  # measured on the exported weights
 
 
-def test_the_anneal_stage_starts_from_the_generator_stage_and_records_both(tmp_path):
+def test_each_later_stage_starts_from_the_one_before_and_all_are_recorded(tmp_path):
     from dreamlift.errors import TrainingError
     from dreamlift.zoo.recipes import make_recipe, run_stage
     from dreamlift.zoo.recipes.common import read_zoo_json
@@ -147,3 +147,12 @@ def test_the_anneal_stage_starts_from_the_generator_stage_and_records_both(tmp_p
     assert record["training_steps"] == {"generator": 2, "anneal": 2}
     annealed = TriplaneGenerator.from_pretrained(zoo / "toy-eg3d").state_dict()
     assert any(not torch.equal(annealed[k], v) for k, v in exported.items())
+
+    refine = make_recipe("toy-eg3d", "refine", work / "refine", size="tiny", root=zoo)
+    start = refine.generator.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in annealed.items())
+    assert refine.train.schedule == "cosine"
+    assert refine.train.seed not in (0, recipe.train.seed)  # new batches, not a replay
+    run_stage("toy-eg3d", "refine", work, size="tiny", root=zoo, quiet=True)
+    record = read_zoo_json(zoo / "toy-eg3d")
+    assert record["training_steps"] == {"generator": 2, "anneal": 2, "refine": 2}

@@ -55,7 +55,7 @@ def zoo_train(
     stage: str | None = typer.Option(
         None,
         help="Run only this stage (toy-sd: vae, decoder, scene-decoder, unet; toy-eg3d: generator, "
-        "anneal); default: all, "
+        "anneal, refine); default: all, "
         "in order.",
     ),
     workdir: Path | None = typer.Option(

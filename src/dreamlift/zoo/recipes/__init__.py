@@ -15,6 +15,7 @@ toy-mvdream    unet      :class:`~dreamlift.zoo.recipes.mvdream.MVDreamRecipe` �
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
 toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
 toy-eg3d       anneal    :class:`~dreamlift.zoo.recipes.eg3d.EG3DAnnealRecipe` → ``toy-eg3d``
+toy-eg3d       refine    :class:`~dreamlift.zoo.recipes.eg3d.EG3DRefineRecipe` → ``toy-eg3d``
 toy-pose …     net       :class:`~dreamlift.zoo.recipes.head_nets.HeadNetRecipe` (also
                          toy-parts, toy-light, toy-id; one head render cache)
 =============  ========  ==============================================================
@@ -89,7 +90,12 @@ def make_recipe(
     from dreamlift.zoo.recipes.camera import CameraRecipe
     from dreamlift.zoo.recipes.clip import CLIPConfig, CLIPRecipe
     from dreamlift.zoo.recipes.decoder import DecoderConfig, DecoderRecipe
-    from dreamlift.zoo.recipes.eg3d import EG3DAnnealRecipe, EG3DConfig, EG3DRecipe
+    from dreamlift.zoo.recipes.eg3d import (
+        EG3DAnnealRecipe,
+        EG3DConfig,
+        EG3DRecipe,
+        EG3DRefineRecipe,
+    )
     from dreamlift.zoo.recipes.head_nets import TASK_OF_MODEL, HeadNetRecipe, HeadNetRecipeConfig
     from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe
     from dreamlift.zoo.recipes.vae import VAEConfig, VAERecipe
@@ -121,6 +127,9 @@ def make_recipe(
         if stage == "anneal":
             annealed = ecfg.annealed(2) if tiny else ecfg.annealed()
             return EG3DAnnealRecipe(with_steps(annealed), folder, data_root, quiet)
+        if stage == "refine":
+            refined = ecfg.refined(2) if tiny else ecfg.refined()
+            return EG3DRefineRecipe(with_steps(refined), folder, data_root, quiet)
         return EG3DRecipe(with_steps(ecfg), folder, data_root, quiet)
     if model == "toy-mvdream":
         from dreamlift.zoo.recipes.mvdream import MVDreamConfig, MVDreamRecipe
