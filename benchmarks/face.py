@@ -308,7 +308,7 @@ def calibrate(draws: int = 6) -> dict[str, dict[str, float]]:
     weight 1, mean over ``draws`` side cameras: how the fast preset's weights were derived
     (see :mod:`dreamlift.methods.face.config`)."""
     from dreamlift.methods.face.objective import FaceGoal, FaceModels, FaceObjective
-    from dreamlift.methods.invert.optimize import fit_latent
+    from dreamlift.methods.invert.optimize import fit_w
     from dreamlift.priors import DiffusionPrior
 
     cfg = fast_config()
@@ -326,8 +326,7 @@ def calibrate(draws: int = 6) -> dict[str, dict[str, float]]:
         pose = Pose(yaw, 10.0)
         image = render_world_head(head, [pose], 64)["rgb"]
         target = Target(image, pose.camera(64), distance.features(image))
-        start = gen.broadcast(gen.w_avg()[None]).clone()
-        ws = fit_latent(gen, target, start, cfg.inversion.w_steps, cfg.inversion, distance, False)
+        ws = fit_w(gen, target, cfg.inversion, distance)
         goal = FaceGoal(target, EDITS[0], torch.tensor(named_light("left").sh))
         norms = {}
         for term in terms:

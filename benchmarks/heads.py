@@ -33,7 +33,7 @@ from dreamlift.generators.triplane import TriplaneGenerator
 from dreamlift.io.mesh import extract_mesh
 from dreamlift.methods.invert import Pose, Target, preset_config
 from dreamlift.methods.invert.inputs import pose_cameras, render_world_head
-from dreamlift.methods.invert.optimize import fit_latent, pivotal_tuning
+from dreamlift.methods.invert.optimize import fit_latent, fit_w, pivotal_tuning
 from dreamlift.methods.invert.run import identity_network, load_generator
 from dreamlift.methods.invert.scores import (
     SILHOUETTE_POSES,
@@ -114,8 +114,7 @@ def invert_head(gen, distance, head: int, pose: Pose, cfg, identity=None) -> dic
         }
 
     t0 = time.perf_counter()
-    start = gen.broadcast(gen.w_avg()[None]).clone()
-    ws_w = fit_latent(gen, target, start, cfg.w_steps, cfg, distance, per_layer=False)
+    ws_w = fit_w(gen, target, cfg, distance)
     t_w = time.perf_counter() - t0
     score("w", gen, ws_w, t_w)
     t0 = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,16 @@ from dreamlift.generators import TriplaneConfig, TriplaneGenerator
 from dreamlift.io.mesh import extract_mesh
 from dreamlift.methods.invert import InvertRequest, Pose, Target, invert, preset_config
 from dreamlift.methods.invert.inputs import estimate_pose, load_photo, render_world_head
-from dreamlift.methods.invert.optimize import fit_latent, pivotal_tuning, ramp
+from dreamlift.methods.invert.optimize import (
+    START_SAMPLES,
+    START_TRUNCATION,
+    fit_latent,
+    fit_w,
+    input_loss,
+    pivotal_tuning,
+    ramp,
+    restart_points,
+)
 from dreamlift.methods.invert.scores import mesh_silhouettes
 from dreamlift.world.heads import head_cameras
 from dreamlift.zoo.registry import PACKAGE_MODELS
@@ -66,6 +76,50 @@ def test_latent_fit_lowers_the_reconstruction_error(generator_folder):
 
     assert err(fitted) < 0.5 * err(start)
     assert torch.equal(fitted[:, 0], fitted[:, -1])  # W: one w for every layer
+
+
+def test_w_restarts_from_the_sample_that_renders_the_input_and_keeps_the_best_fit(
+    generator_folder,
+):
+    gen = TriplaneGenerator.from_pretrained(generator_folder)
+    cam = head_cameras(20.0, 10.0, 16)
+    cfg = quick(generator_folder, w_candidates=6, w_restarts=2, seed=5, w_steps=4)
+    z = torch.randn(6, gen.z_dim, generator=torch.Generator().manual_seed(5))
+    truth = gen.mapping(z, START_TRUNCATION)[3:4]  # the fourth candidate drawn
+    with torch.no_grad():
+        image = gen.render(gen.synthesis(truth), cam, samples=START_SAMPLES).rgb
+    target = Target(image, cam)
+    starts = restart_points(gen, target, cfg, None)
+    assert len(starts) == 3 and torch.equal(starts[0], gen.broadcast(gen.w_avg()[None]))
+    assert torch.allclose(starts[1], truth)
+
+    def loss(ws):
+        return input_loss(gen, ws, target, cfg, None, cfg.samples)
+
+    restarted = fit_w(gen, target, cfg, None)
+    from_avg = fit_w(gen, target, replace(cfg, w_restarts=0), None)
+    torch.manual_seed(cfg.seed)
+    assert torch.equal(from_avg, fit_latent(gen, target, starts[0], 4, cfg, None, False))
+    assert loss(restarted) < loss(from_avg)
+    assert loss(restarted) == min(
+        loss(fit_latent(gen, target, s, 4, cfg, None, False)) for s in starts
+    )
+
+
+def test_the_wplus_delta_keeps_each_layer_near_the_w_solution(generator_folder):
+    gen = TriplaneGenerator.from_pretrained(generator_folder)
+    cam = head_cameras(0.0, 10.0, 16)
+    truth = gen.mapping(torch.randn(1, gen.z_dim, generator=torch.Generator().manual_seed(3)))
+    with torch.no_grad():
+        image = gen.render(gen.synthesis(truth), cam).rgb
+    start = gen.broadcast(gen.w_avg()[None]).clone()
+
+    def moved(delta: float) -> float:
+        cfg = quick(generator_folder, latent_lr=0.05, latent_prior=0.0, wplus_delta=delta)
+        ws = fit_latent(gen, Target(image, cam), start, 20, cfg, None, per_layer=True)
+        return float((ws - start).norm())
+
+    assert moved(1e3) < 0.5 * moved(0.0)
 
 
 def test_pti_tunes_a_copy_and_keeps_the_input_generator(generator_folder):

@@ -43,7 +43,7 @@ from dreamlift.methods.invert.inputs import (
     pose_cameras,
     render_world_head,
 )
-from dreamlift.methods.invert.optimize import Target, fit_latent
+from dreamlift.methods.invert.optimize import Target, fit_w
 from dreamlift.methods.invert.run import load_generator, turntable_frames, write_generator_mesh
 from dreamlift.metrics.perceptual import load_feature_distance
 from dreamlift.utils.numerics import flush_denormals
@@ -159,17 +159,14 @@ def run_face(
 
     # Phase 1: the reconstruction (W, image terms only).
     t0 = time.perf_counter()
-    ws_start = gen.broadcast(gen.w_avg()[None]).clone()
     saved = _load_latent(stages / "w.safetensors", device) if resume else None
     if saved is not None:
         ws_rec, resumed = saved[0], ["w"]
     elif target is not None and inv.w_steps:
-        ws_rec = fit_latent(
-            gen, target, ws_start, inv.w_steps, inv, models.distance, False, progress
-        )
+        ws_rec = fit_w(gen, target, inv, models.distance, progress)
         _save_latent(stages / "w.safetensors", ws_rec)
     else:
-        ws_rec = ws_start
+        ws_rec = gen.broadcast(gen.w_avg()[None]).clone()  # text only: the paper's Eq. 9
     timings["w_s"] = time.perf_counter() - t0
     goal = FaceGoal(target, request.prompt, torch.tensor(request.light) if request.light else None)
     objective = FaceObjective(cfg, goal, models)

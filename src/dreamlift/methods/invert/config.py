@@ -33,6 +33,13 @@ class InvertConfig:
     identity_scores: bool = True
     """World heads: also score each stage's novel views by toy-id's identity similarity."""
     preset: str = "fast"
+    w_restarts: int = 1
+    """W runs from w_avg and again from each of the ``w_restarts`` mapped samples that render
+    closest to the input, and keeps the run that fits the input best
+    (:func:`~dreamlift.methods.invert.optimize.fit_w`); 0: from w_avg alone, as the projectors
+    of PTI and FaceDNeRF do."""
+    w_candidates: int = 16
+    """How many mapped samples (truncation 0.7) are ranked for the restarts."""
     w_steps: int = 100
     wplus_steps: int = 50
     pti_steps: int = 40
@@ -48,6 +55,10 @@ class InvertConfig:
     term, as PTI and FaceDNeRF use; None: the toy-clip feature distance."""
     latent_prior: float = 1e-3
     """‖w − w_avg‖² keeps the latent where the generator was trained (FaceDNeRF Eq. 9)."""
+    wplus_delta: float = 0.1
+    """Weight of ‖w_i − w‖², each W+ layer's distance from the W solution it starts from
+    (e4e's delta regulariser, arXiv:2102.02766 §3.3): W+ fits the input view better than W
+    and can lose novel views for it."""
     anchor: Anchor = "views"
     anchor_weight: float = 1.0
     locality_alpha: float = 30.0
@@ -69,7 +80,7 @@ class InvertConfig:
             raise ConfigError(
                 f"unknown PTI anchor {self.anchor!r}", "anchors: none, views, locality"
             )
-        for name in ("w_steps", "wplus_steps", "pti_steps"):
+        for name in ("w_restarts", "w_candidates", "w_steps", "wplus_steps", "pti_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
 
@@ -78,9 +89,16 @@ def preset_config(preset: str, **overrides: object) -> InvertConfig:
     """``fast`` (the defaults: W 100, W+ 50, PTI 40 steps; 150/100/60 took 99 s at two threads
     on head 203, so these aim at one minute) or ``paper`` (FaceDNeRF's projector:
     1000 W+ steps and 400 PTI steps, arXiv:2312.00224 App. A, with the generator's full
-    sampling)."""
+    sampling; W from w_avg alone and W+ unconstrained, as that projector does)."""
     if preset == "paper":
-        base = InvertConfig(preset="paper", w_steps=300, wplus_steps=1000, pti_steps=400)
+        base = InvertConfig(
+            preset="paper",
+            w_restarts=0,
+            w_steps=300,
+            wplus_delta=0.0,
+            wplus_steps=1000,
+            pti_steps=400,
+        )
     else:
         base = InvertConfig(preset=preset)
     return replace(base, **overrides)  # type: ignore[arg-type]

@@ -93,6 +93,8 @@ def fit_latent(
         image = gen.render(gen.synthesis(ws), target.camera, samples=samples).rgb
         loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
         loss = loss + cfg.latent_prior * (ws - w_avg).square().sum(-1).mean()
+        if per_layer and cfg.wplus_delta > 0:
+            loss = loss + cfg.wplus_delta * (ws - ws_init).square().sum(-1).mean()
         _check(loss, stage, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -210,6 +212,72 @@ def anchor_loss(
     return 0.0
 
 
+START_TRUNCATION = 0.7
+START_SAMPLES = (8, 8)
+
+
+@torch.no_grad()
+def input_loss(
+    gen: Generator3D,
+    ws: Tensor,
+    target: Target,
+    cfg: InvertConfig,
+    distance: FeatureDistance | None,
+    samples: tuple[int, int] | None = None,
+) -> float:
+    """The reconstruction loss of ``ws`` rendered at the input camera."""
+    image = gen.render(gen.synthesis(ws), target.camera, samples=samples).rgb
+    return float(reconstruction_loss(image, target, distance, cfg.perceptual_weight))
+
+
+def restart_points(
+    gen: Generator3D, target: Target, cfg: InvertConfig, distance: FeatureDistance | None
+) -> list[Tensor]:
+    """W's starting points: w_avg, then the ``cfg.w_restarts`` of ``cfg.w_candidates`` mapped
+    samples that render closest to the input (few samples a ray: a ranking, not a fit)."""
+    w_avg = gen.broadcast(gen.w_avg()[None]).clone()
+    if cfg.w_restarts == 0 or cfg.w_candidates == 0:
+        return [w_avg]
+    seed = torch.Generator().manual_seed(cfg.seed)
+    z = torch.randn(cfg.w_candidates, gen.z_dim, generator=seed).to(w_avg.device)
+    with torch.no_grad():
+        candidates = gen.mapping(z, START_TRUNCATION)
+    losses = [input_loss(gen, ws[None], target, cfg, distance, START_SAMPLES) for ws in candidates]
+    order = sorted(range(len(losses)), key=losses.__getitem__)
+    return [w_avg, *(candidates[i : i + 1].clone() for i in order[: cfg.w_restarts])]
+
+
+def fit_w(
+    gen: Generator3D,
+    target: Target,
+    cfg: InvertConfig,
+    distance: FeatureDistance | None,
+    progress: Progress | None = None,
+) -> Tensor:
+    """W from each of :func:`restart_points`, keeping the run with the lowest input-view loss.
+    From w_avg alone, W can settle in a wrong basin (hair, face width) that its 100 steps do
+    not leave; a start near the input in appearance avoids it, and the final fit to the input
+    tells which run did (measured in docs/benchmarks.md, "W restarts")."""
+    if cfg.w_steps == 0:
+        return gen.broadcast(gen.w_avg()[None]).clone()
+    samples = cfg.samples if cfg.samples[0] else None
+    best, best_loss = None, math.inf
+    for k, start in enumerate(restart_points(gen, target, cfg, distance)):
+        torch.manual_seed(cfg.seed)
+        run_progress = _restart_progress(progress, k)
+        ws = fit_latent(gen, target, start, cfg.w_steps, cfg, distance, False, run_progress)
+        loss = input_loss(gen, ws, target, cfg, distance, samples)
+        if loss < best_loss:
+            best, best_loss = ws, loss
+    return best
+
+
+def _restart_progress(progress: Progress | None, k: int) -> Progress | None:
+    if progress is None or k == 0:
+        return progress
+    return lambda stage, done, total, loss: progress(f"{stage} (restart {k})", done, total, loss)
+
+
 def fit_pivot(
     gen: Generator3D,
     target: Target,
@@ -218,7 +286,7 @@ def fit_pivot(
     progress: Progress | None = None,
     keep: Callable[[str, Tensor], None] | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """W from w_avg, then W+: the pivot PTI tunes around, and the seconds of each stage;
+    """W (:func:`fit_w`), then W+: the pivot PTI tunes around, and the seconds of each stage;
     ``keep(stage, ws)`` sees each stage's latent. The target's features are computed here
     when it has none."""
     if distance is not None and target.features is None:
@@ -226,9 +294,7 @@ def fit_pivot(
             target.features = distance.features(target.image)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    ws = gen.broadcast(gen.w_avg()[None]).clone()
-    torch.manual_seed(cfg.seed)
-    ws = fit_latent(gen, target, ws, cfg.w_steps, cfg, distance, False, progress)
+    ws = fit_w(gen, target, cfg, distance, progress)
     seconds["w_s"] = time.perf_counter() - t0
     if keep:
         keep("w", ws)
