@@ -58,7 +58,8 @@ class InvertConfig:
     wplus_delta: float = 0.1
     """Weight of ‖w_i − w‖², each W+ layer's distance from the W solution it starts from
     (e4e's delta regulariser, arXiv:2102.02766 §3.3): W+ fits the input view better than W
-    and can lose novel views for it."""
+    and can lose novel views for it. On validation heads 0.1 gave anchored PTI its best novel
+    views and never a PTI below its W+ (docs/benchmarks.md, "W restarts")."""
     anchor: Anchor = "views"
     anchor_weight: float = 1.0
     locality_alpha: float = 30.0

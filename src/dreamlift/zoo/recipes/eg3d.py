@@ -18,11 +18,13 @@ which is what an auto-decoder's per-head latents need). Loss: RGB MSE + 0.5 × a
 1e-4 ‖w‖² (DeepSDF's prior on the codes, which keeps the latent space compact enough to sample
 and invert).
 
-Two stages. ``generator`` trains 7,000 steps at a constant learning rate (75 minutes at one
+Three stages. ``generator`` trains 7,000 steps at a constant learning rate (75 minutes at one
 thread); ``anneal`` goes on from its export for 6,000 steps with the rate cosine-annealed to 5 %
-(26 minutes at two threads), which raised the fit on training heads from 24.3 to 25.5 dB
-(2026-12-06). The fit is bounded by the data it has seen: 7,000 steps × 16 heads × 256 rays is
-about one pass over the 200 heads' 32 views of 64² pixels, and the two stages together about two.
+(26 minutes at two threads), which raised the fit on training heads from 24.3 to 25.5 dB;
+``refine`` restarts that schedule over 12,000 steps (55 minutes at two threads, 100 at one),
+26.5 dB (2026-12-06). The fit is bounded by the data it has seen: 7,000 steps × 16 heads × 256
+rays is about one pass over the 200 heads' 32 views of 64² pixels, and the three stages
+together about four.
 """
 
 from __future__ import annotations
