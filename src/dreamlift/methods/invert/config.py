@@ -85,6 +85,11 @@ class InvertConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
 
+    @property
+    def render_samples(self) -> tuple[int, int] | None:
+        """``samples`` as the generator's render takes it: None for its own counts."""
+        return self.samples if self.samples[0] else None
+
 
 def preset_config(preset: str, **overrides: object) -> InvertConfig:
     """``fast`` (the defaults: W 100, W+ 50, PTI 40 steps; 150/100/60 took 99 s at two threads

@@ -62,6 +62,19 @@ def reconstruction_loss(
     return loss
 
 
+def view_loss(
+    gen: Generator3D,
+    ws: Tensor,
+    target: Target,
+    cfg: InvertConfig,
+    distance: FeatureDistance | None,
+    samples: tuple[int, int] | None,
+) -> Tensor:
+    """The reconstruction loss of ``ws`` rendered by ``gen`` at the input camera."""
+    image = gen.render(gen.synthesis(ws), target.camera, samples=samples).rgb
+    return reconstruction_loss(image, target, distance, cfg.perceptual_weight)
+
+
 def _check(loss: Tensor, stage: str, step: int) -> None:
     if not torch.isfinite(loss):
         raise TrainingError(
@@ -85,13 +98,11 @@ def fit_latent(
     w_avg = gen.w_avg().detach()
     param = (ws_init.clone() if per_layer else ws_init[:, 0].clone()).requires_grad_(True)
     opt = torch.optim.Adam([param], lr=cfg.latent_lr, betas=(0.9, 0.999))
-    samples = cfg.samples if cfg.samples[0] else None
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = cfg.latent_lr * ramp(step, steps)
         ws = param if per_layer else gen.broadcast(param)
-        image = gen.render(gen.synthesis(ws), target.camera, samples=samples).rgb
-        loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
+        loss = view_loss(gen, ws, target, cfg, distance, cfg.render_samples)
         loss = loss + cfg.latent_prior * (ws - w_avg).square().sum(-1).mean()
         if per_layer and cfg.wplus_delta > 0:
             loss = loss + cfg.wplus_delta * (ws - ws_init).square().sum(-1).mean()
@@ -137,13 +148,12 @@ def joint_pivotal_tuning(
     reference, arXiv:2302.06608 §3.1: one generator then renders both). With one pair it is
     plain PTI."""
     rng = torch.Generator().manual_seed(cfg.seed + 17)
-    samples = cfg.samples if cfg.samples[0] else None
+    samples = cfg.render_samples
 
     def losses(tuned: Generator3D, frozen: Generator3D, step: int) -> Iterator[Tensor]:
         for ws, target in pivots:
             ws = ws.detach()
-            image = tuned.render(tuned.synthesis(ws), target.camera, samples=samples).rgb
-            loss = reconstruction_loss(image, target, distance, cfg.perceptual_weight)
+            loss = view_loss(tuned, ws, target, cfg, distance, samples)
             yield loss + anchor_loss(tuned, frozen, ws, target, cfg, rng, samples)
 
     return tune_copy(gen, cfg, cfg.pti_steps, losses, progress)
@@ -225,9 +235,8 @@ def input_loss(
     distance: FeatureDistance | None,
     samples: tuple[int, int] | None = None,
 ) -> float:
-    """The reconstruction loss of ``ws`` rendered at the input camera."""
-    image = gen.render(gen.synthesis(ws), target.camera, samples=samples).rgb
-    return float(reconstruction_loss(image, target, distance, cfg.perceptual_weight))
+    """:func:`view_loss` as a number, without gradients: for ranking and comparing fits."""
+    return float(view_loss(gen, ws, target, cfg, distance, samples))
 
 
 def restart_points(
@@ -260,13 +269,15 @@ def fit_w(
     tells which run did (measured in docs/benchmarks.md, "W restarts")."""
     if cfg.w_steps == 0:
         return gen.broadcast(gen.w_avg()[None]).clone()
-    samples = cfg.samples if cfg.samples[0] else None
+    starts = restart_points(gen, target, cfg, distance)
     best, best_loss = None, math.inf
-    for k, start in enumerate(restart_points(gen, target, cfg, distance)):
+    for k, start in enumerate(starts):
         torch.manual_seed(cfg.seed)
         run_progress = _restart_progress(progress, k)
         ws = fit_latent(gen, target, start, cfg.w_steps, cfg, distance, False, run_progress)
-        loss = input_loss(gen, ws, target, cfg, distance, samples)
+        if len(starts) == 1:  # nothing to compare: no render to judge it by
+            return ws
+        loss = input_loss(gen, ws, target, cfg, distance, cfg.render_samples)
         if loss < best_loss:
             best, best_loss = ws, loss
     return best
