@@ -106,6 +106,39 @@ def test_tiny_head_prior_trains_exports_and_reads_head_captions(tmp_path):
     assert len(ids) == 11 and tok.unk_token_id not in ids[1:-1]  # one token a word
 
 
+def test_head_decoder_stage_trains_only_the_priors_decoder_and_measures_heads(tmp_path):
+    """The decoder stage keeps the encoder (so the UNet's latents) bit for bit, writes the
+    prior's own VAE and not toy-sd's, and records its head figures."""
+    from safetensors.torch import load_file
+
+    from dreamlift.zoo.recipes import run_stage
+    from dreamlift.zoo.recipes.common import read_zoo_json
+
+    root = tmp_path / "models"
+    root.mkdir()
+    shutil.copytree(Path(__file__).parents[1] / "src/dreamlift/zoo/models/toy-sd", root / "toy-sd")
+    work = tmp_path / "work" / "toy-sd-heads"
+    run_stage("toy-sd-heads", "unet", work, size="tiny", root=root, evaluate=False, quiet=True)
+    weights = "vae/diffusion_pytorch_model.safetensors"
+    before = load_file(str(root / "toy-sd-heads" / weights))
+
+    report = run_stage("toy-sd-heads", "decoder", work, size="tiny", root=root, quiet=True)
+
+    after = load_file(str(root / "toy-sd-heads" / weights))
+    encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    decoder = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert encoder and decoder
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    objects = load_file(str(root / "toy-sd" / weights))
+    assert all(torch.equal(objects[k], before[k]) for k in before)  # toy-sd keeps its decoder
+    record = read_zoo_json(root / "toy-sd-heads")
+    assert record["training_steps"] == {"unet": 2, "decoder": 2} and report.steps == 2
+    figures = record["stages"]["decoder"]["figures"]
+    assert 5.0 < figures["heads_psnr_db"] < 60.0
+    assert 0.0 <= figures["glasses_agreement"] <= 1.0
+
+
 # ---------------------------------------------------------------------------- the judge
 def test_the_parts_judge_reads_the_attributes_the_world_rendered():
     parts = load_head_net("toy-parts")

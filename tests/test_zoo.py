@@ -365,7 +365,7 @@ def _vae_weights(folder: Path) -> dict[str, Tensor]:
 def test_decoder_fine_tune_keeps_the_encoder_and_reaches_the_siblings(zoo, tmp_path):
     """The decoder stage changes only the decoder, so every latent (and every UNet trained on
     them) stays valid; the models carrying toy-sd's VAE get the new one, a model with another
-    encoder keeps its own."""
+    encoder or a decoder of its own (toy-sd-heads') keeps its own."""
     import shutil
 
     from dreamlift.zoo.recipes import run_stage
@@ -378,6 +378,11 @@ def test_decoder_fine_tune_keeps_the_encoder_and_reaches_the_siblings(zoo, tmp_p
     from safetensors.torch import save_file
 
     save_file(stranger, str(root / "toy-sd-depth" / "vae" / "diffusion_pytorch_model.safetensors"))
+    shutil.copytree(root / "toy-sd" / "vae", root / "toy-sd-heads" / "vae")
+    own_decoder = _vae_weights(root / "toy-sd-heads")
+    own_decoder["decoder.conv_out.bias"] += 0.5  # a decoder fine-tuned on heads
+    heads_file = root / "toy-sd-heads" / "vae" / "diffusion_pytorch_model.safetensors"
+    save_file(own_decoder, str(heads_file))
     before = _vae_weights(root / "toy-sd")
 
     report = run_stage("toy-sd", "decoder", tmp_path / "work", size="tiny", root=root, quiet=True)
@@ -392,6 +397,8 @@ def test_decoder_fine_tune_keeps_the_encoder_and_reaches_the_siblings(zoo, tmp_p
     assert all(torch.equal(camera[k], after[k]) for k in after)
     depth = _vae_weights(root / "toy-sd-depth")
     assert all(torch.equal(depth[k], stranger[k]) for k in stranger)
+    heads = _vae_weights(root / "toy-sd-heads")
+    assert all(torch.equal(heads[k], own_decoder[k]) for k in own_decoder)
     record = read_zoo_json(root / "toy-sd")
     assert record["training_steps"]["decoder"] == report.steps == 2
     assert "decoder.colour_shift_worst" in record["figures"]

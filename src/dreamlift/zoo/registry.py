@@ -73,8 +73,9 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry(
             "toy-sd-heads",
             'toy-sd trained on captioned world heads ("a person with …"): FaceDNeRF\'s '
-            "diffusion prior (toy-sd's VAE; its own head-word tokenizer, text and UNet)",
-            ("unet",),
+            "diffusion prior (toy-sd's VAE encoder, a decoder fine-tuned on heads; its own "
+            "head-word tokenizer, text and UNet)",
+            ("unet", "decoder"),
             _SD_FILES,
             "dreamlift.zoo.recipes.head_prior",
         ),

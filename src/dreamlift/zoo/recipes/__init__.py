@@ -11,6 +11,7 @@ toy-sd         unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` → ``toy-s
 toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) → ``toy-sd-depth``
 toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` → ``toy-sd-camera``
 toy-sd-heads   unet      :class:`~.head_prior.HeadPriorRecipe` → ``toy-sd-heads``
+toy-sd-heads   decoder   :class:`~.head_decoder.HeadDecoderRecipe` → ``toy-sd-heads/vae``
 toy-mvdream    unet      :class:`~dreamlift.zoo.recipes.mvdream.MVDreamRecipe` → ``toy-mvdream``
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
 toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
@@ -144,6 +145,11 @@ def make_recipe(
             root / "toy-sd-camera",
             quiet,
         )
+    if (model, stage) == ("toy-sd-heads", "decoder"):
+        from dreamlift.zoo.recipes.head_decoder import HeadDecoderConfig, HeadDecoderRecipe
+
+        hd_cfg = with_steps(HeadDecoderConfig.tiny() if tiny else HeadDecoderConfig())
+        return HeadDecoderRecipe(hd_cfg, folder, data_root, quiet)
     if model == "toy-sd-heads":
         from dreamlift.zoo.recipes.head_prior import HeadPriorConfig, HeadPriorRecipe
 

@@ -10,7 +10,9 @@ UNets trained on them (toy-sd, toy-sd-depth, toy-sd-camera) stay valid without r
 
 Loss: L1 + L2 on the reconstruction, plus the L1 error of each image's mean object colour
 (the figure that drifted, optimised directly; its share was not ablated). Export writes
-``toy-sd/vae`` and the same VAE into every sibling model whose encoder is toy-sd's.
+``toy-sd/vae`` and the same VAE into every sibling model that carries a copy of toy-sd's
+whole VAE; a sibling with a decoder of its own (toy-sd-heads', fine-tuned on heads by
+:mod:`~dreamlift.zoo.recipes.head_decoder`) or another encoder keeps its VAE.
 
 Stage ``scene-decoder`` is the same fine-tune again on a scene-heavy mix
 (:meth:`DecoderConfig.scenes`). Why: ``handles`` edits ground scenes (several objects on a
@@ -89,14 +91,21 @@ def encoder_state(folder: Path) -> dict[str, Tensor]:
     return {k: v for k, v in load_file(str(path)).items() if k.startswith(FROZEN_PREFIXES)}
 
 
-def same_encoder(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+def same_weights(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def vae_state(folder: Path) -> dict[str, Tensor]:
+    """Every weight of a saved VAE folder (empty when it has none)."""
+    path = Path(folder) / WEIGHTS
+    return load_file(str(path)) if path.exists() else {}
 
 
 class DecoderRecipe(AutoencoderStage):
     """Stage ``decoder`` (or ``scene-decoder``) of toy-sd: ``folder`` is toy-sd's package
     folder, ``siblings`` the folders of the models that were given toy-sd's VAE (updated when
-    their encoder matches). The fine-tune starts from the VAE exported in ``folder``."""
+    they still carry a copy of its VAE). The fine-tune starts from the VAE exported in
+    ``folder``."""
 
     def __init__(
         self,
@@ -115,6 +124,7 @@ class DecoderRecipe(AutoencoderStage):
         self.siblings = tuple(Path(s) for s in siblings)
         vae_dir = self.folder / "vae"
         self.base_encoder = encoder_state(vae_dir)
+        self.base_vae = vae_state(vae_dir)
         self.vae = AutoencoderKL.from_pretrained(vae_dir, local_files_only=True)
         for name, param in self.vae.named_parameters():
             param.requires_grad_(not name.startswith(FROZEN_PREFIXES))
@@ -134,22 +144,22 @@ class DecoderRecipe(AutoencoderStage):
 
     @torch.no_grad()
     def export(self, modules: dict[str, nn.Module]) -> Path:
-        """Write the EMA autoencoder to ``toy-sd/vae`` and to every sibling sharing its encoder.
+        """Write the EMA autoencoder to ``toy-sd/vae`` and to every sibling carrying a copy of
+        the VAE this stage started from.
 
         The scaling factor is kept: the encoder, and so the latents' spread, did not change.
         The encoder's weights are written back bit for bit (the EMA's blend of a frozen
-        weight with itself may round), so "same encoder" stays an exact test. A sibling whose
-        encoder differs (trained on another VAE) is left alone.
+        weight with itself may round). A sibling whose VAE differs in any weight (another
+        encoder, or a decoder fine-tuned for its own domain) is left alone.
         """
         vae = modules["vae"].eval()
         vae.load_state_dict(self.base_encoder, strict=False)
         targets = [self.folder / "vae"]
-        targets += [s / "vae" for s in self.siblings if self._shares_encoder(s / "vae")]
+        targets += [s / "vae" for s in self.siblings if self._carries_base_vae(s / "vae")]
         for dest in targets:
             export_folder(dest, lambda tmp: vae.save_pretrained(tmp, safe_serialization=True))
         return self.folder / "vae"
 
-    def _shares_encoder(self, vae_dir: Path) -> bool:
-        if not (vae_dir / WEIGHTS).exists():
-            return False
-        return same_encoder(encoder_state(vae_dir), self.base_encoder)
+    def _carries_base_vae(self, vae_dir: Path) -> bool:
+        state = vae_state(vae_dir)
+        return bool(state) and same_weights(state, self.base_vae)

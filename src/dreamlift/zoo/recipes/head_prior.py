@@ -213,54 +213,77 @@ class HeadPriorRecipe(SDRecipe):
         self.pool = torch.arange(len(captions))
 
     def eval_heads(self) -> list[HeadParams]:
-        """Heads the training set never drew: attributes from a separate seed."""
-        spec = HeadCaptionSpec(items=self.config.eval_samples, seed=self.config.eval_seed)
-        return [item_head(spec, i)[0] for i in range(spec.items)]
+        return unseen_heads(self.config.eval_seed, self.config.eval_samples)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """The share of samples whose parsed attributes match their caption (toy-parts)."""
-        from dreamlift.metrics.head_attributes import seen_attributes
-        from dreamlift.zoo.recipes.head_nets import HeadNet
-        from dreamlift.zoo.registry import model_dir
+        cfg = self.config
+        return sample_agreement(
+            self.folder, self.eval_heads(), cfg.eval_steps, cfg.eval_guidance, cfg.data.resolution
+        )
 
-        parts_dir = model_dir("toy-parts")
-        if not (parts_dir / "model.safetensors").exists():
-            return {}
-        parts = HeadNet.from_pretrained(parts_dir)
-        heads = self.eval_heads()
-        images = self.sample([head_caption(h) for h in heads])
-        seen = seen_attributes(parts, images)
-        checks = {
-            "glasses": [s.glasses == h.glasses for s, h in zip(seen, heads, strict=True)],
-            "hat": [s.hat == h.hat for s, h in zip(seen, heads, strict=True)],
-            "beard": [s.beard == h.beard for s, h in zip(seen, heads, strict=True)],
-            "hair_colour": [
-                s.hair_colour == h.hair_colour
-                for s, h in zip(seen, heads, strict=True)
-                if h.hair != "none"
-            ],
-        }
-        figures = {f"{k}_agreement": sum(v) / max(1, len(v)) for k, v in checks.items()}
-        everything = [
-            s.agrees(
-                {
-                    "glasses": h.glasses,
-                    "hat": h.hat,
-                    "beard": h.beard,
-                    **({"hair_colour": h.hair_colour} if h.hair != "none" else {}),
-                }
-            )
+
+def unseen_heads(seed: int, count: int) -> list[HeadParams]:
+    """Heads the training set never drew: attributes from a separate seed."""
+    spec = HeadCaptionSpec(items=count, seed=seed)
+    return [item_head(spec, i)[0] for i in range(spec.items)]
+
+
+def sample_agreement(
+    folder: Path, heads: list[HeadParams], steps: int, guidance: float, resolution: int
+) -> dict[str, float]:
+    """Sample the prior in ``folder`` once per head's caption and read the samples with
+    ``toy-parts``: the share whose glasses, hat, beard and hair colour are what the caption
+    asked for (each, and all at once). Without toy-parts weights, nothing is measured."""
+    from dreamlift.zoo.recipes.head_nets import HeadNet
+    from dreamlift.zoo.recipes.sd import sample_text_to_image
+    from dreamlift.zoo.registry import model_dir
+
+    parts_dir = model_dir("toy-parts")
+    if not (parts_dir / "model.safetensors").exists():
+        return {}
+    captions = [head_caption(h) for h in heads]
+    images = sample_text_to_image(folder, captions, steps, guidance, resolution)
+    return attribute_agreement(HeadNet.from_pretrained(parts_dir), heads, images)
+
+
+def attribute_agreement(parts, heads: list[HeadParams], images: Tensor) -> dict[str, float]:  # noqa: ANN001 - a HeadNet
+    """The share of ``images`` whose attributes, read by the ``parts`` net, are the heads'."""
+    from dreamlift.metrics.head_attributes import seen_attributes
+
+    seen = seen_attributes(parts, images)
+    checks = {
+        "glasses": [s.glasses == h.glasses for s, h in zip(seen, heads, strict=True)],
+        "hat": [s.hat == h.hat for s, h in zip(seen, heads, strict=True)],
+        "beard": [s.beard == h.beard for s, h in zip(seen, heads, strict=True)],
+        "hair_colour": [
+            s.hair_colour == h.hair_colour
             for s, h in zip(seen, heads, strict=True)
-        ]
-        figures["all_attributes_agreement"] = sum(everything) / len(everything)
-        return {k: round(v, 4) for k, v in figures.items()}
+            if h.hair != "none"
+        ],
+    }
+    figures = {f"{k}_agreement": sum(v) / max(1, len(v)) for k, v in checks.items()}
+    everything = [
+        s.agrees(
+            {
+                "glasses": h.glasses,
+                "hat": h.hat,
+                "beard": h.beard,
+                **({"hair_colour": h.hair_colour} if h.hair != "none" else {}),
+            }
+        )
+        for s, h in zip(seen, heads, strict=True)
+    ]
+    figures["all_attributes_agreement"] = sum(everything) / len(everything)
+    return {k: round(v, 4) for k, v in figures.items()}
 
 
 __all__ = [
     "HeadCaptionSpec",
     "HeadPriorConfig",
     "HeadPriorRecipe",
+    "attribute_agreement",
     "attribute_overrides",
     "build_caption_cache",
     "head_prior_words",
@@ -268,4 +291,6 @@ __all__ = [
     "item_head",
     "item_partial_caption",
     "partial_caption",
+    "sample_agreement",
+    "unseen_heads",
 ]

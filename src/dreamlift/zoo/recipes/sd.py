@@ -405,47 +405,61 @@ class SDRecipe:
 
     def sample(self, prompts: list[str], depth: Tensor | None = None) -> Tensor:
         """Images (B, 3, H, W) in [0, 1] from the exported folder (stock pipeline, DDIM, CFG)."""
-        from diffusers import StableDiffusionDepth2ImgPipeline, StableDiffusionPipeline
+        from diffusers import StableDiffusionDepth2ImgPipeline
 
         cfg = self.config
-        kwargs = {"local_files_only": True}
-        if cfg.depth:
-            pipe = StableDiffusionDepth2ImgPipeline.from_pretrained(self.folder, **kwargs)
-        else:
-            pipe = StableDiffusionPipeline.from_pretrained(
-                self.folder, safety_checker=None, requires_safety_checker=False, **kwargs
+        if not cfg.depth:
+            return sample_text_to_image(
+                self.folder, prompts, cfg.eval_steps, cfg.eval_guidance, cfg.dataset.resolution
             )
+        assert depth is not None
+        pipe = StableDiffusionDepth2ImgPipeline.from_pretrained(self.folder, local_files_only=True)
         pipe.set_progress_bar_config(disable=True)
         gen = torch.Generator().manual_seed(0)
         out = []
         for i in range(0, len(prompts), 64):
             chunk = prompts[i : i + 64]
-            if cfg.depth:
-                assert depth is not None
-                size = cfg.dataset.resolution
-                image = torch.full((len(chunk), 3, size, size), 0.5)
-                images = pipe(
-                    chunk,
-                    image=image,
-                    depth_map=depth[i : i + 64],
-                    strength=1.0,
-                    num_inference_steps=cfg.eval_steps,
-                    guidance_scale=cfg.eval_guidance,
-                    generator=gen,
-                    output_type="pt",
-                ).images
-            else:
-                images = pipe(
-                    chunk,
-                    num_inference_steps=cfg.eval_steps,
-                    generator=gen,
-                    guidance_scale=cfg.eval_guidance,
-                    output_type="pt",
-                    height=cfg.dataset.resolution,
-                    width=cfg.dataset.resolution,
-                ).images
+            size = cfg.dataset.resolution
+            images = pipe(
+                chunk,
+                image=torch.full((len(chunk), 3, size, size), 0.5),
+                depth_map=depth[i : i + 64],
+                strength=1.0,
+                num_inference_steps=cfg.eval_steps,
+                guidance_scale=cfg.eval_guidance,
+                generator=gen,
+                output_type="pt",
+            ).images
             out.append(images.float().cpu())
         return torch.cat(out)
+
+
+@torch.no_grad()
+def sample_text_to_image(
+    folder: Path, prompts: list[str], steps: int, guidance: float, resolution: int
+) -> Tensor:
+    """Images (B, 3, H, W) in [0, 1] of a saved text-to-image folder (stock pipeline, DDIM,
+    CFG, seed 0, 64 prompts a batch): how every zoo prior's samples are judged."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        folder, safety_checker=None, requires_safety_checker=False, local_files_only=True
+    )
+    pipe.set_progress_bar_config(disable=True)
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for i in range(0, len(prompts), 64):
+        images = pipe(
+            prompts[i : i + 64],
+            num_inference_steps=steps,
+            generator=gen,
+            guidance_scale=guidance,
+            output_type="pt",
+            height=resolution,
+            width=resolution,
+        ).images
+        out.append(images.float().cpu())
+    return torch.cat(out)
 
 
 class DepthEval:
