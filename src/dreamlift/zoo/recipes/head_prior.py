@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from dreamlift.errors import DataError
 from dreamlift.world.assets import COLOURS
@@ -248,8 +248,11 @@ def sample_agreement(
     return attribute_agreement(HeadNet.from_pretrained(parts_dir), heads, images)
 
 
-def attribute_agreement(parts, heads: list[HeadParams], images: Tensor) -> dict[str, float]:  # noqa: ANN001 - a HeadNet
-    """The share of ``images`` whose attributes, read by the ``parts`` net, are the heads'."""
+def attribute_agreement(
+    parts: nn.Module, heads: list[HeadParams], images: Tensor
+) -> dict[str, float]:
+    """The share of ``images`` whose attributes, read by the ``parts`` net (toy-parts), are
+    the heads'."""
     from dreamlift.metrics.head_attributes import seen_attributes
 
     seen = seen_attributes(parts, images)

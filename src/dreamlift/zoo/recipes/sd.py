@@ -439,7 +439,7 @@ def sample_text_to_image(
     folder: Path, prompts: list[str], steps: int, guidance: float, resolution: int
 ) -> Tensor:
     """Images (B, 3, H, W) in [0, 1] of a saved text-to-image folder (stock pipeline, DDIM,
-    CFG, seed 0, 64 prompts a batch): how every zoo prior's samples are judged."""
+    CFG, seed 0, 64 prompts a batch): how toy-sd's and toy-sd-heads' samples are judged."""
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(
