@@ -97,8 +97,8 @@ class BlendConfig:
     0.01 the latent of the README's hair pair (203 ← 217, short hair to long) sat on a
     plateau at 13.0 dB against the truth for 275 steps before the long hair appeared
     (19.9 dB at step 300); at 0.02 it appeared within 25 steps (20.3 dB at step 100). On
-    seven validation pairs that the benchmark does not use (docs/benchmarks.md, "Blending:
-    the latent's rate") it moved ours by −0.31 … +0.19 dB (mean +0.00), and ours + Poisson
+    seven validation pairs that the benchmark does not use (docs/benchmarks.md, "The
+    latent's rate") it moved ours by −0.31 … +0.19 dB (mean +0.00), and ours + Poisson
     by −0.01 … +0.11 dB on four of them."""
     image_weight: float = 10.0
     """The code's outer weight of the image term."""
