@@ -116,6 +116,37 @@ def test_depth_prior_conditions_on_the_captions_rendered_depth(
     assert code == 2 and "--depth-from-caption" in err
 
 
+def test_a_multiview_prior_draws_each_sample_as_one_group_of_its_views(
+    tmp_path, monkeypatch, capsys
+):
+    from mvdream_layout import write_mvdream_folder
+    from PIL import Image
+
+    folder = write_mvdream_folder(tmp_path / "mvdream")
+    out = tmp_path / "mv"
+    args = ("a red cube next to a green sphere", "--prior", str(folder), "--n", "2")
+    code, err = run_cli(
+        monkeypatch, capsys, *args, "--steps", "2", "--azimuth", "30", "--out", str(out)
+    )
+    assert code == 0, err
+    assert len(list((out / "samples").glob("*.png"))) == 2 * 4
+    size = Image.open(out / "samples" / "sample_000.png").size
+    grid = Image.open(out / "grid.png").size  # one row a group, one column a view
+    assert grid == (4 * size[0], 2 * size[1])
+    summary = json.loads((out / "summary.json").read_text())
+    assert any("azimuths 30, 120, 210, 300°" in note for note in summary["notes"])
+    assert "--azimuth 30.0 --elevation 15.0" in summary["command"]
+    # The views of a group are drawn together: one group alone gives the same first group.
+    one = tmp_path / "one"
+    code, err = run_cli(
+        monkeypatch, capsys, *args[:-1], "1", "--steps", "2", "--azimuth", "30", "--out", str(one)
+    )
+    assert code == 0, err
+    for i in range(4):
+        name = f"sample_{i:03d}.png"
+        assert (one / "samples" / name).read_bytes() == (out / "samples" / name).read_bytes()
+
+
 def test_caption_depth_sees_the_asset_from_the_captions_view():
     from dreamlift.methods.sample import caption_depth
     from dreamlift.world import parse

@@ -27,9 +27,12 @@ def sample_command(
     ),
     azimuth: float | None = typer.Option(
         None,
-        help="Camera azimuth in degrees (0 = front) for a camera prior (toy-sd-camera).",
+        help="Camera azimuth in degrees (0 = front) for a camera prior (toy-sd-camera); "
+        "a multi-view prior's first view (its views then evenly spaced; default 0).",
     ),
-    elevation: float = typer.Option(15.0, help="Camera elevation in degrees, with --azimuth."),
+    elevation: float = typer.Option(
+        15.0, help="Camera elevation in degrees, with --azimuth or a multi-view prior."
+    ),
     judge: str = typer.Option(
         "toy-clip", help="CLIP folder or zoo name judging world captions; 'none' to skip."
     ),
@@ -82,4 +85,5 @@ def sample_command(
         device=options.device or "auto",
     )
     result = sample(config, options.out, quiet=options.quiet)
-    report(f"{n} samples in {options.out}", result)
+    views = result.get("views", 1)
+    report(f"{n} samples{f' × {views} views' if views > 1 else ''} in {options.out}", result)

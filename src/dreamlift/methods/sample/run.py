@@ -5,8 +5,11 @@ guidance and writes them, a grid and the run contract. A toy prior only knows th
 caption grammar, so its prompts are parsed first (an unknown word is a one-line
 ``CaptionError`` listing the vocabulary) instead of silently becoming ``unk`` tokens. For a
 depth-conditioned prior, ``depth_from_caption`` renders the caption's world asset and
-conditions on its disparity, as toy-sd-depth was trained. World captions are judged by
-toy-clip when it exists (shape and colour agreement of the samples).
+conditions on its disparity, as toy-sd-depth was trained. A multi-view prior (toy-mvdream,
+MVDream) draws each sample as one group of its views, denoised together at azimuths spaced
+evenly from ``--azimuth`` (0 when not given) at ``--elevation``, one row of the grid per
+group. World captions are judged by toy-clip when it exists (shape and colour agreement of
+the samples).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from dreamlift.io.media import image_grid, save_image
 from dreamlift.io.run import RunDir
 from dreamlift.methods.common.priors import check_prompt, load_prior
 from dreamlift.methods.sample.config import VIEW_AZIMUTH, VIEW_ELEVATION, SampleConfig
-from dreamlift.priors import DiffusionPrior
+from dreamlift.priors import DiffusionPrior, MultiViewPrior
+from dreamlift.priors.multiview import group_azimuths
 from dreamlift.world.assets import Description
 from dreamlift.world.captions import parse
 
@@ -60,7 +64,10 @@ def draw(
     depth: Tensor | None = None,
     quiet: bool = True,
 ) -> Tensor:
-    """``cfg.n`` samples (n, 3, H, W) in [0, 1]: DDIM with CFG from seeded noise."""
+    """``cfg.n`` samples (n, 3, H, W) in [0, 1]: DDIM with CFG from seeded noise; for a
+    multi-view prior, ``cfg.n`` groups of its views (n · views, 3, H, W), group by group."""
+    if isinstance(prior, MultiViewPrior):
+        return draw_groups(prior, cfg, quiet)
     gen = torch.Generator().manual_seed(cfg.seed)
     noise = prior.initial_latents(cfg.n, gen)
     text = prior.embed_text(cfg.prompt, cfg.negative)
@@ -85,8 +92,46 @@ def draw(
     return torch.cat(images)
 
 
-def judge(images: Tensor, desc: Description, prompt: str, name: str) -> dict[str, float]:
-    """CLIP similarity to the prompt and, for single objects, attribute agreement."""
+def group_cameras(prior: MultiViewPrior, cfg: SampleConfig) -> tuple[Tensor, Tensor]:
+    """Azimuths and elevations (degrees, one per view) of every group ``draw_groups`` draws."""
+    start = torch.tensor([cfg.azimuth if cfg.azimuth is not None else 0.0])
+    azimuth = group_azimuths(start, prior.num_views)
+    return azimuth, torch.full_like(azimuth, cfg.elevation)
+
+
+def draw_groups(prior: MultiViewPrior, cfg: SampleConfig, quiet: bool = True) -> Tensor:
+    """``cfg.n`` groups of the prior's views (n · views, 3, H, W) in [0, 1], each group
+    denoised together (MVDream's sampling); ``cfg.batch`` views a UNet call, whole groups."""
+    views = prior.num_views
+    gen = torch.Generator().manual_seed(cfg.seed)
+    noise = prior.initial_latents(cfg.n * views, gen)
+    text = prior.embed_text(cfg.prompt, cfg.negative)
+    per_call = max(1, cfg.batch // views) * views
+    images = []
+    with (
+        Progress(disable=quiet, transient=True) as progress,
+        prior.views(*group_cameras(prior, cfg)),
+    ):
+        task = progress.add_task("sampling", total=cfg.n * cfg.steps)
+        for i in range(0, len(noise), per_call):
+            z = noise[i : i + per_call]
+            latents = prior.sample(
+                text.expand(z.shape[0]),
+                cfg.steps,
+                cfg.guidance_scale,
+                latents=z,
+                callback=lambda *_, k=z.shape[0] // views: progress.advance(task, k),
+            )
+            with torch.no_grad():
+                images.append(prior.decode(latents).cpu())
+    return torch.cat(images)
+
+
+def judge(
+    images: Tensor, desc: Description, prompt: str, name: str, one_view: bool = True
+) -> dict[str, float]:
+    """CLIP similarity to the prompt and, for single objects, attribute agreement (the view
+    word's too when every image was drawn at the caption's view: ``one_view``)."""
     from dreamlift.metrics.clip import ClipScorer
 
     scorer = ClipScorer.load(name)
@@ -95,7 +140,7 @@ def judge(images: Tensor, desc: Description, prompt: str, name: str) -> dict[str
         return metrics
     obj = desc.objects[0]
     truth = {"shape": obj.shape, "colour": obj.colour}
-    if desc.view in ("front", "side", "back"):
+    if one_view and desc.view in ("front", "side", "back"):
         truth["view"] = desc.view
     for attribute, want in truth.items():
         found = scorer.classify(images, attribute)
@@ -110,10 +155,11 @@ def check_conditioning(prior: DiffusionPrior, cfg: SampleConfig) -> None:
             f"--depth-from-caption needs a depth-conditioned prior; {prior.folder} is not one",
             "use --prior toy-sd-depth",
         )
-    if cfg.azimuth is not None and not prior.camera_conditioned:
+    multiview = isinstance(prior, MultiViewPrior)
+    if cfg.azimuth is not None and not (prior.camera_conditioned or multiview):
         raise ModelError(
             f"--azimuth needs a camera-conditioned prior; {prior.folder} has no camera/ embedding",
-            "use --prior toy-sd-camera, or leave out --azimuth",
+            "use --prior toy-sd-camera or a multi-view prior, or leave out --azimuth",
         )
     if prior.depth_conditioned and not cfg.depth_from_caption:
         raise ModelError(
@@ -141,9 +187,17 @@ def sample(cfg: SampleConfig, out: Path, quiet: bool = False) -> dict[str, Any]:
     timings["sample_s"] = time.perf_counter() - t0
     timings["seconds_per_sample"] = timings["sample_s"] / cfg.n
 
-    outputs = _save(run.path, images, depth)
+    views = prior.num_views if isinstance(prior, MultiViewPrior) else 1
+    outputs = _save(run.path, images, depth, columns=views if views > 1 else None)
     metrics: dict[str, float] = {}
     notes: list[str] = []
+    if isinstance(prior, MultiViewPrior):
+        azimuth, elevation = group_cameras(prior, cfg)
+        angles = ", ".join(f"{a:g}" for a in azimuth.tolist())
+        notes.append(
+            f"each sample is a group of {views} views (grid rows) denoised together, at "
+            f"azimuths {angles}° and elevation {float(elevation[0]):g}°"
+        )
     if cfg.judge is None:
         notes.append("not judged (no judge asked for)")
     elif desc is None:
@@ -151,7 +205,7 @@ def sample(cfg: SampleConfig, out: Path, quiet: bool = False) -> dict[str, Any]:
     else:
         t0 = time.perf_counter()
         try:
-            metrics = judge(images, desc, cfg.prompt, cfg.judge)
+            metrics = judge(images, desc, cfg.prompt, cfg.judge, one_view=views == 1)
             timings["judge_s"] = time.perf_counter() - t0
         except DreamliftError as exc:
             notes.append(f"agreement not measured: {exc}")
@@ -161,21 +215,30 @@ def sample(cfg: SampleConfig, out: Path, quiet: bool = False) -> dict[str, Any]:
         + (" --depth-from-caption" if cfg.depth_from_caption else "")
         + (
             f" --azimuth {cfg.azimuth} --elevation {cfg.elevation}"
-            if cfg.azimuth is not None
+            if cfg.azimuth is not None or views > 1
             else ""
         )
     )
     run.write_summary(command, cfg, metrics, timings, outputs, notes=notes)
-    return {"metrics": metrics, "notes": notes, "timings": timings, "outputs": outputs}
+    return {
+        "metrics": metrics,
+        "notes": notes,
+        "timings": timings,
+        "outputs": outputs,
+        "views": views,
+    }
 
 
-def _save(folder: Path, images: Tensor, depth: Tensor | None) -> dict[str, Path]:
+def _save(
+    folder: Path, images: Tensor, depth: Tensor | None, columns: int | None = None
+) -> dict[str, Path]:
+    """The samples, their grid (``columns`` wide, or about square) and the depth used."""
     hwc = images.permute(0, 2, 3, 1)
     samples = folder / "samples"
     samples.mkdir(exist_ok=True)
     for i, image in enumerate(hwc):
         save_image(samples / f"sample_{i:03d}.png", image)
-    columns = min(len(hwc), max(4, math.ceil(math.sqrt(len(hwc)))))
+    columns = columns or min(len(hwc), max(4, math.ceil(math.sqrt(len(hwc)))))
     outputs = {
         "grid": save_image(folder / "grid.png", image_grid(hwc, columns)),
         "samples": samples,
