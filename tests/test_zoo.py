@@ -327,6 +327,34 @@ def test_toy_sd_depth_loads_with_depth_pipeline(zoo):
     assert DiffusionPrior.load(folder, device="cpu").depth_conditioned
 
 
+def test_depth_refine_stage_trains_on_from_the_unet_stages_export(zoo, tmp_path):
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    from dreamlift.zoo.recipes import make_recipe, run_stage
+    from dreamlift.zoo.recipes.common import read_zoo_json
+
+    root = tmp_path / "models"
+    for name in ("toy-sd", "toy-sd-depth", "toy-clip"):
+        shutil.copytree(zoo / name, root / name)
+    unet_dir = root / "toy-sd-depth" / "unet"
+    exported = UNet2DConditionModel.from_pretrained(unet_dir).state_dict()
+    work = tmp_path / "work" / "toy-sd-depth"
+    start = make_recipe("toy-sd-depth", "refine", work / "refine", size="tiny", root=root)
+    assert all(torch.equal(start.unet.state_dict()[k], v) for k, v in exported.items())
+
+    report = run_stage("toy-sd-depth", "refine", work, size="tiny", root=root, quiet=True)
+    assert report.steps == 2
+    assert read_zoo_json(root / "toy-sd-depth")["training_steps"] == {"unet": 2, "refine": 2}
+    refined = UNet2DConditionModel.from_pretrained(unet_dir).state_dict()
+    assert any(not torch.equal(refined[k], v) for k, v in exported.items())
+
+    shutil.rmtree(unet_dir)  # nothing to refine: says which stage to run first
+    with pytest.raises(ModelError, match="--stage unet"):
+        make_recipe("toy-sd-depth", "refine", work / "again", size="tiny", root=root)
+
+
 def test_toy_clip_loads_and_zero_shot_runs(zoo):
     from transformers import CLIPModel, CLIPTokenizer
 

@@ -50,7 +50,7 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry(
             "toy-sd-depth",
             "toy-sd with SD2-depth conditioning (5-channel UNet; shares toy-sd's VAE and text)",
-            ("unet",),
+            ("unet", "refine"),
             (*_SD_FILES, "depth_estimator/model.safetensors"),
             "dreamlift.zoo.recipes.sd",
         ),

@@ -98,7 +98,7 @@ def make_recipe(
         EG3DRefineRecipe,
     )
     from dreamlift.zoo.recipes.head_nets import TASK_OF_MODEL, HeadNetRecipe, HeadNetRecipeConfig
-    from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe
+    from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe, SDRefineRecipe
     from dreamlift.zoo.recipes.vae import VAEConfig, VAERecipe
 
     e = entry(model)
@@ -161,6 +161,11 @@ def make_recipe(
         camera_cfg = with_steps(SDConfig.tiny() if tiny else SDConfig.camera())
         return CameraRecipe(
             camera_cfg, folder, data_root, root / "toy-sd", root / "toy-clip", quiet
+        )
+    if (model, stage) == ("toy-sd-depth", "refine"):
+        rcfg = with_steps(SDConfig.tiny(True) if tiny else SDConfig.depth_refined())
+        return SDRefineRecipe(
+            rcfg, folder, data_root, root / "toy-sd", root / "toy-clip", quiet=quiet
         )
     if stage == "unet":
         depth = model == "toy-sd-depth"

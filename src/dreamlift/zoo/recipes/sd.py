@@ -85,6 +85,24 @@ class SDConfig:
         )
 
     @classmethod
+    def depth_refined(cls, steps: int = 4_000) -> SDConfig:
+        """toy-sd-depth's ``refine`` stage: ``steps`` more from the ``unet`` stage's export on
+        the same renders, a fresh optimiser warmed up over 100 steps, the rate cosine-annealed
+        from 5e-4 to 5 % (SGDR's schedule, arXiv:1608.03983), another batch seed. The shipped
+        ``unet`` stage ran 4,000 steps (the recipe allows 7,000) at a constant rate; annealing is
+        what raised toy-eg3d's fit in its own refine stages (docs/benchmarks.md)."""
+        train = TrainerConfig(
+            steps=steps,
+            lr=5e-4,
+            warmup=100,
+            checkpoint_every=250,
+            seed=1,
+            schedule="cosine",
+            final_lr=0.05,
+        )
+        return replace(cls.fast(depth=True), train=train)
+
+    @classmethod
     def camera(cls) -> SDConfig:
         """toy-sd-camera: a fine-tune of the trained toy-sd at a low rate, while the new
         camera embedding learns 10x faster (at the UNet's rate it stayed at chance)."""
@@ -432,6 +450,42 @@ class SDRecipe:
             ).images
             out.append(images.float().cpu())
         return torch.cat(out)
+
+
+class SDRefineRecipe(SDRecipe):
+    """Stage ``refine`` of toy-sd-depth: the ``unet`` stage's exported UNet trained on with an
+    annealed rate (:meth:`SDConfig.depth_refined`), exported over it. Its data, evaluation and
+    export are the ``unet`` stage's."""
+
+    stage = "refine"
+
+    def __init__(
+        self,
+        config: SDConfig,
+        folder: Path,
+        data_root: Path,
+        base: Path | None = None,
+        clip_folder: Path | None = None,
+        quiet: bool = False,
+    ) -> None:
+        super().__init__(config, folder, data_root, base, clip_folder, quiet)
+        self.kind = f"zoo/{self.model}/refine"
+
+    def _setup(self) -> None:
+        from diffusers import UNet2DConditionModel
+
+        super()._setup()
+        unet_dir = self.folder / "unet"
+        how = f"train it first: dreamlift zoo train {self.model} --stage unet"
+        if not (unet_dir / "diffusion_pytorch_model.safetensors").exists():
+            raise ModelError(f"no exported {self.model} UNet in {unet_dir}", how)
+        trained = UNet2DConditionModel.from_pretrained(unet_dir, local_files_only=True)
+        try:
+            self.unet.load_state_dict(trained.state_dict())
+        except RuntimeError:  # missing, unexpected or differently sized weights
+            raise ModelError(
+                f"the UNet in {unet_dir} has other sizes than this recipe's", how
+            ) from None
 
 
 @torch.no_grad()
