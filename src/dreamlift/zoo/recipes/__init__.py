@@ -9,10 +9,12 @@ toy-sd         scene-    the same recipe on a scene-heavy mix → ``*/vae``
                decoder
 toy-sd         unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` → ``toy-sd``
 toy-sd-depth   unet      :class:`~dreamlift.zoo.recipes.sd.SDRecipe` (depth) → ``toy-sd-depth``
+toy-sd-depth   refine    :class:`~dreamlift.zoo.recipes.sd.SDRefineRecipe` → ``toy-sd-depth``
 toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` → ``toy-sd-camera``
 toy-sd-heads   unet      :class:`~.head_prior.HeadPriorRecipe` → ``toy-sd-heads``
 toy-sd-heads   decoder   :class:`~.head_decoder.HeadDecoderRecipe` → ``toy-sd-heads/vae``
 toy-mvdream    unet      :class:`~dreamlift.zoo.recipes.mvdream.MVDreamRecipe` → ``toy-mvdream``
+toy-mvdream    refine    :class:`~.mvdream.MVDreamRefineRecipe` → ``toy-mvdream``
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
 toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
 toy-eg3d       anneal    :class:`~dreamlift.zoo.recipes.eg3d.EG3DAnnealRecipe` → ``toy-eg3d``
@@ -133,11 +135,18 @@ def make_recipe(
             return EG3DRefineRecipe(with_steps(refined), folder, data_root, quiet)
         return EG3DRecipe(with_steps(ecfg), folder, data_root, quiet)
     if model == "toy-mvdream":
-        from dreamlift.zoo.recipes.mvdream import MVDreamConfig, MVDreamRecipe
+        from dreamlift.zoo.recipes.mvdream import (
+            MVDreamConfig,
+            MVDreamRecipe,
+            MVDreamRefineRecipe,
+        )
 
-        mcfg = with_steps(MVDreamConfig.tiny() if tiny else MVDreamConfig())
-        return MVDreamRecipe(
-            mcfg,
+        mcfg = MVDreamConfig.tiny() if tiny else MVDreamConfig()
+        if stage == "refine":
+            mcfg = mcfg.refined(2) if tiny else mcfg.refined()
+        recipe_class = MVDreamRefineRecipe if stage == "refine" else MVDreamRecipe
+        return recipe_class(
+            with_steps(mcfg),
             folder,
             data_root,
             root / "toy-sd",
