@@ -67,7 +67,7 @@ from dreamlift.zoo.heldout import (
     mentions_heldout,
     training_dataset,
 )
-from dreamlift.zoo.recipes.common import batch_indices, export_folder
+from dreamlift.zoo.recipes.common import batch_indices, export_folder, load_exported_unet
 from dreamlift.zoo.recipes.sd import file_digest, training_alphas_cumprod
 from dreamlift.zoo.tiny import sd_ddim_scheduler
 from dreamlift.zoo.trainer import TrainerConfig
@@ -409,18 +409,6 @@ class MVDreamRefineRecipe(MVDreamRecipe):
     stage = "refine"
 
     def _setup(self) -> None:
-        from diffusers import UNet2DConditionModel
-
         super()._setup()
         self.kind = "zoo/toy-mvdream/refine"
-        unet_dir = self.folder / "unet"
-        how = "train it first: dreamlift zoo train toy-mvdream --stage unet"
-        if not (unet_dir / "diffusion_pytorch_model.safetensors").exists():
-            raise ModelError(f"no exported toy-mvdream UNet in {unet_dir}", how)
-        trained = UNet2DConditionModel.from_pretrained(unet_dir, local_files_only=True)
-        try:
-            self.unet.load_state_dict(trained.state_dict())
-        except RuntimeError:  # missing, unexpected or differently sized weights
-            raise ModelError(
-                f"the UNet in {unet_dir} has other sizes than this recipe's", how
-            ) from None
+        load_exported_unet(self.unet, self.folder, self.model)

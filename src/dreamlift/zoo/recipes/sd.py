@@ -40,7 +40,13 @@ from dreamlift.world.captions import parse
 from dreamlift.world.datasets import DatasetConfig
 from dreamlift.zoo.data import CacheSpec, RenderCache
 from dreamlift.zoo.heldout import HELDOUT_PAIRS, eval_dataset, training_dataset
-from dreamlift.zoo.recipes.common import batch_indices, export_folder, renders, training_subset
+from dreamlift.zoo.recipes.common import (
+    batch_indices,
+    export_folder,
+    load_exported_unet,
+    renders,
+    training_subset,
+)
 from dreamlift.zoo.tiny import SD_BETA_END, SD_BETA_START, TinySDConfig, sd_ddim_scheduler
 from dreamlift.zoo.tokenizer import caption_words, reuse_or_build_tokenizer
 from dreamlift.zoo.trainer import TrainerConfig
@@ -459,33 +465,10 @@ class SDRefineRecipe(SDRecipe):
 
     stage = "refine"
 
-    def __init__(
-        self,
-        config: SDConfig,
-        folder: Path,
-        data_root: Path,
-        base: Path | None = None,
-        clip_folder: Path | None = None,
-        quiet: bool = False,
-    ) -> None:
-        super().__init__(config, folder, data_root, base, clip_folder, quiet)
-        self.kind = f"zoo/{self.model}/refine"
-
     def _setup(self) -> None:
-        from diffusers import UNet2DConditionModel
-
         super()._setup()
-        unet_dir = self.folder / "unet"
-        how = f"train it first: dreamlift zoo train {self.model} --stage unet"
-        if not (unet_dir / "diffusion_pytorch_model.safetensors").exists():
-            raise ModelError(f"no exported {self.model} UNet in {unet_dir}", how)
-        trained = UNet2DConditionModel.from_pretrained(unet_dir, local_files_only=True)
-        try:
-            self.unet.load_state_dict(trained.state_dict())
-        except RuntimeError:  # missing, unexpected or differently sized weights
-            raise ModelError(
-                f"the UNet in {unet_dir} has other sizes than this recipe's", how
-            ) from None
+        self.kind = f"zoo/{self.model}/refine"
+        load_exported_unet(self.unet, self.folder, self.model)
 
 
 @torch.no_grad()
