@@ -55,9 +55,8 @@ def zoo_train(
     stage: str | None = typer.Option(
         None,
         help="Run only this stage (toy-sd: vae, decoder, scene-decoder, unet; toy-sd-depth: "
-        "unet, refine; toy-mvdream: unet, refine; toy-eg3d: generator, anneal, refine; "
-        "toy-sd-heads: unet, decoder; "
-        "others: one stage each); default: all, in order.",
+        "unet, refine; toy-sd-heads: unet, decoder; toy-eg3d: generator, anneal, refine; "
+        "the others: one stage each); default: all, in order.",
     ),
     workdir: Path | None = typer.Option(
         None,

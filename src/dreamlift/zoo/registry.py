@@ -66,7 +66,7 @@ ZOO: dict[str, ZooEntry] = {
             "toy-mvdream",
             "toy-sd as a multi-view prior (MVDream's design: 4 views denoised together, "
             "self-attention across them, camera MLP on the timestep embedding)",
-            ("unet", "refine"),
+            ("unet",),
             (*_SD_FILES, "multiview.json"),
             "dreamlift.zoo.recipes.mvdream",
         ),

@@ -14,7 +14,6 @@ toy-sd-camera  unet      :class:`~dreamlift.zoo.recipes.camera.CameraRecipe` →
 toy-sd-heads   unet      :class:`~.head_prior.HeadPriorRecipe` → ``toy-sd-heads``
 toy-sd-heads   decoder   :class:`~.head_decoder.HeadDecoderRecipe` → ``toy-sd-heads/vae``
 toy-mvdream    unet      :class:`~dreamlift.zoo.recipes.mvdream.MVDreamRecipe` → ``toy-mvdream``
-toy-mvdream    refine    :class:`~.mvdream.MVDreamRefineRecipe` → ``toy-mvdream``
 toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``toy-clip``
 toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
 toy-eg3d       anneal    :class:`~dreamlift.zoo.recipes.eg3d.EG3DAnnealRecipe` → ``toy-eg3d``
@@ -135,18 +134,11 @@ def make_recipe(
             return EG3DRefineRecipe(with_steps(refined), folder, data_root, quiet)
         return EG3DRecipe(with_steps(ecfg), folder, data_root, quiet)
     if model == "toy-mvdream":
-        from dreamlift.zoo.recipes.mvdream import (
-            MVDreamConfig,
-            MVDreamRecipe,
-            MVDreamRefineRecipe,
-        )
+        from dreamlift.zoo.recipes.mvdream import MVDreamConfig, MVDreamRecipe
 
-        mcfg = MVDreamConfig.tiny() if tiny else MVDreamConfig()
-        if stage == "refine":
-            mcfg = mcfg.refined(2) if tiny else mcfg.refined()
-        recipe_class = MVDreamRefineRecipe if stage == "refine" else MVDreamRecipe
-        return recipe_class(
-            with_steps(mcfg),
+        mcfg = with_steps(MVDreamConfig.tiny() if tiny else MVDreamConfig())
+        return MVDreamRecipe(
+            mcfg,
             folder,
             data_root,
             root / "toy-sd",

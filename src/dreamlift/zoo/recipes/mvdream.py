@@ -42,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -67,16 +67,13 @@ from dreamlift.zoo.heldout import (
     mentions_heldout,
     training_dataset,
 )
-from dreamlift.zoo.recipes.common import batch_indices, export_folder, load_exported_unet
+from dreamlift.zoo.recipes.common import batch_indices, export_folder
 from dreamlift.zoo.recipes.sd import file_digest, training_alphas_cumprod
 from dreamlift.zoo.tiny import sd_ddim_scheduler
 from dreamlift.zoo.trainer import TrainerConfig
 
 GROUP_KINDS = {"single": 0.6, "on_top": 0.2, "next_to": 0.2}
 """Objects centred on the origin, as generate's fields are (no ground scenes)."""
-COMPOSITION_KINDS = {"single": 0.4, "on_top": 0.25, "next_to": 0.35}
-"""The ``refine`` stage's mix: after the ``unet`` stage its 4-view samples of "X next to Y"
-came out as one merged blob where toy-sd's single views show two objects apart."""
 
 
 @dataclass(frozen=True)
@@ -98,17 +95,6 @@ class MVDreamConfig:
     """Yaw offsets tried per candidate asset (every 360/n degrees)."""
     train: TrainerConfig = TrainerConfig(steps=3000, lr=2e-4, warmup=100, checkpoint_every=250)
 
-    def refined(self, steps: int = 4_000) -> MVDreamConfig:
-        """The ``refine`` stage's settings: ``steps`` more from the ``unet`` stage's export on
-        4,096 new groups (another dataset seed) drawn with more compositions
-        (:data:`COMPOSITION_KINDS`), a fresh optimiser warmed up over 100 steps and the rate
-        cosine-annealed to 5 % (SGDR, arXiv:1608.03983), another batch seed."""
-        data = replace(self.dataset, seed=self.dataset.seed + 1, kinds=dict(COMPOSITION_KINDS))
-        train = replace(
-            self.train, steps=steps, seed=1, schedule="cosine", final_lr=0.05, warmup=100
-        )
-        return replace(self, dataset=data, train=train)
-
     @classmethod
     def tiny(cls, steps: int = 2) -> MVDreamConfig:
         return cls(
@@ -123,7 +109,7 @@ class MVDreamConfig:
 
 
 class MVDreamRecipe:
-    """toy-mvdream's ``unet`` stage; ``base`` is toy-sd's folder (UNet, VAE, text encoder)."""
+    """toy-mvdream's one stage; ``base`` is toy-sd's folder (UNet, VAE, text encoder)."""
 
     stage = "unet"
 
@@ -399,16 +385,3 @@ def best_asset_iou(
                 best = max(best, float(mask_iou(masks[4 * i : 4 * i + 4], truth).mean()))
         scores.append(best)
     return sum(scores) / len(scores)
-
-
-class MVDreamRefineRecipe(MVDreamRecipe):
-    """toy-mvdream's ``refine`` stage: the ``unet`` stage's exported multi-view UNet trained on
-    (:meth:`MVDreamConfig.refined`), exported over it; data, evaluation and export as the
-    ``unet`` stage's."""
-
-    stage = "refine"
-
-    def _setup(self) -> None:
-        super()._setup()
-        self.kind = "zoo/toy-mvdream/refine"
-        load_exported_unet(self.unet, self.folder, self.model)
