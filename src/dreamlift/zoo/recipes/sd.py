@@ -14,7 +14,8 @@ nothing measurable.
 background — what DPT/MiDaS estimators output, near is large) prepared exactly as
 :func:`dreamlift.priors.depth.prepare_depth` (and the stock pipeline) prepares it. It is
 trained on ground scenes and single objects, and reuses toy-sd's VAE, tokenizer and text
-encoder (frozen), so the two models share a prompt space.
+encoder (frozen), so the two models share a prompt space. Its ``refine`` stage
+(:class:`SDRefineRecipe`) trains the exported depth UNet on with the rate annealed.
 
 Time: measured 0.33 s/step at batch 32 on 1 thread (text encoder + UNet, CPU shared; the
 depth UNet the same); 2 threads ≈ 0.2 s. toy-sd's 8,000 fast steps ≈ 44 min at 1 thread,
