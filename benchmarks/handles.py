@@ -264,6 +264,11 @@ def main(argv: list[str] | None = None) -> dict:
         "--methods", type=parse_methods, default=list(EDITORS), help="Comma-separated."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the case generator.")
+    parser.add_argument(
+        "--keep-background",
+        action="store_true",
+        help="Edit with HandlesConfig.keep_background (latent blending outside both objects).",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="Smoke run: 3 cases, 4 steps.")
     parser.add_argument(
@@ -279,7 +284,9 @@ def main(argv: list[str] | None = None) -> dict:
     n = args.n or (QUICK["n"] if args.quick else 48)
     steps = args.steps or (QUICK["steps"] if args.quick else 50)
     inner = QUICK["inner_steps"] if args.quick else HandlesConfig().inversion_inner_steps
-    config = HandlesConfig(steps=steps, inversion_inner_steps=inner)
+    config = HandlesConfig(
+        steps=steps, inversion_inner_steps=inner, keep_background=args.keep_background
+    )
     needs_prior = any(m != "warp_paste_2d" for m in args.methods)
     notes: list[str] = []
     try:
@@ -298,7 +305,11 @@ def main(argv: list[str] | None = None) -> dict:
     settings = {
         "prior": str(args.prior),
         "resolution": resolution,
-        "config": {"steps": steps, "inversion_inner_steps": inner},
+        "config": {
+            "steps": steps,
+            "inversion_inner_steps": inner,
+            "keep_background": args.keep_background,
+        },
         "methods": args.methods,
         "seed": args.seed,
     }

@@ -107,6 +107,58 @@ def test_edit_runs_end_to_end_and_reuses_inversion_and_recording(prior, case, mo
     assert (baseline.image - result.image).abs().max() > 1e-3
 
 
+def test_background_cells_leave_a_margin_around_both_objects():
+    from dreamlift.methods.handles.depth_edit import LatentTargets
+    from dreamlift.methods.handles.passes import background_cells
+
+    bg_orig, bg_trans = torch.ones(36, dtype=torch.bool), torch.ones(36, dtype=torch.bool)
+    bg_orig[2 * 6 + 2] = False  # the original object at cell (2, 2) of a 6 × 6 grid
+    bg_trans[3 * 6 + 3] = False  # the moved one at (3, 3)
+    none = torch.zeros(0, dtype=torch.long)
+    targets = LatentTargets(none, none, bg_orig, bg_trans, (6, 6))
+    keep = background_cells(targets, 1)[0, 0]
+    assert not keep[1:4, 1:4].any() and not keep[2:5, 2:5].any()
+    assert keep[0, 5] and keep[5, 0] and int(keep.sum()) == 36 - (9 + 9 - 4)
+    assert int(background_cells(targets, 0).sum()) == 34
+
+
+def test_keep_background_copies_the_reconstruction_outside_both_objects(prior, case, monkeypatch):
+    from dreamlift.methods.handles.passes import background_cells
+
+    seen: dict[str, object] = {}
+
+    def spy(name: str):
+        original = getattr(edit_module, name)
+
+        def wrapper(*args, **kwargs):
+            seen[name] = (args, out := original(*args, **kwargs))
+            return out
+
+        monkeypatch.setattr(edit_module, name, wrapper)
+
+    spy("record")
+    spy("guided_generation")
+
+    def final_latents(config: HandlesConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        edit(
+            case.image, case.mask, case.depth, case.transform, case.prompt,
+            prior=prior, config=config, intrinsics=case.intrinsics,
+        )  # fmt: skip
+        recording = seen["record"][1]
+        args, generation = seen["guided_generation"]
+        keep = background_cells(args[5], config.background_margin).expand_as(generation.latents)
+        return generation.latents, recording.latents, keep
+
+    edited, reconstruction, keep = final_latents(replace(FAST, keep_background=True))
+    assert keep.any() and not keep.all()
+    assert torch.equal(edited[keep], reconstruction[keep])  # the background, as reconstructed
+    assert not torch.equal(edited[~keep], reconstruction[~keep])  # the edit, not the input
+    plain, reconstruction, keep = final_latents(FAST)  # the paper's pass leaves it free
+    assert not torch.equal(plain[keep], reconstruction[keep])
+    with pytest.raises(ValueError, match="background_margin"):
+        HandlesConfig(background_margin=-1)
+
+
 def test_warp_paste_baseline_moves_the_pixels_and_keeps_the_rest(case):
     shift = Transform3D(translate=(0.25, 0.0, 0.0), frame=case.transform.frame)
     result = warp_paste_2d(

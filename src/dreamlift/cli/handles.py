@@ -70,6 +70,12 @@ def handles_command(
         None, min=0, help="Frames from the identity to the edit for strip/gif (0: input, edit)."
     ),
     resize: bool = typer.Option(False, help="Resize image, mask and depth to the prior's size."),
+    keep_background: bool = typer.Option(
+        False,
+        "--keep-background",
+        help="Not the paper's: copy the reconstruction's latents back outside both objects at "
+        "every step (latent blending), so the background stays as the inversion made it.",
+    ),
 ) -> None:
     """Move an object of IMAGE (or of a --scene) in 3D; writes edited.png and friends."""
     from dreamlift.methods.handles.request import build_request, resume_request
@@ -93,6 +99,7 @@ def handles_command(
             steps=steps,
             inversion_inner_steps=inversion_steps,
             step_size=step_size,
+            keep_background=True if keep_background else None,
             geometry=_given(fov_deg=fov) or None,
         )
         or None,

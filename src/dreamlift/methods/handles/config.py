@@ -128,12 +128,21 @@ class HandlesConfig:
     offload_recording: bool = False
     """Keep recorded activations on the CPU (SD2 at 512 px: ~0.6 GB, layers 2 and 3 of the
     38 guided steps)."""
+    keep_background: bool = False
+    """Not the paper's: after every guided-pass step, copy the reconstruction pass's latents
+    back into the latent cells that neither the original nor the moved object touches, less a
+    margin of ``background_margin`` cells (Blended Latent Diffusion's latent blending,
+    arXiv:2206.02779 §4.1), so the background comes back as the inversion reconstructs it."""
+    background_margin: int = 1
+    """Latent cells around both objects left free to change (revealed ground, shadows)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError("steps must be at least 1")
         if self.opt_steps < 0:
             raise ValueError("opt_steps must be non-negative")
+        if self.background_margin < 0:
+            raise ValueError("background_margin must be non-negative")
         if self.layers is not None and len(self.layers) != 3:
             raise ValueError("layers must name three UNet blocks (activation indices 0, 1, 2)")
         if not any(self.schedule.active_layers()):

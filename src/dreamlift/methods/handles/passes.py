@@ -48,6 +48,8 @@ class Recording:
     maps: list[list[Tensor | None]]
     latents: Tensor
     """The reconstruction's clean latents (decode to check the inversion)."""
+    trajectory: list[Tensor] = field(default_factory=list)
+    """The reconstruction's latents after each step (``keep_background`` blends them in)."""
 
 
 @dataclass
@@ -100,6 +102,7 @@ def record(
     size = tuple(inversion.noise.shape[-2:])
     z = inversion.noise
     maps: list[list[Tensor | None]] = []
+    trajectory: list[Tensor] = []
     ts = prior.timesteps(config.steps)
     guided_until = config.schedule.guided_steps(config.steps)
     with prior.capture(names) as capture:
@@ -120,8 +123,21 @@ def record(
             maps.append(row)
             capture.clear()
             z = prior.ddim_step(z, t, prior.previous_timestep(t, config.steps), eps)
+            if config.keep_background:
+                trajectory.append(z)
             _notify(progress, "recording", i + 1, len(ts))
-    return Recording(tuple(layers), maps, z)
+    return Recording(tuple(layers), maps, z, trajectory)
+
+
+def background_cells(targets: LatentTargets, margin: int) -> Tensor:
+    """(1, 1, h, w) bool: latent cells neither the original nor the moved object touches, at
+    least ``margin`` cells away from both."""
+    h, w = targets.size
+    objects = ~(targets.bg_orig & targets.bg_trans).reshape(1, 1, h, w)
+    if margin > 0:
+        size = 2 * margin + 1
+        objects = torch.nn.functional.max_pool2d(objects.float(), size, 1, margin) > 0
+    return ~objects
 
 
 def guided_generation(
@@ -152,6 +168,9 @@ def guided_generation(
     if targets is not None:
         targets = targets.to(z.device)
     energies: list[dict[str, float]] = []
+    keep = None
+    if config.keep_background and recording is not None and targets is not None:
+        keep = background_cells(targets, config.background_margin)
     for i, t in enumerate(ts):
         t_next = prior.previous_timestep(t, config.steps)
         step_text = text.with_uncond(inversion.null_embeddings[i])
@@ -170,5 +189,8 @@ def guided_generation(
             with torch.no_grad():
                 eps = prior.predict_eps(z, t, step_text, config.guidance_scale, disparity)
                 z = prior.ddim_step(z, t, t_next, eps)
+        if keep is not None:
+            assert recording is not None
+            z = torch.where(keep, recording.trajectory[i].to(z.device, z.dtype), z.detach())
         _notify(progress, stage, i + 1, len(ts))
     return Generation(z, energies)
