@@ -132,7 +132,7 @@ class HandlesConfig:
     """Not the paper's: after every guided-pass step, copy the reconstruction pass's latents
     back into the latent cells that neither the original nor the moved object touches, less a
     margin of ``background_margin`` cells (Blended Latent Diffusion's latent blending,
-    arXiv:2206.02779 §4.1), so the background comes back as the inversion reconstructs it."""
+    arXiv:2206.02779), so the background comes back as the inversion reconstructs it."""
     background_margin: int = 1
     """Latent cells around both objects left free to change (revealed ground, shadows)."""
 
