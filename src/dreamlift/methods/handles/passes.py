@@ -24,6 +24,7 @@ from torch import Tensor
 from dreamlift.methods.handles.config import HandlesConfig
 from dreamlift.methods.handles.depth_edit import LatentTargets
 from dreamlift.methods.handles.energy import StepEnergy, to_latent_grid
+from dreamlift.methods.handles.morphology import dilate
 from dreamlift.priors import DiffusionPrior, EnergyGuidance, TextEmbeddings
 from dreamlift.priors.guided import guided_step
 
@@ -132,12 +133,8 @@ def record(
 def background_cells(targets: LatentTargets, margin: int) -> Tensor:
     """(1, 1, h, w) bool: latent cells neither the original nor the moved object touches, at
     least ``margin`` cells away from both."""
-    h, w = targets.size
-    objects = ~(targets.bg_orig & targets.bg_trans).reshape(1, 1, h, w)
-    if margin > 0:
-        size = 2 * margin + 1
-        objects = torch.nn.functional.max_pool2d(objects.float(), size, 1, margin) > 0
-    return ~objects
+    objects = ~(targets.bg_orig & targets.bg_trans).reshape(targets.size)
+    return ~dilate(objects, margin)[None, None]
 
 
 def guided_generation(
