@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -65,19 +66,24 @@ def draw(
     quiet: bool = True,
 ) -> Tensor:
     """``cfg.n`` samples (n, 3, H, W) in [0, 1]: DDIM with CFG from seeded noise; for a
-    multi-view prior, ``cfg.n`` groups of its views (n · views, 3, H, W), group by group."""
-    if isinstance(prior, MultiViewPrior):
-        return draw_groups(prior, cfg, quiet)
+    multi-view prior, ``cfg.n`` groups of its views (n · views, 3, H, W), group by group, each
+    group denoised together (MVDream's sampling). ``cfg.batch`` images a UNet call, whole
+    groups."""
+    views = view_count(prior)
     gen = torch.Generator().manual_seed(cfg.seed)
-    noise = prior.initial_latents(cfg.n, gen)
+    noise = prior.initial_latents(cfg.n * views, gen)
     text = prior.embed_text(cfg.prompt, cfg.negative)
-    if cfg.azimuth is not None:
+    cameras: AbstractContextManager[None] = nullcontext()
+    if views > 1:
+        cameras = prior.views(*group_cameras(prior, cfg))  # type: ignore[attr-defined]
+    elif cfg.azimuth is not None:
         text = prior.with_camera(text, torch.tensor([cfg.azimuth]), torch.tensor([cfg.elevation]))
+    per_call = max(1, cfg.batch // views) * views
     images = []
-    with Progress(disable=quiet, transient=True) as progress:
+    with Progress(disable=quiet, transient=True) as progress, cameras:
         task = progress.add_task("sampling", total=cfg.n * cfg.steps)
-        for i in range(0, cfg.n, cfg.batch):
-            z = noise[i : i + cfg.batch]
+        for i in range(0, len(noise), per_call):
+            z = noise[i : i + per_call]
             d = None if depth is None else depth.expand(z.shape[0], -1, -1)
             latents = prior.sample(
                 text.expand(z.shape[0]),
@@ -85,46 +91,23 @@ def draw(
                 cfg.guidance_scale,
                 latents=z,
                 depth=d,
-                callback=lambda *_: progress.advance(task),
-            )
-            with torch.no_grad():
-                images.append(prior.decode(latents).cpu())
-    return torch.cat(images)
-
-
-def group_cameras(prior: MultiViewPrior, cfg: SampleConfig) -> tuple[Tensor, Tensor]:
-    """Azimuths and elevations (degrees, one per view) of every group ``draw_groups`` draws."""
-    start = torch.tensor([cfg.azimuth if cfg.azimuth is not None else 0.0])
-    azimuth = group_azimuths(start, prior.num_views)
-    return azimuth, torch.full_like(azimuth, cfg.elevation)
-
-
-def draw_groups(prior: MultiViewPrior, cfg: SampleConfig, quiet: bool = True) -> Tensor:
-    """``cfg.n`` groups of the prior's views (n · views, 3, H, W) in [0, 1], each group
-    denoised together (MVDream's sampling); ``cfg.batch`` views a UNet call, whole groups."""
-    views = prior.num_views
-    gen = torch.Generator().manual_seed(cfg.seed)
-    noise = prior.initial_latents(cfg.n * views, gen)
-    text = prior.embed_text(cfg.prompt, cfg.negative)
-    per_call = max(1, cfg.batch // views) * views
-    images = []
-    with (
-        Progress(disable=quiet, transient=True) as progress,
-        prior.views(*group_cameras(prior, cfg)),
-    ):
-        task = progress.add_task("sampling", total=cfg.n * cfg.steps)
-        for i in range(0, len(noise), per_call):
-            z = noise[i : i + per_call]
-            latents = prior.sample(
-                text.expand(z.shape[0]),
-                cfg.steps,
-                cfg.guidance_scale,
-                latents=z,
                 callback=lambda *_, k=z.shape[0] // views: progress.advance(task, k),
             )
             with torch.no_grad():
                 images.append(prior.decode(latents).cpu())
     return torch.cat(images)
+
+
+def view_count(prior: DiffusionPrior) -> int:
+    """Views a sample of ``prior`` has: a multi-view prior's group, else 1."""
+    return prior.num_views if isinstance(prior, MultiViewPrior) else 1
+
+
+def group_cameras(prior: MultiViewPrior, cfg: SampleConfig) -> tuple[Tensor, Tensor]:
+    """Azimuths and elevations (degrees, one per view) of every group :func:`draw` draws."""
+    start = torch.tensor([cfg.azimuth if cfg.azimuth is not None else 0.0])
+    azimuth = group_azimuths(start, prior.num_views)
+    return azimuth, torch.full_like(azimuth, cfg.elevation)
 
 
 def judge(
@@ -155,8 +138,7 @@ def check_conditioning(prior: DiffusionPrior, cfg: SampleConfig) -> None:
             f"--depth-from-caption needs a depth-conditioned prior; {prior.folder} is not one",
             "use --prior toy-sd-depth",
         )
-    multiview = isinstance(prior, MultiViewPrior)
-    if cfg.azimuth is not None and not (prior.camera_conditioned or multiview):
+    if cfg.azimuth is not None and not (prior.camera_conditioned or view_count(prior) > 1):
         raise ModelError(
             f"--azimuth needs a camera-conditioned prior; {prior.folder} has no camera/ embedding",
             "use --prior toy-sd-camera or a multi-view prior, or leave out --azimuth",
@@ -187,7 +169,7 @@ def sample(cfg: SampleConfig, out: Path, quiet: bool = False) -> dict[str, Any]:
     timings["sample_s"] = time.perf_counter() - t0
     timings["seconds_per_sample"] = timings["sample_s"] / cfg.n
 
-    views = prior.num_views if isinstance(prior, MultiViewPrior) else 1
+    views = view_count(prior)
     outputs = _save(run.path, images, depth, columns=views if views > 1 else None)
     metrics: dict[str, float] = {}
     notes: list[str] = []
