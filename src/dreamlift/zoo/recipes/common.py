@@ -93,17 +93,17 @@ def load_exported_unet(unet: torch.nn.Module, folder: Path, model: str) -> None:
     """Load the UNet a model's ``unet`` stage exported into ``folder/unet`` into ``unet``: where
     a later stage of that model starts. A one-line error says which stage to run first when
     there is none, or when its weights do not fit ``unet``."""
-    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
 
     from dreamlift.errors import ModelError
 
     unet_dir = folder / "unet"
+    weights = unet_dir / "diffusion_pytorch_model.safetensors"
     how = f"train it first: dreamlift zoo train {model} --stage unet"
-    if not (unet_dir / "diffusion_pytorch_model.safetensors").exists():
+    if not weights.exists():
         raise ModelError(f"no exported {model} UNet in {unet_dir}", how)
-    trained = UNet2DConditionModel.from_pretrained(unet_dir, local_files_only=True)
     try:
-        unet.load_state_dict(trained.state_dict())
+        unet.load_state_dict(load_file(str(weights)))
     except RuntimeError:  # missing, unexpected or differently sized weights
         raise ModelError(
             f"the UNet in {unet_dir} has other sizes than this recipe's", how
