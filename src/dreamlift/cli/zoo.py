@@ -54,9 +54,9 @@ def zoo_train(
     ),
     stage: str | None = typer.Option(
         None,
-        help="Run only this stage (toy-sd: vae, decoder, scene-decoder, unet; toy-sd-depth: "
-        "unet, refine; toy-sd-heads: unet, decoder; toy-eg3d: generator, anneal, refine; "
-        "the others: one stage each); default: all, in order.",
+        help="Run only this stage ("
+        + "; ".join(f"{e.name}: {', '.join(e.stages)}" for e in ZOO.values() if len(e.stages) > 1)
+        + "; the others: one stage each); default: all, in order.",
     ),
     workdir: Path | None = typer.Option(
         None,
