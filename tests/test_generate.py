@@ -66,9 +66,17 @@ def test_schedules_are_pure_functions_of_the_step():
 
 def test_presets_and_config_round_trip():
     fast, paper = build_config("fast", prompt="a red cube"), build_config("paper", prompt="x")
-    assert fast.guidance == "ge3d" and fast.field == "gaussians" and fast.negative_prompt == ""
+    assert fast.guidance == "ge3d" and fast.field == "gaussians"
     assert paper.steps == 3000 and paper.views_per_step == 4 and paper.ge3d.perpneg.enabled
     assert paper.guidance_config().negative_prompt == GE3D_NEGATIVE_PROMPT
+    assert fast.guidance_config().negative_prompt == ""
+    # each guidance keeps its own CFG and negative prompt under a preset (DreamFusion's SDS)
+    paper_sds = build_config("paper", prompt="x", guidance="sds").guidance_config()
+    assert paper_sds.guidance_scale == 100.0 and paper_sds.negative_prompt == ""
+    assert paper.guidance_scale is None and paper.negative_prompt is None
+    # --cfg / --negative still reach whichever guidance runs
+    given = build_config("paper", prompt="x", guidance="sds", guidance_scale=20.0)
+    assert given.guidance_config().guidance_scale == 20.0
     from dreamlift.io.run import to_plain
 
     again = config_from_dict(json.loads(json.dumps(to_plain(paper))))

@@ -185,10 +185,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU minutes with the toy prior (the recipe of its feasibility run before this project:
     # 64 px, one or two orbit views with view captions, CFG 3-7.5, t annealing, the x0
     # image-space SDS form, Adam).
+    # Each guidance's CFG scale and negative prompt are set in its own group: the top-level
+    # ``guidance_scale`` / ``negative_prompt`` are the user's --cfg / --negative, and would
+    # override every guidance's values (the paper preset's SDS at DreamFusion's 100 among them).
     "fast": {
         "steps": 600,
-        "negative_prompt": "",
-        "guidance_scale": 7.5,
         "gaussians": FAST_GAUSSIANS,
         # No density beyond radius 0.9 (the world's objects reach 0.6-0.75 from the centre):
         # the guidance otherwise paints background fog into the grid's corners. 32 samples a
@@ -205,7 +206,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         # The finest node's term in image space (GE3DConfig.clean_target): with the latent
         # term the yellow torus came out orange (toy-clip R-precision 0); in image space at
         # weight 4, yellow (1.0); fast set R-precision 0.875 -> 1.0 (docs/benchmarks.md).
-        "ge3d": {"dbc_sigma_fraction": 1 / 3, "clean_target": "image", "image_weight": 4.0},
+        # GE3D's negative prompt is left out: the toy tokenizer knows none of its words and
+        # spells them out letter by letter, past its 20-token context.
+        "ge3d": {
+            "dbc_sigma_fraction": 1 / 3,
+            "clean_target": "image",
+            "image_weight": 4.0,
+            "negative_prompt": "",
+        },
     },
     # GE3D's released settings (arXiv 2412.05929 and its code).
     "paper": {
@@ -221,8 +229,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "flip_views": 0.5,
         "background_aug": 0.66,
         "init": "random",
-        "negative_prompt": GE3D_NEGATIVE_PROMPT,
-        "guidance_scale": 7.5,
         "checkpoint_every": 500,
         "gaussians": {
             "num_init": 81_920,
@@ -238,8 +244,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "opacity_reset_every": 300,
             "max_gaussians": 500_000,
         },
-        "ge3d": {"perpneg": {"enabled": True}},
-        "sds": {"form": "eps", "guidance_scale": 100.0},
+        "ge3d": {"perpneg": {"enabled": True}, "negative_prompt": GE3D_NEGATIVE_PROMPT},
+        # LucidDreamer's (GE3D's base) CFG and negative prompt; DreamFusion's SDS: CFG 100, no
+        # negative prompt (arXiv 2209.14988, Sec. 3).
+        "ism": {"guidance_scale": 7.5, "negative_prompt": GE3D_NEGATIVE_PROMPT},
+        "sds": {"form": "eps", "guidance_scale": 100.0, "negative_prompt": ""},
     },
 }
 
