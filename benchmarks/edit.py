@@ -1,6 +1,7 @@
 """Edit benchmark: Perturb-and-Revise and its ablations on world edits whose result is an asset.
 
     .venv/bin/python benchmarks/edit.py [--edits 12] [--methods pnr sds eta0.3 eta0.6 pnr-noipg]
+    .venv/bin/python benchmarks/edit.py --merge A.json B.json   # parts run side by side
 
 Prints a table and writes benchmarks/results/edit.json. Each edit's source is reconstructed
 from the world's views of the source caption (the field is then in world coordinates, like
@@ -143,7 +144,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=Path("out/bench-edit"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--set", action="append", default=[], help="edit config KEY=VALUE")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="PART.json",
+        help="write one results file (--out) from runs split by --methods; nothing is run",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge_parts(args.merge, argv, args.out)
     configure_process()
     torch.set_num_threads(args.threads)
     from dreamlift.methods.common.config import merge, parse_settings
@@ -198,8 +208,32 @@ def main(argv: list[str] | None = None) -> dict:
                 flush=True,
             )
 
+    return finish(rows, argv, args.threads, args.out, time.perf_counter() - t_start)
+
+
+def merge_parts(parts: list[Path], argv: list[str] | None, out: Path) -> dict:
+    """One results file from parts run side by side (say, ``--methods pnr sds`` and
+    ``--methods eta0.3 eta0.6``); rows are ordered edit by edit, a later part winning a
+    repeated (edit, method)."""
+    import json
+
+    rows: dict[tuple[str, str], dict] = {}
+    threads, wall = set(), 0.0
+    for path in parts:
+        part = json.loads(path.read_text())
+        threads.add(part["machine"].get("cpu_threads"))
+        wall = max(wall, part["wall_s"])  # the parts ran side by side
+        rows.update({(r["target"], r["method"]): r for r in part["rows"]})
+    order = {case.target: i for i, case in enumerate(CASES)}
+    methods = list(METHODS)
+    ordered = sorted(rows.values(), key=lambda r: (order[r["target"]], methods.index(r["method"])))
+    return finish(ordered, argv, threads.pop() if len(threads) == 1 else None, out, wall)
+
+
+def summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Per method, in the order the rows first name it: the means the table prints."""
     summary: dict[str, dict[str, float]] = {}
-    for method in args.methods:
+    for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         fid = [r["fidelity_psnr"] for r in mine if r["fidelity_psnr"] is not None]
         summary[method] = {
@@ -210,6 +244,28 @@ def main(argv: list[str] | None = None) -> dict:
             "clip_consistency": statistics.mean(r["clip_consistency"] for r in mine),
             "seconds": statistics.mean(r["seconds"] for r in mine),
         }
+    return summary
+
+
+def bar_verdicts(rows: list[dict]) -> dict[str, bool]:
+    """The issue's bars on PnR's rows (a file without them meets none)."""
+    pnr = [r for r in rows if r["method"] == "pnr"]
+    edits = [r for r in pnr if r["kind"] in ("colour", "shape")]
+    adds = [r for r in pnr if r["kind"] == "add" and r["fidelity_psnr"] is not None]
+    return {
+        "time_5_min": bool(pnr) and all(r["seconds"] <= 300 for r in pnr),
+        "colour_shape_edits": bool(edits)
+        and sum(bool(r["caption_correct"]) and (r["silhouette_iou"] or 0) >= 0.8 for r in edits)
+        >= 0.8 * len(edits),
+        "additions_keep_25db": bool(adds) and all(r["fidelity_psnr"] >= 25.0 for r in adds),
+    }
+
+
+def finish(
+    rows: list[dict], argv: list[str] | None, threads: int | None, out: Path, wall_s: float
+) -> dict:
+    """Print the summary table and write the results file with the bars' verdicts."""
+    summary = summarise(rows)
     print(
         f"\n{'method':10s} {'right':>6s} {'IoU':>6s} {'fid dB':>7s} {'dir':>6s} {'cons':>6s} "
         f"{'s':>5s}"
@@ -220,29 +276,20 @@ def main(argv: list[str] | None = None) -> dict:
             f"{s['fidelity_psnr']:7.1f} {s['clip_direction']:6.3f} "
             f"{s['clip_consistency']:6.3f} {s['seconds']:5.0f}"
         )
-    pnr = [r for r in rows if r["method"] == "pnr"]
-    edits = [r for r in pnr if r["kind"] in ("colour", "shape")]
-    adds = [r for r in pnr if r["kind"] == "add" and r["fidelity_psnr"] is not None]
-    bars = {
-        "time_5_min": all(r["seconds"] <= 300 for r in pnr),
-        "colour_shape_edits": bool(edits)
-        and sum(bool(r["caption_correct"]) and (r["silhouette_iou"] or 0) >= 0.8 for r in edits)
-        >= 0.8 * len(edits),
-        "additions_keep_25db": all(r["fidelity_psnr"] >= 25.0 for r in adds),
-    }
+    bars = bar_verdicts(rows)
     from run_info import command_line, machine, write_verdict
 
     result = {
         "command": command_line("edit.py", argv),
-        "machine": machine(args.threads),
+        "machine": machine(threads),
         "date": time.strftime("%Y-%m-%d"),
         "summary": summary,
         "rows": rows,
         "bars": bars,
         "all_pass": all(bars.values()),
-        "wall_s": time.perf_counter() - t_start,
+        "wall_s": wall_s,
     }
-    write_verdict(args.out, result)
+    write_verdict(out, result)
     return result
 
 

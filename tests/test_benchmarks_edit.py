@@ -55,3 +55,14 @@ def test_edit_benchmark_runs_methods_side_by_side(tmp_path, tiny_world_sd):
     assert saved["rows"][1]["eta"] == 0.0
     assert set(result["bars"]) == {"time_5_min", "colour_shape_edits", "additions_keep_25db"}
     assert isinstance(saved["all_pass"], bool)
+
+    # the same results split by method, as two processes side by side would write them
+    parts = []
+    for method in ("sds", "pnr"):
+        part = dict(saved, rows=[r for r in saved["rows"] if r["method"] == method])
+        parts.append(tmp_path / f"{method}.json")
+        parts[-1].write_text(json.dumps(part))
+    merged = bench.main(["--merge", *map(str, parts), "--out", str(tmp_path / "merged.json")])
+    assert merged["rows"] == saved["rows"]  # edit by edit, methods in the benchmark's order
+    same = json.loads(json.dumps(merged["summary"]))  # NaN fidelity: compare as written
+    assert json.dumps(same) == json.dumps(saved["summary"]) and merged["bars"] == saved["bars"]
