@@ -8,7 +8,7 @@ The algorithm box (§3 of the paper; the official code's ``mvdream_pnr.py`` and
     η     ← adaptive(probe losses)               (eta.py; or the fixed --eta)
     θ ← θ_src; θ_geometry ← (1 − η) θ_src + η θ_0 (perturb.py; appearance untouched;
                                                   the optimiser's moments carried on)
-    revise: SDS with t annealed from 0.75 to [0.02, 0.40]
+    revise: SDS with t annealed from 0.75 to revise_t_end (official [0.02, 0.40])
     IPG:    SDS + λ(s) (L1 + perceptual)(render, source render at the same views),
             λ falling linearly to 0 over the stage's first half
 
