@@ -58,7 +58,7 @@ class EditConfig:
     revise_t_end: tuple[float, float] = (0.02, 0.10)
     """(t_min, t_max) the revise and IPG stages anneal to from (probe_t, probe_t). The
     official (0.02, 0.40) (the paper preset) leaves the toy prior's colours too pale to name:
-    x̂0 at larger t regresses to the data's mean colour (docs/benchmarks.md, "Editing")."""
+    x̂0 at larger t regresses to the data's mean colour (docs/benchmarks.md, "Editing again")."""
     revise_anneal_fraction: float = 0.8
     """Fraction of the revise stage over which t anneals (official 1200 of 1500 steps)."""
     ipg_steps: int = 300
