@@ -29,6 +29,7 @@ IoU ≥ 0.8 and caption judged right for ≥ 80 %; additions keep the untouched 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -215,8 +216,6 @@ def merge_parts(parts: list[Path], argv: list[str] | None, out: Path) -> dict:
     """One results file from parts run side by side (say, ``--methods pnr sds`` and
     ``--methods eta0.3 eta0.6``); rows are ordered edit by edit, a later part winning a
     repeated (edit, method)."""
-    import json
-
     rows: dict[tuple[str, str], dict] = {}
     threads, wall = set(), 0.0
     for path in parts:
