@@ -109,6 +109,30 @@ def test_the_presets_gaussian_layers_apply_to_gaussians_only():
     assert fast_nerf.nerf.samples_per_ray == 32 and not fast_nerf.convergence.enabled
 
 
+def test_sds_on_gaussians_takes_its_short_schedule_and_nothing_else_does():
+    """The (guidance, field) layer: SDS on Gaussians runs 200 steps at three times the quick
+    start's rates under fast and quick; GE3D, ISM, SDS on NeRF and the paper preset keep their
+    schedules; anything given still wins, and a prior that implies its guidance is honoured."""
+    for preset in ("fast", "quick"):
+        sds = build_config(preset, prompt="a red cube", guidance="sds")
+        assert sds.steps == 200 and sds.resolution_warmup == ((0, 0.5), (75, 1.0))
+        assert sds.gaussians.lr_means == pytest.approx(3 * 3.2e-3)
+        assert sds.gaussians.lr_means_final == pytest.approx(3 * 3.2e-5)
+        assert sds.gaussians.densify_until == 150 and sds.gaussians.init_opacity == 0.3
+    for guidance in ("ge3d", "ism"):
+        assert build_config("fast", prompt="a red cube", guidance=guidance).steps == 600
+    assert build_config("fast", prompt="a red cube", guidance="sds", field="nerf").steps == 600
+    paper = build_config("paper", prompt="a red cube", guidance="sds")
+    assert paper.steps == 3000 and paper.gaussians.lr_means == 2e-4
+    given = build_config(
+        "fast", prompt="a red cube", guidance="sds", steps=400, gaussians={"lr_means": 1e-3}
+    )
+    assert given.steps == 400 and given.gaussians.lr_means == 1e-3
+    assert given.gaussians.lr_opacity == 0.15  # the layer's other rates stay
+    mv = build_config("fast", prompt="a red cube", prior="toy-mvdream")
+    assert mv.guidance == "mvsds" and mv.steps == 600
+
+
 def test_nested_overrides_merge_into_the_preset_and_set_reads_dotted_keys():
     from dreamlift.methods.common.config import parse_settings
     from dreamlift.methods.generate import PRESETS
