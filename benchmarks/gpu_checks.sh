@@ -20,7 +20,8 @@
 #    `face --preset paper` (W+ 1000, PTI 400, toy-sd-heads) with an edit and a light.
 # 5. Once gsplat is built: the backend parity tests, benchmarks/rasterize_cuda.py (parity and
 #    speed at the paper preset's sizes), the split again through gsplat, and
-#    benchmarks/batch.py's GE3D table at --batch 1 and 8 on the GPU.
+#    benchmarks/batch.py's GE3D table at --batch 1 and 8 on the GPU, then the fast SDS run
+#    (200 steps) and the README main job end to end on CUDA, SDS also with the eager UNet.
 # Each step has its own time limit, and every result is a file in OUT_DIR as soon as it exists.
 set -u
 OUT=${1:?usage: bash benchmarks/gpu_checks.sh OUT_DIR}
@@ -107,6 +108,18 @@ if [ "$(cat "$SCRATCH/gsplat_build.rc")" = 0 ]; then
     step "--batch 1 and 8 on CUDA: GE3D, the fast set's 8 captions, 200 steps, through gsplat"
     timeout 240 "$PY" benchmarks/batch.py --device cuda --guidances ge3d --sizes 1 8 \
         --steps 200 --out "$OUT/batch_cuda.json"
+    step "the fast SDS run and the README main job on CUDA through gsplat; SDS again with the eager UNet"
+    for run in "sds 0 a green cone" "sds 1 a green cone" "ge3d 0 a purple cylinder with an orange cone on top"; do
+        set -- $run
+        guidance=$1 eager=$2
+        shift 2
+        dir="$SCRATCH/fast_${guidance}_eager$eager"
+        start=$(date +%s.%N)
+        DREAMLIFT_EAGER_UNET=$eager timeout 120 "$PY" -m dreamlift generate "$*" --guidance "$guidance" \
+            --device cuda --out "$dir" --quiet >/dev/null
+        echo "$guidance eager=$eager wall $("$PY" -c 'import sys, time; print(round(time.time() - float(sys.argv[1]), 1))' "$start") s"
+        cp "$dir/summary.json" "$OUT/fast_${guidance}_eager$eager.json" 2>/dev/null
+    done
 else
     step "gsplat did not build (rc $(cat "$SCRATCH/gsplat_build.rc")):"
     tail -30 "$SCRATCH/gsplat_build.log"
