@@ -90,40 +90,48 @@ def test_presets_and_config_round_trip():
 
 
 def test_the_presets_gaussian_layers_apply_to_gaussians_only():
-    """The 300-step Gaussian schedule is the quick preset's for Gaussians; NeRF keeps fast's
-    600 steps, anything given wins; fast's Gaussians share the quick start on 600 steps and
-    stop at convergence, its NeRF does neither."""
-    gs = build_config("quick", prompt="a red cube")
+    """The 300-step Gaussian schedule is the quick preset's for Gaussians (ISM's: SDS and GE3D
+    have their own, below); NeRF keeps fast's 600 steps, anything given wins; fast's Gaussians
+    share the quick start on 600 steps and stop at convergence, its NeRF does neither."""
+    gs = build_config("quick", prompt="a red cube", guidance="ism")
     assert gs.steps == 300 and gs.resolution_warmup == ((0, 0.5), (75, 1.0))
     assert gs.gaussians.init_opacity == 0.3 and gs.gaussians.densify_until == 225
     assert gs.gaussians.init_grey == 0.5  # the preset's Gaussian settings stay under the layer
     nerf = build_config("quick", prompt="a red cube", field="nerf")
     assert nerf.steps == 600 and nerf.resolution_warmup == ((0, 0.5), (150, 1.0))
-    given = build_config("quick", prompt="a red cube", steps=450, gaussians={"init_opacity": 0.2})
+    given = build_config(
+        "quick", prompt="a red cube", guidance="ism", steps=450, gaussians={"init_opacity": 0.2}
+    )
     assert given.steps == 450 and given.gaussians.init_opacity == 0.2
-    fast = build_config("fast", prompt="a red cube")
+    fast = build_config("fast", prompt="a red cube", guidance="ism")
     assert fast.steps == 600 and fast.gaussians.init_opacity == 0.3
     assert fast.gaussians.densify_until == 450 and fast.convergence.enabled
     assert not build_config("quick", prompt="a red cube").convergence.enabled
+    assert build_config("fast", prompt="a red cube").convergence.enabled
     fast_nerf = build_config("fast", prompt="a red cube", field="nerf")
     assert fast_nerf.nerf.samples_per_ray == 32 and not fast_nerf.convergence.enabled
 
 
-def test_sds_on_gaussians_takes_its_short_schedule_and_nothing_else_does():
-    """The (guidance, field) layer: SDS on Gaussians runs 200 steps at three times the quick
-    start's rates under fast and quick; GE3D, ISM, SDS on NeRF and the paper preset keep their
-    schedules; anything given still wins, and a prior that implies its guidance is honoured."""
+def test_sds_and_ge3d_on_gaussians_take_the_short_schedule_and_nothing_else_does():
+    """The (guidance, field) layer: SDS and GE3D on Gaussians run 200 steps at three times
+    the quick start's rates under fast and quick; ISM, MV-SDS, NeRF and the paper preset keep
+    their schedules; anything given still wins, and a prior that implies its guidance is
+    honoured."""
     for preset in ("fast", "quick"):
-        sds = build_config(preset, prompt="a red cube", guidance="sds")
-        assert sds.steps == 200 and sds.resolution_warmup == ((0, 0.5), (75, 1.0))
-        assert sds.gaussians.lr_means == pytest.approx(3 * 3.2e-3)
-        assert sds.gaussians.lr_means_final == pytest.approx(3 * 3.2e-5)
-        assert sds.gaussians.densify_until == 150 and sds.gaussians.init_opacity == 0.3
-    for guidance in ("ge3d", "ism"):
-        assert build_config("fast", prompt="a red cube", guidance=guidance).steps == 600
-    assert build_config("fast", prompt="a red cube", guidance="sds", field="nerf").steps == 600
-    paper = build_config("paper", prompt="a red cube", guidance="sds")
-    assert paper.steps == 3000 and paper.gaussians.lr_means == 2e-4
+        for guidance in ("sds", "ge3d"):
+            cfg = build_config(preset, prompt="a red cube", guidance=guidance)
+            assert cfg.steps == 200 and cfg.resolution_warmup == ((0, 0.5), (75, 1.0))
+            assert cfg.gaussians.lr_means == pytest.approx(3 * 3.2e-3)
+            assert cfg.gaussians.lr_means_final == pytest.approx(3 * 3.2e-5)
+            assert cfg.gaussians.densify_until == 150 and cfg.gaussians.init_opacity == 0.3
+    assert build_config("fast", prompt="a red cube").steps == 200  # GE3D is the default
+    assert build_config("fast", prompt="a red cube", guidance="ism").steps == 600
+    for guidance in ("sds", "ge3d"):
+        assert (
+            build_config("fast", prompt="a red cube", guidance=guidance, field="nerf").steps == 600
+        )
+        paper = build_config("paper", prompt="a red cube", guidance=guidance)
+        assert paper.steps == 3000 and paper.gaussians.lr_means == 2e-4
     given = build_config(
         "fast", prompt="a red cube", guidance="sds", steps=400, gaussians={"lr_means": 1e-3}
     )
