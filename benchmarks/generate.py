@@ -18,8 +18,8 @@ held-out composition). Two run sets:
   records its iteration-time split. About ten quick evaluations per run (IoU on 4 views, off
   the budget) give quality against time, from which "time to reach SDS's final quality" is
   read, per caption and field.
-* ``fast`` — the fast preset (GE3D on Gaussians, 600 steps) at full length on every caption:
-  wall time and the bars.
+* ``fast`` — the fast preset (GE3D on Gaussians, its 200 steps, stopped at convergence as a
+  user runs it) on every caption: wall time and the bars.
 
 Bars (issue): fast preset generation (training + outputs, not the scoring) ≤ 5 min per
 caption; single-object captions: mean IoU ≥ 0.8, mean R-precision ≥ 0.9, described shape
@@ -322,7 +322,7 @@ class Benchmark:
             self.record(prior, {**base, "steps_planned": steps}, overrides)
 
     def fast_preset(self, prior: DiffusionPrior) -> None:
-        """GE3D on Gaussians with the fast preset as a user runs it (up to its 600 steps, stopped
+        """GE3D on Gaussians with the fast preset as a user runs it (up to its 200 steps, stopped
         at convergence), on every caption."""
         steps = self.args.fast_steps or build_config("fast").steps
         bases = [self.base("fast", c, g, "ge3d", "gaussians") for c, g in self.captions]
@@ -385,7 +385,9 @@ def main() -> None:
     parser.add_argument(
         "--prior", default="toy-sd-camera", help="Zoo name, folder, tiny or toy-random."
     )
-    parser.add_argument("--fast-steps", type=int, default=None, help="Fast set steps [600].")
+    parser.add_argument(
+        "--fast-steps", type=int, default=None, help="Fast set steps [the preset's: 200]."
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="Smoke run.")
     parser.add_argument("--resume", action="store_true", help="Keep the runs already in --out.")

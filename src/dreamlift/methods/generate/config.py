@@ -318,8 +318,8 @@ the shapes needed to move faster, not more steps (docs/benchmarks.md, "200 steps
   0.86.
 - GE3D, the fast set's 12 captions: every IoU within 0.02 of the 600-step schedule's (stopped
   at convergence, mostly at step 500), the same 10 judged right, training 2.5x shorter.
-- ISM is left on the 600-step schedule: at 200 steps its yellow torus lost its colour and
-  the blue sphere's R-precision fell from 0.875 to 0.125."""
+- ISM is left on the 600-step schedule: at 200 steps its yellow torus and orange cylinder
+  lost their colours and the blue sphere's R-precision fell from 0.875 to 0.125."""
 
 GUIDANCE_FIELD_PRESETS: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
     "fast": {("sds", "gaussians"): SHORT_SCHEDULE, ("ge3d", "gaussians"): SHORT_SCHEDULE},
