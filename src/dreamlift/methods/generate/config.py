@@ -317,7 +317,7 @@ the shapes needed to move faster, not more steps (docs/benchmarks.md, "200 steps
   right; with the position rate decaying to the base schedule's end value, a cone fell to
   0.86.
 - GE3D, the fast set's 12 captions: every IoU within 0.02 of the 600-step schedule's (stopped
-  at convergence, mostly at step 500), the same 10 judged right, training 2.5x shorter.
+  at convergence, mostly at step 500), the same 10 judged right, training about 2.8x shorter.
 - ISM is left on the 600-step schedule: at 200 steps its yellow torus and orange cylinder
   lost their colours and the blue sphere's R-precision fell from 0.875 to 0.125."""
 
