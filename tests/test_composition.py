@@ -63,3 +63,34 @@ def test_a_render_without_depth_is_refused():
         score_caption(
             lambda cams: {k: v for k, v in fn(cams).items() if k != "depth"}, parse("a red cube")
         )
+
+
+def test_a_hull_carved_once_scores_both_ways_as_each_would_alone():
+    """``result_hull`` handed to both scorers gives what each carves for itself, bit for bit,
+    and a hull that is not the result's changes the verdict (so the argument is used)."""
+    import json
+
+    from dreamlift.metrics.ground_truth import (
+        GroundTruthSettings,
+        ground_truth_scores,
+        result_hull,
+    )
+
+    text = "a purple cone next to an orange cube"
+    render, asset, desc = (
+        asset_renderer(asset_from_caption(text)),
+        asset_from_caption(text),
+        parse(text),
+    )
+    settings = GroundTruthSettings(render_evaluations=4)
+    hull = result_hull(render, settings)
+    shared = ground_truth_scores(render, asset, settings, hull=hull)
+    alone = ground_truth_scores(render, asset, settings)
+    assert json.dumps(shared, sort_keys=True) == json.dumps(alone, sort_keys=True)
+    caption_shared = score_caption(render, desc, settings, hull=hull)
+    assert json.dumps(caption_shared, sort_keys=True) == json.dumps(
+        score_caption(render, desc, settings), sort_keys=True
+    )
+    assert caption_shared["caption_correct"]
+    other = result_hull(asset_renderer(asset_from_caption("a purple cone")), settings)
+    assert not score_caption(render, desc, settings, hull=other)["caption_correct"]

@@ -185,17 +185,19 @@ def score_caption(
     description: Description,
     settings: GroundTruthSettings | None = None,
     lighting: Lighting | None = None,
+    hull: _Hull | None = None,
 ) -> dict[str, object]:
     """Judge a result against a caption object by object (the module doc's steps).
 
-    ``render_fn`` must return ``depth`` besides ``rgb`` and ``opacity``. Returns
+    ``render_fn`` must return ``depth`` besides ``rgb`` and ``opacity``; ``hull`` is the
+    result's ``result_hull`` at these ``settings``, if already carved. Returns
     ``objects`` (per object: ``role``, ``meant``, ``looks_like``, ``shape_winner``,
     ``shape_ious``, ``shape_correct``, ``colour_verdict``, ``colour_named``,
     ``colour_nearest``, ``colour_correct``, ``region_share``), ``relation``,
     ``relation_correct``, ``relation_checks`` and ``caption_correct``.
     """
     settings = settings or GroundTruthSettings()
-    hull = _hull(render_fn, settings)
+    hull = hull if hull is not None else _hull(render_fn, settings)
     regions, gaps = find_regions(hull, description)
     with torch.no_grad():
         out = render_fn(scoring_cameras(settings))

@@ -369,17 +369,31 @@ def _score(
     }
 
 
+def result_hull(render_fn: RenderFn, settings: GroundTruthSettings) -> _Hull:
+    """The visual hull a result is scored by. :func:`ground_truth_scores` and
+    ``metrics.composition.score_caption`` each carve it from the same renders unless given
+    it: a caller scoring both ways carves it once (24 renders and three carvings, a quarter
+    of a second of a toy run's scoring)."""
+    return _hull(render_fn, settings)
+
+
 def ground_truth_scores(
-    render_fn: RenderFn, asset: Asset, settings: GroundTruthSettings | None = None
+    render_fn: RenderFn,
+    asset: Asset,
+    settings: GroundTruthSettings | None = None,
+    hull: _Hull | None = None,
 ) -> dict[str, float | None]:
     """Silhouette IoU and foreground colour error over the scoring views after alignment.
 
     Also returns the alignment (``align_*``), the hull IoU it reached, and how much the
     result's and the asset's silhouettes change between neighbouring scoring views
-    (:func:`neighbour_view_iou`).
+    (:func:`neighbour_view_iou`). ``hull``: the result's :func:`result_hull` at these
+    ``settings``, if already carved.
     """
     settings = settings or GroundTruthSettings()
-    return _score(render_fn, _hull(render_fn, settings), asset, settings)
+    return _score(
+        render_fn, hull if hull is not None else _hull(render_fn, settings), asset, settings
+    )
 
 
 def shape_ranking(

@@ -47,15 +47,19 @@ def world_scores(
     from dreamlift.metrics.ground_truth import (
         GroundTruthSettings,
         ground_truth_scores,
+        result_hull,
         toy_clip_scores,
     )
 
     render_fn = field_renderer(fld)
     settings = GroundTruthSettings(render_evaluations=cfg.score_refinements)
-    scores: dict[str, Any] = dict(ground_truth_scores(render_fn, described_asset(desc), settings))
+    hull = result_hull(render_fn, settings)
+    scores: dict[str, Any] = dict(
+        ground_truth_scores(render_fn, described_asset(desc), settings, hull=hull)
+    )
     if len(desc.objects) == 1:
         scores.update(colour_ranking(render_fn, desc, settings))
-    caption_scores = score_caption(render_fn, desc, settings)
+    caption_scores = score_caption(render_fn, desc, settings, hull=hull)
     scores["caption"] = caption_scores
     scores["caption_correct"] = caption_scores["caption_correct"]
     if cfg.rank_shapes and len(desc.objects) == 1:
