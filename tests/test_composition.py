@@ -77,11 +77,8 @@ def test_a_hull_carved_once_scores_both_ways_as_each_would_alone():
     )
 
     text = "a purple cone next to an orange cube"
-    render, asset, desc = (
-        asset_renderer(asset_from_caption(text)),
-        asset_from_caption(text),
-        parse(text),
-    )
+    asset, desc = asset_from_caption(text), parse(text)
+    render = asset_renderer(asset)
     settings = GroundTruthSettings(render_evaluations=4)
     hull = result_hull(render, settings)
     shared = ground_truth_scores(render, asset, settings, hull=hull)

@@ -372,8 +372,8 @@ def _score(
 def result_hull(render_fn: RenderFn, settings: GroundTruthSettings) -> _Hull:
     """The visual hull a result is scored by. :func:`ground_truth_scores` and
     ``metrics.composition.score_caption`` each carve it from the same renders unless given
-    it: a caller scoring both ways carves it once (24 renders and three carvings, a quarter
-    of a second of a toy run's scoring)."""
+    it: a caller scoring both ways carves it once (24 renders and three carvings, about
+    0.2 s of a toy run's scoring)."""
     return _hull(render_fn, settings)
 
 

@@ -311,7 +311,8 @@ SHORT_SCHEDULE: dict[str, Any] = {
 }
 """Gaussians in 200 steps at three times the quick start's rates (positions at both ends of
 their decay, colour, opacity, scale), warm-up and densification on a third of the schedule:
-the shapes needed to move faster, not more steps (docs/benchmarks.md, "200 steps").
+the shapes needed to move faster, not more steps (docs/benchmarks.md, "200 steps at three
+times the rates").
 - SDS, the six single objects at seeds 0 and 1: all 12 runs judged right, as with 600 steps
   at the base rates; mean IoU 0.961 against 0.968. At the base rates 300 steps judged none
   right; with the position rate decaying to the base schedule's end value, a cone fell to
