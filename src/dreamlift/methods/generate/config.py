@@ -322,10 +322,14 @@ times the rates").
 - ISM is left on the 600-step schedule: at 200 steps its yellow torus and orange cylinder
   lost their colours and the blue sphere's R-precision fell from 0.875 to 0.125."""
 
+SHORT_SCHEDULE_LAYERS = {
+    ("sds", "gaussians"): SHORT_SCHEDULE,
+    ("ge3d", "gaussians"): SHORT_SCHEDULE,
+}
+
 GUIDANCE_FIELD_PRESETS: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
-    "fast": {("sds", "gaussians"): SHORT_SCHEDULE, ("ge3d", "gaussians"): SHORT_SCHEDULE},
-    # The same fixed length without fast's stop at convergence.
-    "quick": {("sds", "gaussians"): SHORT_SCHEDULE, ("ge3d", "gaussians"): SHORT_SCHEDULE},
+    "fast": SHORT_SCHEDULE_LAYERS,
+    "quick": SHORT_SCHEDULE_LAYERS,  # the same fixed length without fast's stop at convergence
 }
 """Each preset's settings for one (guidance, field kind) pair, over the field layer's."""
 
