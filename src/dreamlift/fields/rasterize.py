@@ -88,24 +88,21 @@ def bin_views(
     height: int,
     tile_size: int,
     footprint_binning: bool = True,
-) -> list[TileBins]:
-    """Each view's depth-sorted tile lists, as the torch backend composites them (no grad):
-    opacity-aware reach boxes, then, with ``footprint_binning``, only the tiles the ellipse
-    reaches. ``log_opacity`` is ``log(opacities)`` as the compositor uses it."""
+) -> TileBins:
+    """Every view's depth-sorted tile lists in one :class:`TileBins` (tiles numbered view
+    after view), as the torch backend composites them (no grad): opacity-aware reach boxes,
+    then, with ``footprint_binning``, only the tiles the ellipse reaches. ``log_opacity`` is
+    ``log(opacities)`` as the compositor uses it."""
     with torch.no_grad():
-        radii = reach_radii(projected.radii, opacities, ALPHA_MIN)
-        return [
-            bin_to_tiles(
-                projected.means2d[i],
-                radii[i],
-                projected.depths[i],
-                width,
-                height,
-                tile_size,
-                (projected.conics[i], log_opacity, ALPHA_MIN) if footprint_binning else None,
-            )
-            for i in range(radii.shape[0])
-        ]
+        return bin_to_tiles(
+            projected.means2d,
+            reach_radii(projected.radii, opacities, ALPHA_MIN),
+            projected.depths,
+            width,
+            height,
+            tile_size,
+            (projected.conics, log_opacity, ALPHA_MIN) if footprint_binning else None,
+        )
 
 
 def rasterize_gaussians(
@@ -150,9 +147,7 @@ def rasterize_gaussians(
     projected, feats = _prepare(means, quats, log_scales, colors, cameras, extra)
     log_opacity = torch.log(opacities.clamp(min=1e-10))
     budget = int(memory_budget_mb * 2**20)
-    saved = [0]
-    images, alphas = [], []
-    views = bin_views(
+    bins = bin_views(
         projected,
         opacities,
         log_opacity,
@@ -161,21 +156,13 @@ def rasterize_gaussians(
         tile_size,
         footprint_binning,
     )
-    for i, bins in enumerate(views):
-        img, alpha = composite_image(
-            projected.means2d[i],
-            projected.conics[i],
-            log_opacity,
-            feats[i],
-            bins,
-            tile_size,
-            budget,
-            saved,
-        )
-        images.append(img[: cameras.height, : cameras.width])
-        alphas.append(alpha[: cameras.height, : cameras.width])
+    images, alphas = composite_image(
+        projected.means2d, projected.conics, log_opacity, feats, bins, tile_size, budget
+    )
+    images = images[:, : cameras.height, : cameras.width]
+    alphas = alphas[:, : cameras.height, : cameras.width]
     n_extra = feats.shape[-1] - 4
-    return assemble_output(torch.stack(images), torch.stack(alphas), background, n_extra, projected)
+    return assemble_output(images, alphas, background, n_extra, projected)
 
 
 def rasterize_gaussians_reference(

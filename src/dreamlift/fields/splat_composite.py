@@ -182,7 +182,7 @@ def _pair_coefficients(
     with torch.no_grad():
         tile = torch.repeat_interleave(
             torch.arange(bins.counts.numel(), device=ids.device), bins.counts
-        )
+        ) % (bins.tiles_x * bins.tiles_y)  # the tile's index within its view
         centre = (
             torch.stack([tile % bins.tiles_x, tile // bins.tiles_x], dim=-1).to(dt) * tile_size
             + 0.5 * tile_size
@@ -190,7 +190,7 @@ def _pair_coefficients(
     m = _gather_rows(means2d, ids) - centre  # (E, 2) relative to the pair's tile centre
     ca, cb, cc = _gather_rows(conics, ids).unbind(-1)
     mx, my = m.unbind(-1)
-    logop = _gather_rows(log_opacity, ids)
+    logop = _gather_rows(log_opacity, ids % log_opacity.shape[0])
     coef = torch.stack(
         [
             logop - 0.5 * (ca * mx * mx + cc * my * my) - cb * mx * my,
@@ -222,19 +222,28 @@ def composite_image(
     bins: TileBins,
     tile_size: int,
     budget_bytes: int,
-    saved_bytes: list[int],
 ) -> tuple[Tensor, Tensor]:
-    """Composite one image; returns features (H', W', C) and opacity (H', W') on the tile grid."""
+    """Composite the ``bins.views`` views binned together; returns features (V, H', W', C)
+    and opacity (V, H', W') on the tile grid.
+
+    ``means2d`` (V, N, 2), ``conics`` (V, N, 3) and ``feats`` (V, N, C) are per view,
+    ``log_opacity`` (N,) is shared. Every view's tiles go through one chunk loop, so an
+    8-view render costs one view's Python work rather than eight.
+    """
+    views, n = means2d.shape[:2]
+    means2d, conics = means2d.reshape(views * n, 2), conics.reshape(views * n, 3)
+    feats = feats.reshape(views * n, feats.shape[-1])
     dev, dt = means2d.device, means2d.dtype
     c = feats.shape[1]
     pixels = tile_size * tile_size
-    n_tiles = bins.tiles_x * bins.tiles_y
+    n_tiles = bins.views * bins.tiles_x * bins.tiles_y
     pixfeat = _pixel_features(tile_size, dev, dt)
     coef_flat, feat_flat, logop_flat = _pair_coefficients(
         means2d, conics, log_opacity, feats, bins, tile_size
     )
     pad = bins.ids.numel()  # index of the all-zero-alpha padding row
 
+    saved_bytes = 0  # intermediates kept for backward (beyond: recomputed there)
     tile_ids, outs = [], []
     for tiles, k in tile_chunks(bins.counts, pixels, budget_bytes // _BYTES_PER_ELEMENT):
         with torch.no_grad():
@@ -243,8 +252,8 @@ def composite_image(
             pos = torch.where(valid, bins.starts[tiles, None] + slot[None], pad)
         coef = _gather_rows(coef_flat, pos)  # (T, K, 6)
         block_bytes = 8 * len(tiles) * pixels * k
-        save = saved_bytes[0] + block_bytes <= budget_bytes
-        saved_bytes[0] += block_bytes if save else 0
+        save = saved_bytes + block_bytes <= budget_bytes
+        saved_bytes += block_bytes if save else 0
         seg = max(16, _SEGMENT_ELEMENTS // (len(tiles) * pixels))
         with torch.no_grad():
             clamped = bool(logop_flat[pos].max() >= _LOG_ALPHA_MAX)
@@ -260,9 +269,9 @@ def composite_image(
         full = full.index_copy(0, torch.cat(tile_ids), torch.cat(outs))
     else:  # nothing visible: stay connected to the inputs so backward yields zero gradients
         full = full + 0.0 * (feats.sum() + means2d.sum() + conics.sum() + log_opacity.sum())
-    grid = full.reshape(bins.tiles_y, bins.tiles_x, tile_size, tile_size, c + 1)
-    grid = grid.permute(0, 2, 1, 3, 4).reshape(
-        bins.tiles_y * tile_size, bins.tiles_x * tile_size, c + 1
+    grid = full.reshape(views, bins.tiles_y, bins.tiles_x, tile_size, tile_size, c + 1)
+    grid = grid.permute(0, 1, 3, 2, 4, 5).reshape(
+        views, bins.tiles_y * tile_size, bins.tiles_x * tile_size, c + 1
     )
     return grid[..., :c], grid[..., c]
 
