@@ -32,7 +32,6 @@ holds. :func:`agreement` re-uses one scoring to rank a result against other desc
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -44,11 +43,11 @@ from dreamlift.metrics.ground_truth import (
     _align_hulls,
     _Hull,
     _hull,
-    asset_renderer,
     scoring_cameras,
 )
+from dreamlift.metrics.shape_hulls import shape_hull
 from dreamlift.world import Lighting, layout
-from dreamlift.world.assets import Asset, Description, Part
+from dreamlift.world.assets import Description
 from dreamlift.world.shapes import SHAPES
 
 WINDOW = 0.12
@@ -160,17 +159,12 @@ def _interior_gap(points: Tensor, axis: int, step: float) -> bool:
     return bool((empty & (before >= 0.1 * total) & (total - before >= 0.1 * total)).any())
 
 
-@lru_cache(maxsize=32)
-def _shape_hull(shape: str, settings: GroundTruthSettings) -> _Hull:
-    return _hull(asset_renderer(Asset((Part(shape, "grey", (0.0, 0.0, 0.0)),))), settings)
-
-
 def rank_shape(hull: _Hull, settings: GroundTruthSettings) -> dict[str, float]:
     """Aligned 3D hull IoU {shape: IoU} of an object's hull with each world shape's (a
     shorter pattern search than a score's alignment: ``RANK_REFINE_ITERATIONS``)."""
     quick = replace(settings, refine_iterations=RANK_REFINE_ITERATIONS)
     return {
-        shape: _align_hulls(hull, _shape_hull(shape, settings), quick).hull_iou for shape in SHAPES
+        shape: _align_hulls(hull, shape_hull(shape, settings), quick).hull_iou for shape in SHAPES
     }
 
 

@@ -196,11 +196,16 @@ def _hull(render_fn: RenderFn, settings: GroundTruthSettings) -> _Hull:
         lo, hi = points.amin(0), points.amax(0)
         voxel = 2 * half / r
         center, half = (lo + hi) / 2, float((hi - lo).max()) / 2 + 2 * voxel
-    voxel_volume = (2 * half / r) ** 3
-    grid = _grid_points(center, half, r)
-    occ = visual_hull(masks, cams, grid)
-    points = grid[occ]
-    return _Hull(occ.float(), center, half, points, len(points) * voxel_volume, points.mean(0))
+    occupancy = visual_hull(masks, cams, _grid_points(center, half, r))
+    return hull_from_occupancy(occupancy, center, half)
+
+
+def hull_from_occupancy(occupancy: Tensor, center: Tensor, half: float) -> _Hull:
+    """The hull whose (R, R, R) bool ``occupancy`` [z, y, x] fills the cube ``center ± half``."""
+    r = occupancy.shape[0]
+    points = _grid_points(center, half, r)[occupancy]
+    volume = len(points) * (2 * half / r) ** 3
+    return _Hull(occupancy.float(), center, half, points, volume, points.mean(0))
 
 
 def _hull_iou(result: _Hull, target: _Hull, a: Alignment) -> float:
@@ -335,8 +340,9 @@ def _score(
     result: _Hull,
     asset: Asset,
     settings: GroundTruthSettings,
+    target: _Hull | None = None,
 ) -> dict[str, float | None]:
-    target = _hull(asset_renderer(asset), settings)
+    target = target if target is not None else _hull(asset_renderer(asset), settings)
     alignment = _align_hulls(result, target, settings)
     cams = scoring_cameras(settings)
     truth = asset_renderer(asset, settings.supersample)(cams)
@@ -382,18 +388,19 @@ def ground_truth_scores(
     asset: Asset,
     settings: GroundTruthSettings | None = None,
     hull: _Hull | None = None,
+    target_hull: _Hull | None = None,
 ) -> dict[str, float | None]:
     """Silhouette IoU and foreground colour error over the scoring views after alignment.
 
     Also returns the alignment (``align_*``), the hull IoU it reached, and how much the
     result's and the asset's silhouettes change between neighbouring scoring views
     (:func:`neighbour_view_iou`). ``hull``: the result's :func:`result_hull` at these
-    ``settings``, if already carved.
+    ``settings``, if already carved; ``target_hull``: the asset's (e.g. the shipped one of
+    :func:`dreamlift.metrics.shape_hulls.asset_hull`), else carved here.
     """
     settings = settings or GroundTruthSettings()
-    return _score(
-        render_fn, hull if hull is not None else _hull(render_fn, settings), asset, settings
-    )
+    result = hull if hull is not None else _hull(render_fn, settings)
+    return _score(render_fn, result, asset, settings, target_hull)
 
 
 def shape_ranking(

@@ -50,12 +50,15 @@ def world_scores(
         result_hull,
         toy_clip_scores,
     )
+    from dreamlift.metrics.shape_hulls import asset_hull
 
     render_fn = field_renderer(fld)
     settings = GroundTruthSettings(render_evaluations=cfg.score_refinements)
     hull = result_hull(render_fn, settings)
+    asset = described_asset(desc)
+    target = asset_hull(asset, settings)
     scores: dict[str, Any] = dict(
-        ground_truth_scores(render_fn, described_asset(desc), settings, hull=hull)
+        ground_truth_scores(render_fn, asset, settings, hull=hull, target_hull=target)
     )
     if len(desc.objects) == 1:
         scores.update(colour_ranking(render_fn, desc, settings))
