@@ -93,7 +93,62 @@ def test_python_m_dreamlift_and_the_entry_point(tmp_path):
     )
     assert proc.returncode == 0 and "shapes:" in proc.stdout
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert 'dreamlift = "dreamlift.cli.app:main"' in pyproject
-    from dreamlift.cli.app import main
+    assert 'dreamlift = "dreamlift.cli.app:script"' in pyproject
 
-    assert callable(main)
+
+class _Exited(Exception):
+    pass
+
+
+def _fake_exit(monkeypatch) -> list[str]:
+    """Patch what :func:`script` exits through; returns the calls, in order."""
+    import atexit
+    import importlib
+    import os
+
+    app_module = importlib.import_module("dreamlift.cli.app")  # the package's `app` is Typer's
+    calls: list[str] = []
+
+    def quick_exit(code):
+        calls.append(f"os._exit({code})")
+        raise _Exited
+
+    monkeypatch.setattr(app_module, "main", lambda: sys.exit(3))
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
+    monkeypatch.setattr(os, "_exit", quick_exit)
+    monkeypatch.setattr(sys, "gettrace", lambda: None)
+    monkeypatch.setattr(sys, "getprofile", lambda: None)
+    return calls
+
+
+def test_the_script_runs_exit_handlers_then_skips_the_teardown(monkeypatch):
+    from dreamlift.cli.app import script
+
+    calls = _fake_exit(monkeypatch)
+    with pytest.raises(_Exited):
+        script()
+    assert calls == ["atexit", "os._exit(3)"]
+
+
+def test_the_script_exits_the_usual_way_while_a_thread_works_or_a_profiler_watches(
+    monkeypatch,
+):
+    import threading
+
+    from dreamlift.cli.app import script
+
+    calls = _fake_exit(monkeypatch)
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        with pytest.raises(SystemExit) as exc:
+            script()
+        assert exc.value.code == 3
+    finally:
+        release.set()
+        worker.join()
+    monkeypatch.setattr(sys, "getprofile", lambda: object())
+    with pytest.raises(SystemExit):
+        script()
+    assert calls == []

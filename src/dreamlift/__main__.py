@@ -1,6 +1,6 @@
 """``python -m dreamlift`` is the ``dreamlift`` command (for environments without its script)."""
 
-from dreamlift.cli import main
+from dreamlift.cli.app import script
 
 if __name__ == "__main__":
-    main()
+    script()
