@@ -69,7 +69,7 @@ def pair_counts(params: dict[str, torch.Tensor], cameras: list[Cameras]) -> dict
         with torch.no_grad():
             p = project_gaussians(params["means"], params["quats"], params["log_scales"], cam)
         for mode, ellipse in MODES.items():
-            views = bin_views(
+            bins = bin_views(
                 p,
                 params["opacities"].detach(),
                 log_opacity,
@@ -78,7 +78,7 @@ def pair_counts(params: dict[str, torch.Tensor], cameras: list[Cameras]) -> dict
                 TILE_SIZE,
                 ellipse,
             )
-            counts[mode] += sum(int(bins.counts.sum()) for bins in views)
+            counts[mode] += int(bins.counts.sum())
     return counts
 
 
