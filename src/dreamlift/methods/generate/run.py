@@ -45,8 +45,9 @@ from dreamlift.methods.generate.scoring import EvalCurve, described_asset, world
 from dreamlift.methods.generate.step import TextTo3D
 from dreamlift.methods.generate.timing import iteration_split, timing_prior
 from dreamlift.priors import DiffusionPrior
+from dreamlift.utils.beside import Beside
 from dreamlift.utils.timing import SectionTimer
-from dreamlift.world.assets import Description
+from dreamlift.world.assets import Asset, Description
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,16 @@ def generate(
     return finish_run(prepared, result, step_loss.timer.seconds)
 
 
+def _timed_outputs(
+    run: RunDir, cfg: GenerateConfig, fld: Field, truth: Asset | None
+) -> tuple[dict[str, Path], list[str], float]:
+    """:func:`write_outputs`, with the warnings it adds and the seconds it took."""
+    t0 = time.perf_counter()
+    warnings: list[str] = []
+    outputs = write_outputs(run, cfg, fld, warnings, truth)
+    return outputs, warnings, time.perf_counter() - t0
+
+
 def finish_run(
     prepared: PreparedRun,
     result: LoopResult,
@@ -259,16 +270,19 @@ def finish_run(
         spent = curve.finish(result.steps_done, result.timings["loop_s"])
         timings["log_s"] = timings.get("log_s", 0.0) + spent
         metrics["eval_curve"] = curve.points
-    t1 = time.perf_counter()
     truth = described_asset(desc) if desc is not None else None
-    outputs = write_outputs(run, cfg, fld, warnings, truth)
-    timings["outputs_s"] = time.perf_counter() - t1
-    if cfg.score and desc is not None:
-        t1 = time.perf_counter()
-        metrics.update(world_scores(cfg, fld, desc, warnings))
-        timings["score_s"] = time.perf_counter() - t1
-    elif cfg.score:
-        warnings.append("not a world caption: no ground-truth scores")
+    score_warnings: list[str] = []
+    # The turntables and 3D file are written in a forked child while this process scores:
+    # both hold the GIL, so threads would not overlap them (utils/beside.py).
+    with Beside(_timed_outputs, run, cfg, fld, truth) as written:
+        if cfg.score and desc is not None:
+            t1 = time.perf_counter()
+            metrics.update(world_scores(cfg, fld, desc, score_warnings))
+            timings["score_s"] = time.perf_counter() - t1
+        elif cfg.score:
+            score_warnings.append("not a world caption: no ground-truth scores")
+    outputs, output_warnings, timings["outputs_s"] = written.result()
+    warnings += output_warnings + score_warnings
     command = (
         f"generate {cfg.prompt!r} --prior {cfg.prior} --field {cfg.field} "
         f"--guidance {cfg.guidance} --preset {cfg.preset} --steps {cfg.steps}"
