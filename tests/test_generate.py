@@ -570,14 +570,22 @@ def test_ray_batch_survives_a_killed_worker_and_resumes_its_checkpoint(tmp_path,
     killed: list[int] = []
 
     def kill_a_worker_with_checkpoints() -> None:
-        """Once the later prompt has checkpointed 10 steps (the first one has as many, or has
-        finished), any worker still running a prompt has a checkpoint to resume."""
+        """Once the later prompt has checkpointed 10 steps, kill the worker running it: the
+        one holding its run folder's lock. (Picking a worker by its process title alone
+        could hit one that had just finished the first prompt and still bore its title:
+        then no task had anything to resume.)"""
         deadline = time.time() + 180
         while time.time() < deadline and (checkpoint_progress(last) or (0, 0))[1] < 10:
             time.sleep(0.01)
+        lock = str((last / ".lock").resolve())
         for proc in psutil.process_iter(["pid", "cmdline"]):
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            if "run_prompt" in cmdline and "ray::" in cmdline and not killed:
+            if "ray::" not in " ".join(proc.info["cmdline"] or []):
+                continue
+            try:
+                holds = any(f.path == lock for f in proc.open_files())
+            except psutil.Error:
+                continue
+            if holds and not killed:
                 os.kill(proc.info["pid"], signal.SIGKILL)
                 killed.append(proc.info["pid"])
                 return
