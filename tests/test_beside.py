@@ -63,6 +63,80 @@ def test_a_forked_child_returns_its_result_while_the_parent_gives_it_a_thread() 
     assert out[2] == "raised bad input"  # an error surfaces in the parent as without a fork
 
 
+SLOW_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    import dreamlift.utils.beside as beside
+
+    parent = os.getpid()
+    beside.CHILD_TIMEOUT_S = float(sys.argv[1])
+    pid_file = sys.argv[2]
+
+    def work():
+        if os.getpid() != parent:
+            with open(pid_file, "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(60)
+        return "done here"
+
+    with beside.Beside(work) as done:
+        time.sleep(float(sys.argv[3]))
+    child = int(open(pid_file).read())
+    try:
+        os.kill(child, 0)
+        print("child alive")
+    except ProcessLookupError:
+        print("child gone")
+    print(done.result())
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks only on Linux")
+def test_a_child_past_its_time_is_killed_and_the_work_done_here(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SLOW_CHILD, "0.5", str(tmp_path / "pid"), "0.5"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.split("\n")
+    assert out[:2] == ["child gone", "done here"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks only on Linux")
+def test_the_child_dies_with_its_parent(tmp_path) -> None:
+    """A killed run must not leave a child holding its run folder's lock."""
+    import os
+    import signal
+    import time
+
+    psutil = pytest.importorskip("psutil")
+
+    pid_file = tmp_path / "pid"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, "600", str(pid_file), "60"])
+    try:
+        deadline = time.time() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:  # gone, or dead and waiting to be reaped by whoever adopted it
+                if psutil.Process(child).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the child outlived its killed parent")
+    finally:
+        proc.kill()
+
+
 def test_no_fork_with_another_thread_alive_or_when_turned_off(monkeypatch) -> None:
     import dreamlift.utils.beside as beside
 

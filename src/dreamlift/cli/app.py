@@ -134,6 +134,8 @@ def script() -> None:
         if working or watched or not isinstance(exc.code, int | None):
             raise
         atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`)
+            sys.stdout.flush()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
         os._exit(exc.code or 0)

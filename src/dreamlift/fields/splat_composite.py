@@ -170,10 +170,12 @@ def _pair_coefficients(
     tile_size: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Log-alpha coefficients (E + 1, 6), features with the constant opacity channel
-    (E + 1, C + 1) and log-opacities (E + 1,) of every (tile, Gaussian) pair of the image's tile
-    lists, plus a last padding row whose alpha is exactly zero.
+    (E + 1, C + 1) and log-opacities (E + 1,) of every (tile, Gaussian) pair of the binned
+    views' tile lists, plus a last padding row whose alpha is exactly zero. ``means2d``,
+    ``conics`` and ``feats`` are flattened over the views (V * N rows), ``log_opacity`` is
+    per Gaussian (N,).
 
-    Computed once per image over the flat lists, so each chunk of tiles needs one gather per
+    Computed once per render over the flat lists, so each chunk of tiles needs one gather per
     tensor instead of a dozen elementwise ops and their backward nodes (a 64² render with
     a dozen chunks: 1.07x faster, bit-identical).
     """

@@ -103,7 +103,8 @@ def bin_to_tiles(
     (V, N, 2) and (V, N), binned in one pass into one :class:`TileBins` whose tiles are
     numbered view after view, so that the compositor walks every view's tiles in one loop
     (an 8-view 64² render is dominated by per-view Python work otherwise). With
-    ``footprint`` = (conics (N, 3) or (V, N, 3), log-opacities (N,), alpha_min), only the
+    ``footprint`` = (conics shaped like ``means2d`` with 3 values last, log-opacities (N,),
+    alpha_min), only the
     box's tiles where the alpha passes ``alpha_min`` at some pixel
     (:func:`footprint_reaches_tile`).
     """

@@ -12,23 +12,44 @@ exactly as before: Linux (fork without exec is unsafe on macOS's system librarie
 Python thread alive (one holding a lock at the fork would leave it held in the child
 forever), no CUDA initialised (a CUDA context does not survive a fork), and
 ``DREAMLIFT_NO_FORK`` unset. The child sets one torch thread before any work (OpenMP's pool
-is not usable after a fork) and leaves by ``os._exit``, never returning into the parent's
-code. If it fails for any reason, the parent runs the work itself, so an error surfaces
-where it always did.
+is not usable after a fork), dies with the parent (a killed run must not leave a child
+holding its run folder's lock, or a resume would find the folder busy), and leaves by
+``os._exit``, never returning into the parent's code. If the child fails, or has not
+finished :data:`CHILD_TIMEOUT_S` after the parent started waiting, the parent runs the work
+itself, so an error surfaces as it always did (after the parent's own block, not before).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import pickle
+import select
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import torch
 
 T = TypeVar("T")
+
+CHILD_TIMEOUT_S = 600.0
+"""How long the parent waits for the child once its own block is done; a child still
+working then is killed and the work done in-process (far beyond a run's outputs: 2.3 s)."""
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this (child) process when its parent dies; if the parent
+    is already gone, leave now."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def fork_is_safe() -> bool:
@@ -69,11 +90,13 @@ class Beside(Generic[T]):
             return self
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: do the work, send the result, leave without cleanup
             status = 1
             try:
+                _die_with_parent(parent)
                 os.close(read_fd)
                 torch.set_num_threads(1)
                 payload = pickle.dumps(self._fn(*self._args))
@@ -81,6 +104,9 @@ class Beside(Generic[T]):
                     pipe.write(payload)
                 status = 0
             finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
                 os._exit(status)
         os.close(write_fd)
         self._pid, self._read_fd = pid, read_fd
@@ -91,13 +117,19 @@ class Beside(Generic[T]):
     def __exit__(self, *exc: object) -> None:
         if self._pid is None:
             return
+        pid, reaped = self._pid, False
         try:
-            with os.fdopen(self._read_fd, "rb") as pipe:
-                payload = pipe.read()  # until the child closes its end (or dies)
-            _, status = os.waitpid(self._pid, 0)
-            if os.waitstatus_to_exitcode(status) == 0:
-                self._payload = payload
+            payload = _read_until_closed(self._read_fd, time.monotonic() + CHILD_TIMEOUT_S)
+            if payload is not None:
+                _, status = os.waitpid(pid, 0)
+                reaped = True
+                if os.waitstatus_to_exitcode(status) == 0:
+                    self._payload = payload
         finally:
+            if not reaped:  # timed out, or interrupted while waiting: do not leave it behind
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
             self._pid = None
             torch.set_num_threads(self._threads)
 
@@ -112,3 +144,20 @@ class Beside(Generic[T]):
             if self._result is None:
                 self._result = (self._fn(*self._args),)
         return self._result[0]
+
+
+def _read_until_closed(fd: int, deadline: float) -> bytes | None:
+    """Everything written to the pipe ``fd`` until its writer closes it; None (and ``fd``
+    closed) if the deadline passes first."""
+    chunks = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
