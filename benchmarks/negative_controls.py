@@ -36,6 +36,7 @@ from dreamlift.metrics.ground_truth import (
     RenderFn,
     asset_renderer,
     ground_truth_scores,
+    result_hull,
     shape_ranking,
 )
 from dreamlift.utils.process import configure_process
@@ -162,10 +163,11 @@ def judge(control: Control, settings: GroundTruthSettings | None = None) -> dict
     desc: Description = parse(control.caption)
     fn = renderer(control)
     truth = asset_from_caption(control.caption)
-    iou = float(ground_truth_scores(fn, truth, settings)["silhouette_iou"] or 0.0)
+    hull = result_hull(fn, settings)  # carved once for both scorers
+    iou = float(ground_truth_scores(fn, truth, settings, hull=hull)["silhouette_iou"] or 0.0)
     out: dict[str, Any] = {"silhouette_iou": (iou, iou >= SILHOUETTE_IOU_RIGHT)}
     if len(desc.objects) == 1:
-        ranking = shape_ranking(fn, desc, settings)
+        ranking = shape_ranking(fn, desc, settings, hull=hull)
         seen = max(ranking["ious"].values()) > 0  # type: ignore[union-attr]
         out["shape"] = (ranking["winner"] if seen else "–", bool(ranking["described_wins"]))
         colour = colour_ranking(fn, desc, settings)

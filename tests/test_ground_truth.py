@@ -13,6 +13,7 @@ from dreamlift.metrics.ground_truth import (
     asset_renderer,
     ground_truth_scores,
     neighbour_view_iou,
+    result_hull,
     scoring_cameras,
     shape_ranking,
     silhouette_scores,
@@ -121,6 +122,8 @@ def test_ranking_of_a_composition_varies_each_object():
     ranking = shape_ranking(asset_renderer(asset), asset.description, settings)
     assert ranking["described"] == ["0:cube", "1:sphere"]
     assert ranking["described_wins"]
+    carved = result_hull(asset_renderer(asset), settings)  # handed in: the same ranking
+    assert shape_ranking(asset_renderer(asset), asset.description, settings, carved) == ranking
 
 
 def test_orbit_cameras_helper_is_consistent_with_scoring_views():

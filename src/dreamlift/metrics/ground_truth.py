@@ -407,16 +407,18 @@ def shape_ranking(
     render_fn: RenderFn,
     description: Description,
     settings: GroundTruthSettings | None = None,
+    hull: _Hull | None = None,
 ) -> dict[str, object]:
     """Aligned silhouette IoU of the result against every world shape in the described colour.
 
     Only single-object captions have one shape to rank; for compositions the ranking varies
     each object's shape in turn with the others as described, keyed ``"<i>:<shape>"``.
     Returns ``ious`` {candidate: IoU}, ``winner``, ``described`` and ``margin`` (described
-    shape's IoU minus the best other one; > 0 means the described shape wins).
+    shape's IoU minus the best other one; > 0 means the described shape wins). ``hull``:
+    the result's :func:`result_hull` at these ``settings``, if already carved.
     """
     settings = settings or GroundTruthSettings()
-    result = _hull(render_fn, settings)
+    result = hull if hull is not None else _hull(render_fn, settings)
     ious: dict[str, float] = {}
     described: list[str] = []
     for i, obj in enumerate(description.objects):
