@@ -104,12 +104,10 @@ def bin_to_tiles(
     numbered view after view, so that the compositor walks every view's tiles in one loop
     (an 8-view 64² render is dominated by per-view Python work otherwise). With
     ``footprint`` = (conics shaped like ``means2d`` with 3 values last, log-opacities (N,),
-    alpha_min), only the
-    box's tiles where the alpha passes ``alpha_min`` at some pixel
+    alpha_min), only the box's tiles where the alpha passes ``alpha_min`` at some pixel
     (:func:`footprint_reaches_tile`).
     """
-    batched = means2d.dim() == 3
-    views = means2d.shape[0] if batched else 1
+    views = means2d.shape[0] if means2d.dim() == 3 else 1
     n = means2d.shape[-2]
     tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
     n_tiles = tiles_x * tiles_y
