@@ -269,6 +269,12 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="Edit with HandlesConfig.keep_background (latent blending outside both objects).",
     )
+    parser.add_argument(
+        "--carry-steps",
+        type=int,
+        default=0,
+        help="Edit with HandlesConfig.carry_steps (the object carried along the 3D flow).",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="Smoke run: 3 cases, 4 steps.")
     parser.add_argument(
@@ -285,7 +291,10 @@ def main(argv: list[str] | None = None) -> dict:
     steps = args.steps or (QUICK["steps"] if args.quick else 50)
     inner = QUICK["inner_steps"] if args.quick else HandlesConfig().inversion_inner_steps
     config = HandlesConfig(
-        steps=steps, inversion_inner_steps=inner, keep_background=args.keep_background
+        steps=steps,
+        inversion_inner_steps=inner,
+        keep_background=args.keep_background,
+        carry_steps=args.carry_steps,
     )
     needs_prior = any(m != "warp_paste_2d" for m in args.methods)
     notes: list[str] = []
@@ -309,6 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
             "steps": steps,
             "inversion_inner_steps": inner,
             "keep_background": args.keep_background,
+            "carry_steps": args.carry_steps,
         },
         "methods": args.methods,
         "seed": args.seed,

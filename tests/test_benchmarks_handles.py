@@ -73,7 +73,12 @@ def test_quick_run_writes_the_table_with_scores_in_range(tiny_depth_sd, tmp_path
     )  # fmt: skip
     stored = json.loads(out.read_text())
     assert stored["methods"] == ["handles", "depth_only", "warp_paste_2d"]
-    assert stored["config"] == {"steps": 2, "inversion_inner_steps": 1, "keep_background": False}
+    assert stored["config"] == {
+        "steps": 2,
+        "inversion_inner_steps": 1,
+        "keep_background": False,
+        "carry_steps": 0,
+    }
     assert len(stored["cases"]) == 3 and stored["resolution"] == 32
     assert sorted(c["kind"] for c in stored["cases"]) == sorted(cases.KINDS)
     for case in stored["cases"]:

@@ -245,3 +245,26 @@ def test_list_shows_the_handles_methods_and_presets(capsys):
     listing = json.loads(capsys.readouterr().out)
     assert listing["handles methods"] == ["handles", "depth_only", "warp_paste_2d"]
     assert listing["handles presets"] == ["paper", "fast"]
+
+
+def test_carry_steps_reach_the_run_and_bad_values_are_one_line_errors(
+    tiny_depth_sd, tmp_path, monkeypatch, capsys
+):
+    scene = ("--scene", SCENE, "--object", "0", "--translate", "0.2", "0", "0")
+    out = tmp_path / "carried"
+    code, err = run_cli(
+        monkeypatch, capsys, *scene, "--prior", str(tiny_depth_sd), "--carry-steps", "2",
+        "--out", str(out), *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["config"]["carry_steps"] == 2
+    assert "carry_steps: 2" in (out / "config.yaml").read_text()
+    for value in ("-1", "x"):
+        code, err = run_cli(
+            monkeypatch, capsys, *scene, "--prior", str(tiny_depth_sd), "--carry-steps", value,
+            "--out", str(tmp_path / "bad"), *FAST,
+        )  # fmt: skip
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and "--carry-steps" in lines[0], err
+    assert not (tmp_path / "bad").exists()

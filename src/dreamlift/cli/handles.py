@@ -76,6 +76,13 @@ def handles_command(
         help="Not the paper's: copy the reconstruction's latents back outside both objects at "
         "every step (latent blending), so the background stays as the inversion made it.",
     ),
+    carry_steps: int | None = typer.Option(
+        None,
+        min=0,
+        help="Not the paper's: for this many first steps, write the object's pixels moved "
+        "along the 3D edit (encoded, noised to the step) into both objects' latent cells "
+        "(preset: 0, off).",
+    ),
 ) -> None:
     """Move an object of IMAGE (or of a --scene) in 3D; writes edited.png and friends."""
     from dreamlift.methods.handles.request import build_request, resume_request
@@ -100,6 +107,7 @@ def handles_command(
             inversion_inner_steps=inversion_steps,
             step_size=step_size,
             keep_background=True if keep_background else None,
+            carry_steps=carry_steps,
             geometry=_given(fov_deg=fov) or None,
         )
         or None,

@@ -135,12 +135,20 @@ class HandlesConfig:
     arXiv:2206.02779), so the background comes back as the inversion reconstructs it."""
     background_margin: int = 1
     """Latent cells around both objects left free to change (revealed ground, shadows)."""
+    carry_steps: int = 0
+    """Not the paper's: for this many first DDIM steps of the guided pass, the moved object's
+    latent cells take the reconstruction pass's latents carried along the 3D edit's flow, and
+    the cells it left start from fresh noise (:mod:`dreamlift.methods.handles.carry`); 0 = off."""
+    carry_seed: int = 2773
+    """Seed of the fresh noise where the object left (the paper code's seed)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError("steps must be at least 1")
         if self.opt_steps < 0:
             raise ValueError("opt_steps must be non-negative")
+        if self.carry_steps < 0:
+            raise ValueError("carry_steps must be non-negative (0 turns carrying off)")
         if self.background_margin < 0:
             raise ValueError("background_margin must be non-negative")
         if self.layers is not None and len(self.layers) != 3:

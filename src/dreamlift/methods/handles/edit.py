@@ -33,6 +33,7 @@ from torch import Tensor
 
 from dreamlift.errors import DataError
 from dreamlift.methods.common.priors import check_prompt, load_prior
+from dreamlift.methods.handles.carry import carried_image, object_carry
 from dreamlift.methods.handles.config import HandlesConfig
 from dreamlift.methods.handles.depth_edit import (
     DepthEdit,
@@ -206,11 +207,16 @@ def feature_guided_pass(session: EditSession) -> tuple[GenerationPass, Recording
     s.timings["recording_s"] = time.perf_counter() - t0
 
     def generate(geo: DepthEdit, stage: str) -> tuple[Tensor, list[dict[str, float]]]:
-        targets = latent_targets(geo, s.inputs.mask, s.prior.vae_scale_factor)
+        factor = s.prior.vae_scale_factor
+        targets = latent_targets(geo, s.inputs.mask, factor)
+        carry = None
+        if s.config.carry_steps:
+            carried = encode_image(s.prior, carried_image(s.inputs.image, s.inputs.mask, geo))
+            carry = object_carry(carried, s.inputs.mask, geo, factor, s.config.carry_seed)
         disparity = disparity_input(s.prior, geo.disparity, is_depth=False)
         gen = guided_generation(
             s.prior, s.inversion, s.text, disparity, recording, targets, s.config, s.progress,
-            stage,
+            stage, carry,
         )  # fmt: skip
         return decode_image(s.prior, gen.latents), gen.energies
 

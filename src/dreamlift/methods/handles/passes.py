@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from dreamlift.methods.handles.carry import ObjectCarry
 from dreamlift.methods.handles.config import HandlesConfig
 from dreamlift.methods.handles.depth_edit import LatentTargets
 from dreamlift.methods.handles.energy import StepEnergy, to_latent_grid
@@ -147,11 +148,14 @@ def guided_generation(
     config: HandlesConfig,
     progress: Progress | None = None,
     stage: str = "guided",
+    carry: ObjectCarry | None = None,
 ) -> Generation:
     """Generate from x_T with the edited depth; guided while the schedule says so.
 
     Without a recording (or with ``opt_steps = 0``) this is plain CFG DDIM with the null
-    embeddings and the edited depth: the depth-only baseline.
+    embeddings and the edited depth: the depth-only baseline. With ``carry`` and
+    ``config.carry_steps`` the object's latents are carried along the edit's flow
+    (:mod:`~dreamlift.methods.handles.carry`).
     """
     schedule = config.schedule
     ts = prior.timesteps(config.steps)
@@ -162,6 +166,11 @@ def guided_generation(
         weight=config.step_size, opt_steps=max(1, config.opt_steps), mode="latent"
     )
     z = inversion.noise
+    carry_until = config.carry_steps if carry is not None else 0
+    if carry_until:
+        assert carry is not None
+        carry = carry.to(z.device)
+        z = carry.blend(z, prior.add_noise(carry.latents, carry.noise, ts[0]))
     if targets is not None:
         targets = targets.to(z.device)
     energies: list[dict[str, float]] = []
@@ -189,5 +198,8 @@ def guided_generation(
         if keep is not None:
             assert recording is not None
             z = torch.where(keep, recording.trajectory[i].to(z.device, z.dtype), z.detach())
+        if i < carry_until:
+            assert carry is not None
+            z = carry.blend(z.detach(), prior.add_noise(carry.latents, carry.noise, t_next))
         _notify(progress, stage, i + 1, len(ts))
     return Generation(z, energies)
