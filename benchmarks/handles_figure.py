@@ -1,14 +1,17 @@
-"""The README's Diffusion Handles picture: input, depth edit, result and true target of one
-translation and one rotation of a world scene, each made by the user's command.
+"""The README's Diffusion Handles picture: input, depth edit, result (the paper's passes),
+result with the two options that are not the paper's (``--keep-background --carry-steps
+38``) and true target of one translation and one rotation of a world scene, each made by the
+user's command.
 
     .venv/bin/python benchmarks/handles_figure.py [--out docs/images/handles_edits.png]
         [--scale 4] [--threads 2]
 
-Each row is ``dreamlift handles --scene … --out DIR`` run as a user runs it; the row is read
-back from DIR (``input.png``, ``edited_depth.png``, ``edited.png``, ``target.png``) and
-enlarged ``--scale`` times with nearest-neighbour sampling, so that what is shown is the
-pixels the prior made, not a smoothed version of them. The scores of each edit (from its
-``summary.json``) are printed and written next to the picture as JSON.
+Each row is ``dreamlift handles --scene … --out DIR`` run as a user runs it, once as given
+and once with the options; the row is read back from the DIRs (``input.png``,
+``edited_depth.png``, ``edited.png``, ``target.png``) and enlarged ``--scale`` times with
+nearest-neighbour sampling, so that what is shown is the pixels the prior made, not a
+smoothed version of them. The scores of each edit (from its ``summary.json``) are printed
+and written next to the picture as JSON.
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ EDITS = (
     ("translation", "a yellow cylinder next to a purple cube", 1, ["--translate", "0.3", "0", "0"]),
     ("rotation", "a red cube next to a blue sphere", 0, ["--rotate", "y", "45"]),
 )
-COLUMNS = (
-    ("input", "input.png"),
-    ("depth edit", "edited_depth.png"),
-    ("result", "edited.png"),
-    ("true target", "target.png"),
+OPTIONS = ["--keep-background", "--carry-steps", "38"]
+"""The variant's flags (not the paper's; docs/benchmarks.md, "Carrying the object")."""
+RUNS = {"paper": [], "options": OPTIONS}
+COLUMNS = (  # (title, run, file)
+    ("input", "paper", "input.png"),
+    ("depth edit", "paper", "edited_depth.png"),
+    ("result", "paper", "edited.png"),
+    ("+ carried", "options", "edited.png"),
+    ("true target", "paper", "target.png"),
 )
 HEADER = 18  # px of the column titles
 
@@ -53,8 +60,8 @@ def run_edit(scene: str, index: int, transform: list[str], out: Path, threads: i
 
 
 def row_tiles(folder: Path, scale: int) -> torch.Tensor:
-    """(4, H·scale, W·scale, 3) the four pictures of one run, enlarged ``scale`` times."""
-    pictures = [Image.open(folder / name).convert("RGB") for _, name in COLUMNS]
+    """(5, H·scale, W·scale, 3) the pictures of one edit's two runs, enlarged ``scale`` times."""
+    pictures = [Image.open(folder / run / name).convert("RGB") for _, run, name in COLUMNS]
     tiles = torch.stack([torch.from_numpy(np.array(p)) for p in pictures])
     return tiles.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
 
@@ -65,7 +72,7 @@ def figure(tiles: torch.Tensor) -> Image.Image:
     sheet = Image.new("RGB", (grid.width, grid.height + HEADER), "white")
     sheet.paste(grid, (0, HEADER))
     draw = ImageDraw.Draw(sheet)
-    for i, (title, _) in enumerate(COLUMNS):
+    for i, (title, _, _) in enumerate(COLUMNS):
         draw.text((i * grid.width // len(COLUMNS) + 4, 3), title, fill=(0, 0, 0))
     return sheet
 
@@ -83,14 +90,16 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for label, scene, index, transform in EDITS:
             folder = Path(tmp) / label
-            summary = run_edit(scene, index, transform, folder, args.threads)
+            for run, flags in RUNS.items():
+                summary = run_edit(scene, index, transform + flags, folder / run, args.threads)
+                name = label if not flags else f"{label}, {' '.join(flags)}"
+                scores[name] = {
+                    "command": f"dreamlift handles --scene {scene!r} --object {index} "
+                    + " ".join(transform + flags),
+                    **{k: v for k, v in summary["metrics"].items() if isinstance(v, float)},
+                }
+                print(f"{name}: {json.dumps(scores[name])}", flush=True)
             rows.append(row_tiles(folder, args.scale))
-            scores[label] = {
-                "command": f"dreamlift handles --scene {scene!r} --object {index} "
-                + " ".join(transform),
-                **{k: v for k, v in summary.get("metrics", {}).items() if isinstance(v, float)},
-            }
-            print(f"{label}: {json.dumps(scores[label])}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure(torch.cat(rows)).save(args.out)
     result = {

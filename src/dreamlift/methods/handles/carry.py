@@ -17,7 +17,7 @@ own flow (the z-buffer's source → target pixels, the paper's Eq. 5):
   process, arXiv:2108.01073, with seeded fresh noise: the inverted noise there encodes the
   old object), while the rest of the pass runs as before. Blended Latent Diffusion
   (arXiv:2206.02779) blends latents the same way; Go-with-the-Flow (arXiv:2501.08331)
-  likewise replaces the noise where content moves away with fresh noise.
+  also samples fresh noise where moved content leaves a gap.
 
 The energy guidance still runs on every guided step, and the steps after ``carry_steps``
 let the prior redraw the object's shading and its contact with the ground.

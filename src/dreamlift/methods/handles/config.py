@@ -136,11 +136,12 @@ class HandlesConfig:
     background_margin: int = 1
     """Latent cells around both objects left free to change (revealed ground, shadows)."""
     carry_steps: int = 0
-    """Not the paper's: for this many first DDIM steps of the guided pass, the moved object's
-    latent cells take the reconstruction pass's latents carried along the 3D edit's flow, and
-    the cells it left start from fresh noise (:mod:`dreamlift.methods.handles.carry`); 0 = off."""
+    """Not the paper's: for this many first DDIM steps of the guided pass, the latent cells
+    either object touches take the *carried image* (the input with the object's pixels moved
+    along the 3D edit's flow), encoded and noised to the step's level
+    (:mod:`dreamlift.methods.handles.carry`); 0 = off."""
     carry_seed: int = 2773
-    """Seed of the fresh noise where the object left (the paper code's seed)."""
+    """Seed of the fresh noise the carried latents are noised with (the paper code's seed)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
