@@ -290,12 +290,15 @@ def main(argv: list[str] | None = None) -> dict:
     n = args.n or (QUICK["n"] if args.quick else 48)
     steps = args.steps or (QUICK["steps"] if args.quick else 50)
     inner = QUICK["inner_steps"] if args.quick else HandlesConfig().inversion_inner_steps
-    config = HandlesConfig(
-        steps=steps,
-        inversion_inner_steps=inner,
-        keep_background=args.keep_background,
-        carry_steps=args.carry_steps,
-    )
+    try:
+        config = HandlesConfig(
+            steps=steps,
+            inversion_inner_steps=inner,
+            keep_background=args.keep_background,
+            carry_steps=args.carry_steps,
+        )
+    except ValueError as exc:
+        parser.exit(2, f"error: {exc}\n")
     needs_prior = any(m != "warp_paste_2d" for m in args.methods)
     notes: list[str] = []
     try:

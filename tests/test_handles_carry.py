@@ -1,5 +1,5 @@
 """Carrying the object along the 3D edit's flow (``HandlesConfig.carry_steps``): the carried
-image against the world's true edit, and what the guided pass writes where."""
+image against the world's true edit, and what the generation pass writes where and when."""
 
 from __future__ import annotations
 
@@ -9,10 +9,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dreamlift.methods.handles import HandlesConfig, Transform3D, edit, scene_case
-from dreamlift.methods.handles.carry import EDGE, carried_image, object_carry, touched_cells
+from dreamlift.methods.handles import HandlesConfig, Transform3D, depth_only, edit, scene_case
+from dreamlift.methods.handles.carry import (
+    EDGE,
+    ObjectCarry,
+    carried_image,
+    object_carry,
+    remove_object,
+)
 from dreamlift.methods.handles.config import GeometryConfig
-from dreamlift.methods.handles.depth_edit import edit_depth
+from dreamlift.methods.handles.depth_edit import edit_depth, touched_cells
 from dreamlift.methods.handles.morphology import dilate
 from dreamlift.methods.handles.scores import mask_iou, object_mask_by_colour
 
@@ -41,7 +47,8 @@ def prior(tiny_depth_sd):
 def test_the_carried_image_puts_the_object_where_the_world_does(transform):
     case = scene_case(SCENE, 0, transform, resolution=64)
     geometry = edit_depth(case.depth, case.mask, transform, case.intrinsics, GeometryConfig())
-    carried = carried_image(case.image, case.mask, geometry)
+    plate = remove_object(case.image, case.mask, EDGE)
+    carried = carried_image(plate, case.image, geometry)
     found = object_mask_by_colour(carried, case.image, case.mask)
     # As good as the 3D edit of the depth allows: its own mask against the truth.
     assert mask_iou(found, case.target_mask) >= mask_iou(geometry.mask, case.target_mask) - 0.03
@@ -59,42 +66,70 @@ def test_carried_cells_cover_both_objects_and_the_noise_is_seeded():
     latents = torch.zeros(1, 4, 16, 16)
     carry = object_carry(latents, case.mask, geometry, 4, seed=3)
     cells = carry.cells[0, 0]
-    assert torch.equal(cells & touched_cells(case.mask, 4)[0, 0], touched_cells(case.mask, 4)[0, 0])
-    assert torch.equal(
-        cells & touched_cells(geometry.mask, 4)[0, 0], touched_cells(geometry.mask, 4)[0, 0]
-    )
+    for mask in (case.mask, geometry.mask):
+        touched = touched_cells(mask, 4)
+        assert torch.equal(cells & touched, touched)
     assert not cells.all()
     assert torch.equal(carry.noise, object_carry(latents, case.mask, geometry, 4, seed=3).noise)
     assert not torch.equal(carry.noise, object_carry(latents, case.mask, geometry, 4, seed=4).noise)
 
 
-def test_the_guided_pass_writes_the_carried_latents_only_where_the_objects_are(prior, monkeypatch):
+def test_carry_steps_must_lie_within_the_steps():
+    assert HandlesConfig(steps=20, carry_steps=20).carry_steps == 20
+    for bad in (-1, 21):
+        with pytest.raises(ValueError, match="carry_steps must be between 0"):
+            HandlesConfig(steps=20, carry_steps=bad)
+
+
+@pytest.mark.parametrize("method", [edit, depth_only], ids=["handles", "depth_only"])
+def test_the_pass_writes_the_carried_latents_into_the_objects_cells_for_k_steps(
+    prior, method, monkeypatch
+):
     case = scene_case(SCENE, 0, Transform3D(translate=(-0.2, 0.0, 0.0)), resolution=32)
     seen: dict[str, object] = {}
     original = edit_module.guided_generation
+    writes: list[int] = []
+    blend = ObjectCarry.blend
 
     def spy(*args, **kwargs):
         seen["args"], seen["out"] = args, (out := original(*args, **kwargs))
         return out
 
+    def counting_blend(self, latents, noised):
+        writes.append(1)
+        return blend(self, latents, noised)
+
     monkeypatch.setattr(edit_module, "guided_generation", spy)
+    monkeypatch.setattr(importlib.import_module(method.__module__), "guided_generation", spy)
+    monkeypatch.setattr(ObjectCarry, "blend", counting_blend)
 
     def run(config: HandlesConfig):
-        edit(
+        writes.clear()
+        method(
             case.image, case.mask, case.depth, case.transform, case.prompt,
             prior=prior, config=config, intrinsics=case.intrinsics,
         )  # fmt: skip
-        return seen["out"].latents, seen["args"][-1]
+        return seen["out"].latents, seen["args"][-1], len(writes)
 
-    carried, carry = run(replace(FAST, carry_steps=FAST.steps))
-    cells = carry.cells.expand_as(carried)
     final_t = prior.previous_timestep(prior.timesteps(FAST.steps)[-1], FAST.steps)
+    carried, carry, count = run(replace(FAST, carry_steps=FAST.steps))
+    assert count == FAST.steps + 1  # x_T, then after each step
+    cells = carry.cells.expand_as(carried)
     expected = prior.add_noise(carry.latents, carry.noise, final_t)
     assert torch.allclose(carried[cells], expected[cells])  # carried all the way
-    plain, none = run(FAST)
-    assert none is None  # off by default: the paper's pass
-    assert not torch.allclose(plain[cells], expected[cells])
-    partly, _ = run(replace(FAST, carry_steps=1))  # carried only at the start
+    assert not torch.allclose(carried[~cells], expected[~cells])  # the rest is the pass's
+    _, none, count = run(FAST)
+    assert none is None and count == 0  # off by default: the paper's pass
+    partly, _, count = run(replace(FAST, carry_steps=1))
+    assert count == 2  # x_T and after the first step; the prior draws the rest
     assert not torch.allclose(partly[cells], expected[cells])
-    with pytest.raises(ValueError, match="carry_steps"):
-        HandlesConfig(carry_steps=-1)
+
+
+def test_an_identity_frame_carries_nothing(prior):
+    case = scene_case(SCENE, 0, Transform3D(), resolution=32)
+    config = replace(FAST, carry_steps=2)
+    plain = edit(case.image, case.mask, case.depth, Transform3D(), case.prompt, prior=prior,
+                 config=FAST, intrinsics=case.intrinsics)  # fmt: skip
+    carried = edit(case.image, case.mask, case.depth, Transform3D(), case.prompt, prior=prior,
+                   config=config, intrinsics=case.intrinsics)  # fmt: skip
+    assert torch.equal(plain.image, carried.image)  # the inversion's rebuild, unchanged

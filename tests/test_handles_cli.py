@@ -260,11 +260,11 @@ def test_carry_steps_reach_the_run_and_bad_values_are_one_line_errors(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["config"]["carry_steps"] == 2
     assert "carry_steps: 2" in (out / "config.yaml").read_text()
-    for value in ("-1", "x"):
+    for value in ("-1", "x", "5"):  # 5: more than the 4 steps
         code, err = run_cli(
             monkeypatch, capsys, *scene, "--prior", str(tiny_depth_sd), "--carry-steps", value,
             "--out", str(tmp_path / "bad"), *FAST,
         )  # fmt: skip
         lines = [line for line in err.splitlines() if line.strip()]
-        assert code == 2 and len(lines) == 1 and "--carry-steps" in lines[0], err
+        assert code == 2 and len(lines) == 1 and "carry" in lines[0], err
     assert not (tmp_path / "bad").exists()

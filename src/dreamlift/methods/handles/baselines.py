@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dreamlift.methods.handles.carry import remove_object
 from dreamlift.methods.handles.config import HandlesConfig
 from dreamlift.methods.handles.depth_edit import DepthEdit, edit_depth
 from dreamlift.methods.handles.edit import (
@@ -29,16 +30,16 @@ from dreamlift.methods.handles.edit import (
     GenerationPass,
     PriorLike,
     build_result,
+    carry_plate,
     check_frame_count,
     decode_image,
     disparity_input,
     interpolation_frames,
+    object_carry_for,
     prepare,
     run_edit,
 )
-from dreamlift.methods.handles.laplace import poisson_fill
 from dreamlift.methods.handles.lift import Intrinsics
-from dreamlift.methods.handles.morphology import dilate
 from dreamlift.methods.handles.passes import Inversion, Progress, guided_generation
 from dreamlift.methods.handles.result import HandlesResult
 from dreamlift.methods.handles.transform import Transform3D
@@ -73,14 +74,17 @@ def depth_only(
 
 def depth_conditioned_pass(session: EditSession) -> tuple[GenerationPass, None]:
     """CFG DDIM from x_T with the edited depth and the null embeddings: no recording, no
-    energy."""
+    energy (carried like handles with ``carry_steps``: the carry's ablation)."""
     s = session
+    plate = carry_plate(s)
 
     def generate(geo: DepthEdit, stage: str) -> tuple[Tensor, list[dict[str, float]]]:
         disparity = disparity_input(s.prior, geo.disparity, is_depth=False)
+        carry = object_carry_for(s, geo, plate)
         gen = guided_generation(
-            s.prior, s.inversion, s.text, disparity, None, None, s.config, s.progress, stage
-        )
+            s.prior, s.inversion, s.text, disparity, None, None, s.config, s.progress, stage,
+            carry,
+        )  # fmt: skip
         return decode_image(s.prior, gen.latents), gen.energies
 
     return generate, None
@@ -111,13 +115,6 @@ def warp_object(image: Tensor, mask: Tensor, affine: Tensor) -> tuple[Tensor, Te
     inside = (src[..., 0] >= 0) & (src[..., 0] < h) & (src[..., 1] >= 0) & (src[..., 1] < w)
     r, c = src[..., 0].clamp(0, h - 1), src[..., 1].clamp(0, w - 1)
     return image[r, c], inside & mask[r, c]
-
-
-def remove_object(image: Tensor, mask: Tensor, dilation: int) -> Tensor:
-    """The image with the object's (dilated) region filled harmonically, channel by channel."""
-    region = dilate(mask, dilation)
-    channels = [poisson_fill(image[..., k], region) for k in range(3)]
-    return torch.stack(channels, dim=-1).clamp(0, 1)
 
 
 def paste_warped(

@@ -12,15 +12,17 @@ own flow (the z-buffer's source → target pixels, the paper's Eq. 5):
   harmonically from the background around them, channel by channel) and its pixels pasted
   back at their targets; pixels of the moved mask that no point reached (a rotation's
   revealed side) are filled harmonically from their neighbours;
-- for the first ``carry_steps`` DDIM steps, the latent cells of both the old and the new
-  object take the carried image's latents noised to the step's level (SDEdit's forward
-  process, arXiv:2108.01073, with seeded fresh noise: the inverted noise there encodes the
-  old object), while the rest of the pass runs as before. Blended Latent Diffusion
+- the latents entering the first ``carry_steps`` + 1 DDIM steps hold, in the latent cells
+  of both the old and the new object, the carried image's latents noised to the step's
+  level (SDEdit's forward process, arXiv:2108.01073, with seeded fresh noise: the inverted
+  noise there encodes the old object); the prior's output in those cells is discarded until
+  then. Blended Latent Diffusion
   (arXiv:2206.02779) blends latents the same way; Go-with-the-Flow (arXiv:2501.08331)
   also samples fresh noise where moved content leaves a gap.
 
-The energy guidance still runs on every guided step, and the steps after ``carry_steps``
-let the prior redraw the object's shading and its contact with the ground.
+So during the carried steps the energy guidance only acts outside those cells (with
+``keep_background``, only in the margin around them): the object's placement is the carry's,
+not the guidance's, and the steps after ``carry_steps`` are where the prior redraws it.
 """
 
 from __future__ import annotations
@@ -28,10 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from dreamlift.methods.handles.depth_edit import DepthEdit
+from dreamlift.methods.handles.depth_edit import DepthEdit, touched_cells
 from dreamlift.methods.handles.laplace import poisson_fill
 from dreamlift.methods.handles.morphology import dilate
 
@@ -40,18 +41,22 @@ EDGE = 1
 background and would leave a coloured outline where it left."""
 
 
-def carried_image(image: Tensor, mask: Tensor, geometry: DepthEdit) -> Tensor:
-    """(H, W, 3): ``image`` with the object's pixels moved along the edit's flow.
+def remove_object(image: Tensor, mask: Tensor, dilation: int) -> Tensor:
+    """The image with the object's (dilated) region filled harmonically, channel by channel:
+    the background plate the object is pasted on (also the 2D baselines')."""
+    region = dilate(mask.bool(), dilation)
+    channels = [poisson_fill(image[..., k].float(), region) for k in range(3)]
+    return torch.stack(channels, dim=-1).clamp(0, 1)
 
-    The background plate is filled from the background alone (the old object and its edge
-    re-solved from the pixels around them) before the object is pasted, so no object colour
-    bleeds into the place it left.
+
+def carried_image(plate: Tensor, image: Tensor, geometry: DepthEdit) -> Tensor:
+    """(H, W, 3): ``image``'s object pixels pasted on ``plate`` (:func:`remove_object` of
+    ``image`` with ``EDGE``) where the edit's flow moves them.
+
+    The plate is filled from the background alone before the object is pasted, so no object
+    colour bleeds into the place it left.
     """
-    old = dilate(mask.bool(), EDGE)
-    plate = image.float()
-    if not bool(old.all()):
-        plate = torch.stack([poisson_fill(plate[..., c], old) for c in range(3)], -1)
-    out = plate.clone()
+    out = plate.float().clone()
     src, tgt = geometry.source, geometry.target
     out[tgt[:, 0], tgt[:, 1]] = image.float()[src[:, 0], src[:, 1]]
     reached = torch.zeros_like(geometry.mask)
@@ -60,13 +65,6 @@ def carried_image(image: Tensor, mask: Tensor, geometry: DepthEdit) -> Tensor:
     if bool(holes.any()):
         out = torch.stack([poisson_fill(out[..., c], holes) for c in range(3)], -1)
     return out.clamp(0, 1)
-
-
-def touched_cells(pixels: Tensor, factor: int) -> Tensor:
-    """(1, 1, h, w) bool: latent cells with at least one pixel of the (H, W) mask."""
-    h, w = pixels.shape
-    x = pixels.float()[None, None, : h // factor * factor, : w // factor * factor]
-    return F.max_pool2d(x, factor) > 0.5
 
 
 @dataclass
@@ -81,6 +79,7 @@ class ObjectCarry:
     """(1, C, h, w) fresh noise the carried latents are noised with."""
 
     def to(self, device: torch.device | str) -> ObjectCarry:
+        """The same carry on ``device``."""
         return ObjectCarry(self.latents.to(device), self.cells.to(device), self.noise.to(device))
 
     def blend(self, latents: Tensor, noised: Tensor) -> Tensor:
@@ -93,7 +92,7 @@ def object_carry(
     latents: Tensor, mask: Tensor, geometry: DepthEdit, factor: int, seed: int
 ) -> ObjectCarry:
     """Where and what to carry: ``latents`` are the carried image's (encoded by the caller)."""
-    cells = touched_cells(dilate(mask.bool(), EDGE) | geometry.mask, factor)
+    cells = touched_cells(dilate(mask.bool(), EDGE) | geometry.mask, factor)[None, None]
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
     return ObjectCarry(latents, cells.to(latents.device), noise)

@@ -204,14 +204,20 @@ def latent_targets(edit: DepthEdit, object_mask: Tensor, factor: int) -> LatentT
     inside = (tgt[:, 0] < lh) & (tgt[:, 1] < lw) & (src[:, 0] < lh) & (src[:, 1] < lw)
     src, tgt = src[inside], tgt[inside]
 
-    def covered(m: Tensor) -> Tensor:
-        pooled = F.max_pool2d(m.float()[None, None, : lh * factor, : lw * factor], factor)
-        return pooled[0, 0].reshape(-1) > 0.5
-
     return LatentTargets(
         source=src[:, 0] * lw + src[:, 1],
         target=tgt[:, 0] * lw + tgt[:, 1],
-        bg_orig=~covered(object_mask.bool()),
-        bg_trans=~covered(edit.mask),
+        bg_orig=~touched_cells(object_mask.bool(), factor).reshape(-1),
+        bg_trans=~touched_cells(edit.mask, factor).reshape(-1),
         size=(lh, lw),
     )
+
+
+def touched_cells(mask: Tensor, factor: int) -> Tensor:
+    """(h, w) bool: latent cells (``factor`` pixels a side) with at least one pixel of the
+    (H, W) mask."""
+    h, w = mask.shape
+    pooled = F.max_pool2d(
+        mask.float()[None, None, : h // factor * factor, : w // factor * factor], factor
+    )
+    return pooled[0, 0] > 0.5

@@ -33,7 +33,13 @@ from torch import Tensor
 
 from dreamlift.errors import DataError
 from dreamlift.methods.common.priors import check_prompt, load_prior
-from dreamlift.methods.handles.carry import carried_image, object_carry
+from dreamlift.methods.handles.carry import (
+    EDGE,
+    ObjectCarry,
+    carried_image,
+    object_carry,
+    remove_object,
+)
 from dreamlift.methods.handles.config import HandlesConfig
 from dreamlift.methods.handles.depth_edit import (
     DepthEdit,
@@ -205,14 +211,11 @@ def feature_guided_pass(session: EditSession) -> tuple[GenerationPass, Recording
         s.prior, s.inversion, s.text, disparity_in, layers, guided, s.config, s.progress
     )
     s.timings["recording_s"] = time.perf_counter() - t0
+    plate = carry_plate(s)
 
     def generate(geo: DepthEdit, stage: str) -> tuple[Tensor, list[dict[str, float]]]:
-        factor = s.prior.vae_scale_factor
-        targets = latent_targets(geo, s.inputs.mask, factor)
-        carry = None
-        if s.config.carry_steps:
-            carried = encode_image(s.prior, carried_image(s.inputs.image, s.inputs.mask, geo))
-            carry = object_carry(carried, s.inputs.mask, geo, factor, s.config.carry_seed)
+        targets = latent_targets(geo, s.inputs.mask, s.prior.vae_scale_factor)
+        carry = object_carry_for(s, geo, plate)
         disparity = disparity_input(s.prior, geo.disparity, is_depth=False)
         gen = guided_generation(
             s.prior, s.inversion, s.text, disparity, recording, targets, s.config, s.progress,
@@ -221,6 +224,27 @@ def feature_guided_pass(session: EditSession) -> tuple[GenerationPass, Recording
         return decode_image(s.prior, gen.latents), gen.energies
 
     return generate, recording
+
+
+def carry_plate(session: EditSession) -> Tensor | None:
+    """The background plate carried objects are pasted on, once per edit (None when the
+    edit carries nothing)."""
+    if not session.config.carry_steps:
+        return None
+    return remove_object(session.inputs.image, session.inputs.mask, EDGE)
+
+
+def object_carry_for(
+    session: EditSession, geo: DepthEdit, plate: Tensor | None
+) -> ObjectCarry | None:
+    """What the generation pass carries for the 3D edit ``geo`` (None when nothing moves, as
+    in an interpolation's identity frame, which stays the inversion's rebuild)."""
+    s = session
+    if plate is None or torch.equal(geo.source, geo.target):
+        return None
+    carried = encode_image(s.prior, carried_image(plate, s.inputs.image, geo))
+    factor = s.prior.vae_scale_factor
+    return object_carry(carried, s.inputs.mask, geo, factor, s.config.carry_seed)
 
 
 def run_edit(

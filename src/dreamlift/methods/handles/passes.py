@@ -166,10 +166,8 @@ def guided_generation(
         weight=config.step_size, opt_steps=max(1, config.opt_steps), mode="latent"
     )
     z = inversion.noise
-    carry_until = config.carry_steps if carry is not None else 0
-    if carry_until:
-        assert carry is not None
-        carry = carry.to(z.device)
+    carry = carry.to(z.device) if carry is not None and config.carry_steps else None
+    if carry is not None:
         z = carry.blend(z, prior.add_noise(carry.latents, carry.noise, ts[0]))
     if targets is not None:
         targets = targets.to(z.device)
@@ -198,8 +196,7 @@ def guided_generation(
         if keep is not None:
             assert recording is not None
             z = torch.where(keep, recording.trajectory[i].to(z.device, z.dtype), z.detach())
-        if i < carry_until:
-            assert carry is not None
+        if carry is not None and i < config.carry_steps:
             z = carry.blend(z.detach(), prior.add_noise(carry.latents, carry.noise, t_next))
         _notify(progress, stage, i + 1, len(ts))
     return Generation(z, energies)

@@ -52,7 +52,8 @@ class HandlesRun:
     device: str = "auto"
     """Where the prior runs (``auto``: CUDA when present)."""
     seed: int = 0
-    """Recorded only: the edit draws no random numbers (DDIM inversion, deterministic passes)."""
+    """Recorded only: the edit draws no random numbers (DDIM inversion, deterministic passes)
+    except ``config.carry_seed``'s noise when carrying."""
     frames: int = 0
     """Frames from the identity to the edit for ``strip.png`` / ``edit.gif`` (0: two)."""
     resize: bool = False
