@@ -47,13 +47,17 @@ def loop_faults(keep: str) -> dict:
 
 @pytest.mark.skipif(not GLIBC, reason="the setting is glibc's; elsewhere it is a no-op")
 def test_freed_blocks_are_reused_instead_of_faulted_in_again():
-    default, kept = loop_faults("0"), loop_faults("1")
-    assert default["applied"] is False and kept["applied"] is True
+    runs = {keep: [loop_faults(keep) for _ in range(3)] for keep in ("0", "1")}
+    assert all(r["applied"] is False for r in runs["0"])
+    assert all(r["applied"] is True for r in runs["1"])
+    default, kept = (sorted(r["faults"] for r in runs[k])[1] for k in ("0", "1"))  # medians
     # glibc's defaults unmap or trim the freed activations, so every step faults them in
-    # again (25,000 page faults in five steps here); kept, they are reused (4,000).
+    # again (16,000 page faults in five steps alone on the machine, 11,200 in one CI run
+    # beside another test worker); kept, they are reused (2,000-3,000 alone, 4,100 in that
+    # run). Were the setting lost, both would fault alike (a ratio near 1).
     pages_of_one_step = 5 * 4 * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE")
-    assert default["faults"] >= pages_of_one_step
-    assert kept["faults"] * 3 <= default["faults"]
+    assert default >= pages_of_one_step
+    assert kept * 2 <= default
 
 
 def test_the_command_line_applies_it_once(monkeypatch):

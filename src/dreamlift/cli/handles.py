@@ -79,9 +79,9 @@ def handles_command(
     carry_steps: int | None = typer.Option(
         None,
         min=0,
-        help="Not the paper's: for this many first steps, write the object's pixels moved "
-        "along the 3D edit (encoded, noised to the step) into both objects' latent cells "
-        "(preset: 0, off).",
+        help="Not the paper's: for this many first steps (at most --steps), write the "
+        "object's pixels moved along the 3D edit (encoded, noised to the step) into both "
+        "objects' latent cells (preset: 0, off; 38 of 50 are the guided steps).",
     ),
 ) -> None:
     """Move an object of IMAGE (or of a --scene) in 3D; writes edited.png and friends."""

@@ -16,9 +16,9 @@ own flow (the z-buffer's source → target pixels, the paper's Eq. 5):
   of both the old and the new object, the carried image's latents noised to the step's
   level (SDEdit's forward process, arXiv:2108.01073, with seeded fresh noise: the inverted
   noise there encodes the old object); the prior's output in those cells is discarded until
-  then. Blended Latent Diffusion
-  (arXiv:2206.02779) blends latents the same way; Go-with-the-Flow (arXiv:2501.08331)
-  also samples fresh noise where moved content leaves a gap.
+  then. Blended Latent Diffusion (arXiv:2206.02779) blends latents the same way;
+  Go-with-the-Flow (arXiv:2501.08331) also samples fresh noise where moved content leaves a
+  gap.
 
 So during the carried steps the energy guidance only acts outside those cells (with
 ``keep_background``, only in the margin around them): the object's placement is the carry's,
