@@ -59,9 +59,7 @@ def carried_image(plate: Tensor, image: Tensor, geometry: DepthEdit) -> Tensor:
     out = plate.float().clone()
     src, tgt = geometry.source, geometry.target
     out[tgt[:, 0], tgt[:, 1]] = image.float()[src[:, 0], src[:, 1]]
-    reached = torch.zeros_like(geometry.mask)
-    reached[tgt[:, 0], tgt[:, 1]] = True
-    holes = geometry.mask & ~reached
+    holes = geometry.mask & ~geometry.splat_mask  # the targets are the splat's pixels kept
     if bool(holes.any()):
         out = torch.stack([poisson_fill(out[..., c], holes) for c in range(3)], -1)
     return out.clamp(0, 1)
