@@ -29,6 +29,7 @@ from dreamlift.cli.world import world_app
 from dreamlift.cli.zoo import zoo_app
 from dreamlift.errors import DreamliftError
 from dreamlift.utils.process import configure_process
+from dreamlift.utils.streams import flush_std_streams
 
 app = typer.Typer(
     add_completion=False,
@@ -134,8 +135,5 @@ def script() -> None:
         if working or watched or not isinstance(exc.code, int | None):
             raise
         atexit._run_exitfuncs()
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`)
-            sys.stdout.flush()
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
+        flush_std_streams()
         os._exit(exc.code or 0)

@@ -35,6 +35,8 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
+from dreamlift.utils.streams import flush_std_streams
+
 T = TypeVar("T")
 
 CHILD_TIMEOUT_S = 600.0
@@ -88,8 +90,7 @@ class Beside(Generic[T]):
         if not fork_is_safe():
             self._result = (self._fn(*self._args),)
             return self
-        sys.stdout.flush()
-        sys.stderr.flush()
+        flush_std_streams()
         parent = os.getpid()
         read_fd, write_fd = os.pipe()
         pid = os.fork()
@@ -104,9 +105,8 @@ class Beside(Generic[T]):
                     pipe.write(payload)
                 status = 0
             finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
+                with contextlib.suppress(Exception):  # nothing may keep the child from leaving
+                    flush_std_streams()
                 os._exit(status)
         os.close(write_fd)
         self._pid, self._read_fd = pid, read_fd
