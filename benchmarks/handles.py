@@ -275,6 +275,13 @@ def main(argv: list[str] | None = None) -> dict:
         default=0,
         help="Edit with HandlesConfig.carry_steps (the object carried along the 3D flow).",
     )
+    parser.add_argument(
+        "--redraw-guidance-scale",
+        type=float,
+        default=HandlesConfig.redraw_guidance_scale,
+        help="HandlesConfig.redraw_guidance_scale: CFG of the steps after the carry "
+        "(default %(default)s; the paper's CFG is 7.5).",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="Smoke run: 3 cases, 4 steps.")
     parser.add_argument(
@@ -296,6 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
             inversion_inner_steps=inner,
             keep_background=args.keep_background,
             carry_steps=args.carry_steps,
+            redraw_guidance_scale=args.redraw_guidance_scale,
         )
     except ValueError as exc:
         parser.exit(2, f"error: {exc}\n")
@@ -322,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
             "inversion_inner_steps": inner,
             "keep_background": args.keep_background,
             "carry_steps": args.carry_steps,
+            "redraw_guidance_scale": args.redraw_guidance_scale,
         },
         "methods": args.methods,
         "seed": args.seed,

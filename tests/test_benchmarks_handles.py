@@ -78,6 +78,7 @@ def test_quick_run_writes_the_table_with_scores_in_range(tiny_depth_sd, tmp_path
         "inversion_inner_steps": 1,
         "keep_background": False,
         "carry_steps": 0,
+        "redraw_guidance_scale": 1.0,
     }
     assert len(stored["cases"]) == 3 and stored["resolution"] == 32
     assert sorted(c["kind"] for c in stored["cases"]) == sorted(cases.KINDS)

@@ -19,6 +19,7 @@ from dreamlift.methods.handles.carry import (
 )
 from dreamlift.methods.handles.config import GeometryConfig
 from dreamlift.methods.handles.depth_edit import edit_depth, touched_cells
+from dreamlift.methods.handles.edit import invert_image
 from dreamlift.methods.handles.morphology import dilate
 from dreamlift.methods.handles.scores import mask_iou, object_mask_by_colour
 
@@ -133,3 +134,33 @@ def test_an_identity_frame_carries_nothing(prior):
     carried = edit(case.image, case.mask, case.depth, Transform3D(), case.prompt, prior=prior,
                    config=config, intrinsics=case.intrinsics)  # fmt: skip
     assert torch.equal(plain.image, carried.image)  # the inversion's rebuild, unchanged
+
+
+@pytest.mark.parametrize("method", [edit, depth_only], ids=["handles", "depth_only"])
+def test_the_steps_after_the_carry_run_at_the_redraw_guidance_scale(prior, method, monkeypatch):
+    case = scene_case(SCENE, 0, Transform3D(translate=(-0.2, 0.0, 0.0)), resolution=32)
+    scales: list[float] = []
+    predict = type(prior).predict_eps
+
+    def spy(self, latents, t, text, guidance_scale=7.5, *args, **kwargs):
+        if not torch.is_grad_enabled():  # a CFG step, not the energy's features
+            scales.append(guidance_scale)
+        return predict(self, latents, t, text, guidance_scale, *args, **kwargs)
+
+    def generation_scales(config: HandlesConfig) -> list[float]:
+        inversion = invert_image(case.image, case.mask, case.depth, case.prompt, prior=prior,
+                                 config=config, intrinsics=case.intrinsics)  # fmt: skip
+        with monkeypatch.context() as m:
+            m.setattr(type(prior), "predict_eps", spy)
+            scales.clear()
+            method(
+                case.image, case.mask, case.depth, case.transform, case.prompt, prior=prior,
+                config=config, intrinsics=case.intrinsics, inversion=inversion,
+            )  # fmt: skip
+        return scales[-config.steps :]  # the generation pass's CFG steps (after the recording's)
+
+    carried = replace(FAST, carry_steps=1, redraw_guidance_scale=2.0)
+    assert generation_scales(carried) == [7.5] + [2.0] * (FAST.steps - 1)
+    assert generation_scales(FAST) == [7.5] * FAST.steps  # no carry: the paper's CFG throughout
+    with pytest.raises(ValueError, match="redraw_guidance_scale"):
+        HandlesConfig(redraw_guidance_scale=-1.0)

@@ -81,7 +81,8 @@ def handles_command(
         min=0,
         help="Not the paper's: for this many first steps (at most --steps), write the "
         "object's pixels moved along the 3D edit (encoded, noised to the step) into both "
-        "objects' latent cells (preset: 0, off; 38 of 50 are the guided steps).",
+        "objects' latent cells; the prior redraws it in the steps after, at CFG 1 "
+        "(preset: 0, off; 38 of 50 are the guided steps).",
     ),
 ) -> None:
     """Move an object of IMAGE (or of a --scene) in 3D; writes edited.png and friends."""

@@ -144,6 +144,13 @@ class HandlesConfig:
     most ``steps`` (38 of 50 are the guided steps; the fast preset's 20 steps guide 15)."""
     carry_seed: int = 2773
     """Seed of the fresh noise the carried latents are noised with (the paper code's seed)."""
+    redraw_guidance_scale: float = 1.0
+    """Classifier-free guidance of the steps after ``carry_steps`` (when carrying), where the
+    prior redraws the carried object. The null-text embeddings phi_t were fitted so that CFG
+    at ``guidance_scale`` retraces the *input's* trajectory; against the carried latents their
+    difference to the conditional branch points back to the object's old place and size, and
+    CFG 7.5 amplifies it (docs/benchmarks.md, Diffusion Handles). 1 = the conditional
+    branch alone."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -154,6 +161,10 @@ class HandlesConfig:
             raise ValueError(
                 f"carry_steps must be between 0 (off) and the {self.steps} steps, got "
                 f"{self.carry_steps}"
+            )
+        if self.redraw_guidance_scale < 0:
+            raise ValueError(
+                f"redraw_guidance_scale must be non-negative, got {self.redraw_guidance_scale}"
             )
         if self.background_margin < 0:
             raise ValueError("background_margin must be non-negative")

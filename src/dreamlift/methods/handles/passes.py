@@ -138,6 +138,14 @@ def background_cells(targets: LatentTargets, margin: int) -> Tensor:
     return ~dilate(objects, margin)[None, None]
 
 
+def step_guidance_scale(config: HandlesConfig, step: int, carried: bool) -> float:
+    """The CFG scale of generation step ``step``: ``config.redraw_guidance_scale`` once a
+    carry has ended (the prior redraws the carried object), else ``config.guidance_scale``."""
+    if carried and step >= config.carry_steps:
+        return config.redraw_guidance_scale
+    return config.guidance_scale
+
+
 def guided_generation(
     prior: DiffusionPrior,
     inversion: Inversion,
@@ -155,7 +163,8 @@ def guided_generation(
     Without a recording (or with ``opt_steps = 0``) this is plain CFG DDIM with the null
     embeddings and the edited depth: the depth-only baseline. With ``carry`` and
     ``config.carry_steps`` the object's latents are carried along the edit's flow
-    (:mod:`~dreamlift.methods.handles.carry`).
+    (:mod:`~dreamlift.methods.handles.carry`), and the steps after the carry run at
+    ``config.redraw_guidance_scale``.
     """
     schedule = config.schedule
     ts = prior.timesteps(config.steps)
@@ -178,20 +187,20 @@ def guided_generation(
     for i, t in enumerate(ts):
         t_next = prior.previous_timestep(t, config.steps)
         step_text = text.with_uncond(inversion.null_embeddings[i])
+        scale = step_guidance_scale(config, i, carried=carry is not None)
         if i < guided_until:
             assert recording is not None and targets is not None
             maps = recording.maps[i]
             layers = [n for n, m in zip(recording.layers, maps, strict=True) if m is not None]
             energy = StepEnergy(recording.layers, maps, targets, schedule, i, config.steps)
             step = guided_step(
-                prior, z, t, t_next, step_text, config.guidance_scale, energy, layers,
-                guidance, disparity,
-            )  # fmt: skip
+                prior, z, t, t_next, step_text, scale, energy, layers, guidance, disparity
+            )
             z = step.latents
             energies.extend({"step": i, "inner": k, **h} for k, h in enumerate(energy.history))
         else:
             with torch.no_grad():
-                eps = prior.predict_eps(z, t, step_text, config.guidance_scale, disparity)
+                eps = prior.predict_eps(z, t, step_text, scale, disparity)
                 z = prior.ddim_step(z, t, t_next, eps)
         if keep is not None:
             assert recording is not None
