@@ -66,3 +66,22 @@ def test_edit_benchmark_runs_methods_side_by_side(tmp_path, tiny_world_sd):
     assert merged["rows"] == saved["rows"]  # edit by edit, methods in the benchmark's order
     same = json.loads(json.dumps(merged["summary"]))  # NaN fidelity: compare as written
     assert json.dumps(same) == json.dumps(saved["summary"]) and merged["bars"] == saved["bars"]
+
+
+@pytest.mark.parametrize("index", [8, 11], ids=["add", "remove"])
+def test_unaligned_fidelity_charges_the_truth_for_the_worlds_layout(index, monkeypatch):
+    """The world's true target as the edit, compared in the source's frame as it is: low (the
+    world laid the target out anew; the run's own fidelity_psnr undoes that). A recolouring
+    keeps nothing and has no fidelity."""
+    from dreamlift.metrics.ground_truth import asset_renderer
+    from dreamlift.world import asset_from_caption
+
+    case = bench.CASES[index]
+    monkeypatch.setattr(bench, "field_renderer", lambda asset: asset_renderer(asset, 3))
+    source, target = asset_from_caption(case.source), asset_from_caption(case.target)
+    assert bench.kept_pairs(case) == [(0, 0)]
+    assert bench.unaligned_fidelity(case, target, source, bench.views()) < 15.0
+    assert bench.unaligned_fidelity(case, source, source, bench.views()) > 40.0
+    recolour = bench.CASES[0]
+    assert recolour.kind == "colour" and not bench.kept_pairs(recolour)
+    assert bench.unaligned_fidelity(recolour, target, source, bench.views()) is None

@@ -311,3 +311,47 @@ def test_sigkill_at_random_moments_across_the_stages_then_resume_is_bit_exact(
     edit(cfg, out, resume=True, quiet=True)
     name = "checkpoint-ipg.safetensors"
     assert_same_tensors(tmp_path / "full" / name, out / name)
+
+
+# ---------------------------------------------------------------------- fidelity
+def test_the_source_is_found_in_the_world_from_its_run(tmp_path):
+    from dreamlift.methods.edit.run import source_in_world
+    from dreamlift.metrics.ground_truth import Alignment
+
+    cfg = _edit_config(tmp_path, "toy-sd")
+    (tmp_path / "summary.json").write_text(json.dumps({"config": {"asset": "a red cube"}}))
+    assert source_in_world(cfg, tmp_path) == ("a red cube", Alignment())
+    moved = {"align_scale": 1.2, "align_azimuth_deg": 15.0, "align_translation": [0.1, 0, 0]}
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"config": {}, "prompt": "a red cube", "metrics": moved})
+    )
+    assert source_in_world(cfg, tmp_path) == ("a red cube", Alignment(1.2, 15.0, (0.1, 0, 0)))
+    (tmp_path / "summary.json").write_text(json.dumps({"prompt": "a red cube", "metrics": {}}))
+    assert source_in_world(cfg, tmp_path) is None  # a run not scored has no known frame
+    assert source_in_world(cfg, tmp_path / "missing") is None
+
+
+def test_an_addition_is_scored_on_the_object_it_keeps(tmp_path, monkeypatch):
+    """The world's assets standing in for the fields (its renderer for theirs): the target
+    keeps the source's cube, in the cube's frame, and scores far above the unedited source;
+    a recolouring keeps nothing, and a result the scores could not align gets no score."""
+    from dreamlift.methods.edit import run as edit_run
+    from dreamlift.metrics.ground_truth import asset_renderer
+    from dreamlift.world import asset_from_caption, parse
+
+    monkeypatch.setattr(edit_run, "field_renderer", lambda asset: asset_renderer(asset, 3))
+    source_caption, target_caption = "a red cube", "a red cube with a yellow cone on top"
+    (tmp_path / "summary.json").write_text(json.dumps({"config": {"asset": source_caption}}))
+    cfg = _edit_config(tmp_path, "toy-sd", prompt=target_caption)
+    source, edited = asset_from_caption(source_caption), asset_from_caption(target_caption)
+    placed = {"align_scale": 1.0, "align_azimuth_deg": 0.0, "align_translation": [0, 0, 0]}
+    target = parse(target_caption)
+
+    def score(result, description=target, scores=placed):  # noqa: ANN001, ANN202
+        return edit_run.kept_object_fidelity(cfg, tmp_path, source, result, description, scores)
+
+    right, same = score(edited), score(source)
+    assert right["kept_objects"] == [(0, 0)] and right["fidelity_pixels"] > 0
+    assert right["fidelity_psnr"] > 30.0 and same["fidelity_psnr"] < right["fidelity_psnr"] - 10
+    assert score(source, parse("a blue cube")) == {}
+    assert score(edited, scores={}) == {}

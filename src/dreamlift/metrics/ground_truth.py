@@ -41,7 +41,7 @@ from torch import Tensor
 from dreamlift.cameras import DEFAULT_ORBIT, Cameras, orbit_cameras
 from dreamlift.metrics.image import mask_iou
 from dreamlift.world import Lighting, RenderSettings, layout, render
-from dreamlift.world.assets import Asset, Description, ObjectSpec
+from dreamlift.world.assets import Asset, Description, ObjectSpec, Part
 from dreamlift.world.shapes import SHAPES
 
 RenderFn = Callable[[Cameras], dict[str, Tensor]]
@@ -88,9 +88,34 @@ class Alignment:
     hull_iou: float = 0.0
     """3D IoU of the visual hulls after alignment (the quantity the search maximised)."""
 
+    @classmethod
+    def from_scores(cls, scores: dict) -> Alignment | None:
+        """The alignment :func:`ground_truth_scores` reported (``align_*``), if any."""
+        if scores.get("align_scale") is None:
+            return None
+        x, y, z = (float(v) for v in scores["align_translation"])
+        return cls(float(scores["align_scale"]), float(scores["align_azimuth_deg"]), (x, y, z))
+
     def rotation(self) -> Tensor:
         c, s = math.cos(math.radians(self.azimuth_deg)), math.sin(math.radians(self.azimuth_deg))
         return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    def then(self, other: Alignment) -> Alignment:
+        """The similarity ``other ∘ self`` (this one first): s₂s₁ R(θ₁+θ₂) x + s₂R(θ₂)t₁ + t₂."""
+        mine, theirs = (torch.tensor(a.translation, dtype=torch.float32) for a in (self, other))
+        t = other.scale * (other.rotation() @ mine) + theirs
+        return Alignment(
+            self.scale * other.scale,
+            (self.azimuth_deg + other.azimuth_deg) % 360.0,
+            (float(t[0]), float(t[1]), float(t[2])),
+        )
+
+    def inverse(self) -> Alignment:
+        """The similarity undoing this one: x ↦ R(−θ)(x − t) / s."""
+        t = -(self.rotation().T @ torch.tensor(self.translation, dtype=torch.float32)) / self.scale
+        return Alignment(
+            1.0 / self.scale, (-self.azimuth_deg) % 360.0, (float(t[0]), float(t[1]), float(t[2]))
+        )
 
     def cameras_for_result(self, cameras: Cameras) -> Cameras:
         """Cameras that see the *unaligned* result as ``cameras`` see the aligned one.
@@ -105,6 +130,23 @@ class Alignment:
         return Cameras(
             c2w, cameras.fx, cameras.fy, cameras.cx, cameras.cy, cameras.width, cameras.height
         )
+
+
+def placement(part: Part) -> Alignment:
+    """The similarity placing an object's unit-scale model at the origin as ``part`` places it
+    (:meth:`Part.sdf`: scale, yaw about +z, then the centre)."""
+    return Alignment(part.scale, part.yaw_deg % 360.0, part.center)
+
+
+def part_frame_alignment(result_to_target: Alignment, target: Part, source: Part) -> Alignment:
+    """Result → source frame, through one object the two assets share.
+
+    The world lays a composition out anew (a cube under a cone sits lower and smaller than
+    the cube alone), so an edit matching its target has moved the kept object by exactly the
+    similarity between its ``target`` and ``source`` placements; undoing it lets the edited
+    result be compared with the source where that object is.
+    """
+    return result_to_target.then(placement(target).inverse()).then(placement(source))
 
 
 # ---------------------------------------------------------------------- cameras and hulls

@@ -19,6 +19,7 @@ the stage that was cut, with η and the probe's losses restored from the checkpo
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,14 @@ from dreamlift.methods.generate.prompts import resolve_prompt, world_description
 from dreamlift.methods.generate.scoring import described_asset, world_scores
 from dreamlift.methods.generate.step import TextTo3D
 from dreamlift.methods.generate.timing import iteration_split, timing_prior
+from dreamlift.metrics.fidelity import fidelity_psnr, kept_objects
+from dreamlift.metrics.ground_truth import Alignment
 from dreamlift.metrics.lpips import LPIPSDistance
 from dreamlift.metrics.perceptual import FeatureDistance, load_feature_distance
 from dreamlift.priors import DiffusionPrior
 from dreamlift.stages import Stage, StageState, load_field, run_checkpoints, run_stages
 from dreamlift.utils.timing import SectionTimer
+from dreamlift.world.assets import Description
 
 SOURCE_FOLDER = "source"
 
@@ -196,6 +200,52 @@ def load_source(folder: Path, device: torch.device) -> Field:
             f"cannot read the field of {folder}: {exc}",
             "is it a finished generate or reconstruct run?",
         ) from None
+
+
+def source_in_world(cfg: EditConfig, source_dir: Path) -> tuple[str, Alignment] | None:
+    """The source's world caption and the similarity taking its field onto that asset: a
+    source fitted to the world's views (``--asset``, a reconstruct run) is in the world's
+    frame; a text-to-3D run (or an earlier edit) holds its scores' alignment. None when the
+    source is no world asset."""
+    if cfg.asset:
+        return cfg.asset, Alignment()
+    try:
+        summary = json.loads((source_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    asset = (summary.get("config") or {}).get("asset")
+    if isinstance(asset, str):
+        return asset, Alignment()
+    aligned = Alignment.from_scores(summary.get("metrics") or {})
+    prompt = summary.get("prompt")
+    return (prompt, aligned) if isinstance(prompt, str) and aligned is not None else None
+
+
+def kept_object_fidelity(
+    cfg: EditConfig,
+    source_dir: Path,
+    source: Field,
+    edited: Field,
+    target: Description,
+    scores: dict[str, Any],
+) -> dict[str, Any]:
+    """``fidelity_psnr`` over the objects source and edit captions both name
+    (:mod:`dreamlift.metrics.fidelity`), with ``kept_objects``; nothing when the source is no
+    world asset, the edit keeps no object or the scores found no alignment."""
+    found = source_in_world(cfg, source_dir)
+    edit_to_target = Alignment.from_scores(scores)
+    if found is None or edit_to_target is None:
+        return {}
+    caption, source_to_asset = found
+    source_desc = world_description(caption)
+    pairs = kept_objects(source_desc, target) if source_desc is not None else []
+    if not pairs:
+        return {}
+    fidelity = fidelity_psnr(
+        field_renderer(edited), field_renderer(source), described_asset(source_desc),
+        described_asset(target), pairs, edit_to_target, source_to_asset,
+    )  # fmt: skip
+    return {"kept_objects": pairs, **(fidelity or {})}
 
 
 def side_by_side(run: RunDir, source: Field, edited: Field, cfg: EditConfig) -> dict[str, Path]:
@@ -359,6 +409,7 @@ def edit(
         metrics.update(
             world_scores(dataclasses.replace(cfg.step, prompt=cfg.prompt), fld, desc, warnings)
         )
+        metrics.update(kept_object_fidelity(cfg, source_dir, source, fld, desc, metrics))
         timings["score_s"] = time.perf_counter() - t1
     run.write_summary(
         f"edit {cfg.source or '--asset ' + repr(cfg.asset)} {cfg.prompt!r} --preset {cfg.preset}",
