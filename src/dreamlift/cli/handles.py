@@ -82,6 +82,7 @@ def handles_command(
         help="Not the paper's: for this many first steps (at most --steps), write the "
         "object's pixels moved along the 3D edit (encoded, noised to the step) into both "
         "objects' latent cells; the prior redraws it in the steps after, at CFG 1 "
+        "(HandlesConfig.redraw_guidance_scale) "
         "(preset: 0, off; 38 of 50 are the guided steps).",
     ),
 ) -> None:

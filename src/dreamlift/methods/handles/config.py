@@ -145,12 +145,13 @@ class HandlesConfig:
     carry_seed: int = 2773
     """Seed of the fresh noise the carried latents are noised with (the paper code's seed)."""
     redraw_guidance_scale: float = 1.0
-    """Classifier-free guidance of the steps after ``carry_steps`` (when carrying), where the
-    prior redraws the carried object. The null-text embeddings phi_t were fitted so that CFG
-    at ``guidance_scale`` retraces the *input's* trajectory; against the carried latents their
-    difference to the conditional branch points back to the object's old place and size, and
-    CFG 7.5 amplifies it (docs/benchmarks.md, Diffusion Handles). 1 = the conditional
-    branch alone."""
+    """Classifier-free guidance of every step after ``carry_steps`` (when carrying), where
+    the prior redraws the carried object; guided steps among them too, when the carry ends
+    before the guidance does (measured only at ``carry_steps`` = the 38 guided steps). The
+    null-text embeddings phi_t were fitted so that CFG at ``guidance_scale`` retraces the
+    *input's* trajectory; against the carried latents their difference to the conditional
+    branch points back to the object's old place and size, and CFG 7.5 amplifies it
+    (docs/benchmarks.md, "The redraw after the carry"). 1 = the conditional branch alone."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
