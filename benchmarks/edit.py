@@ -94,10 +94,11 @@ def kept_pairs(case: EditCase) -> list[tuple[int, int]]:
 
 
 def unaligned_fidelity(case: EditCase, edited, source, cams) -> float | None:  # noqa: ANN001
-    """PSNR against the source over the kept objects' pixels in the source's frame as it is
-    (what this benchmark reported as fidelity before 2026-12-07: it charges an edit for
-    drawing its target the way the world lays it out). The run's own ``fidelity_psnr``
-    compares each kept object in its frame (:mod:`dreamlift.metrics.fidelity`)."""
+    """PSNR against the source in the source's frame as it is, over the pixels the run's own
+    ``fidelity_psnr`` compares in each kept object's frame (:mod:`dreamlift.metrics.fidelity`).
+    Before 2026-12-07 this benchmark reported this kind of number as fidelity, over all the
+    source's pixels of the object: it charges an edit for drawing its target the way the
+    world lays it out."""
     pairs = kept_pairs(case)
     if not pairs:
         return None

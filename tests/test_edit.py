@@ -319,15 +319,25 @@ def test_the_source_is_found_in_the_world_from_its_run(tmp_path):
     from dreamlift.metrics.ground_truth import Alignment
 
     cfg = _edit_config(tmp_path, "toy-sd")
-    (tmp_path / "summary.json").write_text(json.dumps({"config": {"asset": "a red cube"}}))
-    assert source_in_world(cfg, tmp_path) == ("a red cube", Alignment())
+    summary = tmp_path / "summary.json"
+
+    def found(content: object):  # noqa: ANN202
+        summary.write_text(json.dumps(content))
+        return source_in_world(cfg, tmp_path)
+
+    assert found({"config": {"asset": "a red cube"}}) == ("a red cube", Alignment())
     moved = {"align_scale": 1.2, "align_azimuth_deg": 15.0, "align_translation": [0.1, 0, 0]}
-    (tmp_path / "summary.json").write_text(
-        json.dumps({"config": {}, "prompt": "a red cube", "metrics": moved})
+    assert found({"config": {}, "prompt": "a red cube", "metrics": moved}) == (
+        "a red cube",
+        Alignment(1.2, 15.0, (0.1, 0, 0)),
     )
-    assert source_in_world(cfg, tmp_path) == ("a red cube", Alignment(1.2, 15.0, (0.1, 0, 0)))
-    (tmp_path / "summary.json").write_text(json.dumps({"prompt": "a red cube", "metrics": {}}))
-    assert source_in_world(cfg, tmp_path) is None  # a run not scored has no known frame
+    # an earlier edit of an asset: its field shows its own prompt, in its scores' frame
+    edited = {"config": {"asset": "a red cube"}, "prompt": "a blue cube", "metrics": moved}
+    assert found(edited) == ("a blue cube", Alignment(1.2, 15.0, (0.1, 0, 0)))
+    assert found({"prompt": "a red cube", "metrics": {}}) is None  # not scored: frame unknown
+    broken = {**moved, "align_translation": None}
+    for content in ([1, 2], {"config": "x"}, {"prompt": "a red cube", "metrics": broken}):
+        assert found(content) is None  # malformed: no fidelity, and no crash
     assert source_in_world(cfg, tmp_path / "missing") is None
 
 

@@ -80,7 +80,9 @@ class GroundTruthSettings:
 
 @dataclass(frozen=True)
 class Alignment:
-    """The similarity x ↦ s R(θ) x + t taking the result onto the asset."""
+    """A similarity x ↦ s R(θ) x + t, θ about the vertical (+z) axis: the one taking a
+    result onto its asset (:func:`align`), or a placement of one frame in another
+    (:func:`placement`, :func:`part_frame_alignment`)."""
 
     scale: float = 1.0
     azimuth_deg: float = 0.0
@@ -89,12 +91,24 @@ class Alignment:
     """3D IoU of the visual hulls after alignment (the quantity the search maximised)."""
 
     @classmethod
-    def from_scores(cls, scores: dict) -> Alignment | None:
-        """The alignment :func:`ground_truth_scores` reported (``align_*``), if any."""
-        if scores.get("align_scale") is None:
+    def from_scores(cls, scores: object) -> Alignment | None:
+        """The alignment :func:`ground_truth_scores` reported (``align_*``); None when the
+        scores hold none or a malformed one (a summary.json edited by hand)."""
+        if not isinstance(scores, dict):
             return None
-        x, y, z = (float(v) for v in scores["align_translation"])
-        return cls(float(scores["align_scale"]), float(scores["align_azimuth_deg"]), (x, y, z))
+        try:
+            x, y, z = (float(v) for v in scores["align_translation"])
+            scale, azimuth = float(scores["align_scale"]), float(scores["align_azimuth_deg"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not all(math.isfinite(v) for v in (x, y, z, azimuth)) or not scale > 0:
+            return None
+        return cls(scale, azimuth, (x, y, z))
+
+    def apply(self, points: Tensor) -> Tensor:
+        """The similarity applied to points (..., 3)."""
+        rot = self.rotation().to(points)
+        return self.scale * points @ rot.T + torch.tensor(self.translation).to(points)
 
     def rotation(self) -> Tensor:
         c, s = math.cos(math.radians(self.azimuth_deg)), math.sin(math.radians(self.azimuth_deg))

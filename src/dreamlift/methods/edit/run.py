@@ -203,22 +203,27 @@ def load_source(folder: Path, device: torch.device) -> Field:
 
 
 def source_in_world(cfg: EditConfig, source_dir: Path) -> tuple[str, Alignment] | None:
-    """The source's world caption and the similarity taking its field onto that asset: a
-    source fitted to the world's views (``--asset``, a reconstruct run) is in the world's
-    frame; a text-to-3D run (or an earlier edit) holds its scores' alignment. None when the
-    source is no world asset."""
-    if cfg.asset:
-        return cfg.asset, Alignment()
+    """The source's world caption and the similarity taking its field onto that asset.
+
+    A text-driven run (text-to-3D, or an earlier edit) names its caption as ``prompt`` and
+    holds its scores' alignment; a reconstruct run of an asset (``--asset``'s source among
+    them) was fitted to the world's views, so its field is in the world's frame. None when
+    the source is no world asset, or its summary is missing or malformed (the fidelity is
+    then left out: it must not cost a finished edit its summary).
+    """
     try:
         summary = json.loads((source_dir / "summary.json").read_text())
     except (OSError, ValueError):
-        return None
-    asset = (summary.get("config") or {}).get("asset")
-    if isinstance(asset, str):
-        return asset, Alignment()
-    aligned = Alignment.from_scores(summary.get("metrics") or {})
+        summary = None
+    if not isinstance(summary, dict):
+        return (cfg.asset, Alignment()) if cfg.asset else None
     prompt = summary.get("prompt")
-    return (prompt, aligned) if isinstance(prompt, str) and aligned is not None else None
+    if prompt is not None:  # a text-driven run: its frame is its scores'
+        aligned = Alignment.from_scores(summary.get("metrics"))
+        return (prompt, aligned) if isinstance(prompt, str) and aligned is not None else None
+    config = summary.get("config")
+    asset = config.get("asset") if isinstance(config, dict) else None
+    return (asset, Alignment()) if isinstance(asset, str) else None
 
 
 def kept_object_fidelity(
