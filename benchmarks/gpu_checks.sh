@@ -17,7 +17,9 @@
 # 4. The new methods' paper presets on CUDA: `edit --preset paper` (shortened stages) on the
 #    random-weight SD 2.1 folder and the hamburger run, `invert --preset paper` on toy-eg3d,
 #    `blend --preset paper` (W 300, joint PTI 100, 200 blending steps) on two world heads,
-#    `face --preset paper` (W+ 1000, PTI 400, toy-sd-heads) with an edit and a light.
+#    `face --preset paper` (W+ 1000, PTI 400, toy-sd-heads) with an edit and a light,
+#    `handles --preset paper` on toy-sd-depth, the paper's passes and with
+#    `--keep-background --carry-steps 38` (the CPU scores: docs/benchmarks.md).
 # 5. Once gsplat is built: the backend parity tests, benchmarks/rasterize_cuda.py (parity and
 #    speed at the paper preset's sizes), the split again through gsplat, and
 #    benchmarks/batch.py's GE3D table at --batch 1 and 8 on the GPU, then the fast SDS run
@@ -92,6 +94,16 @@ step "face --preset paper on toy-eg3d + toy-sd-heads (W+ 1000, PTI 400) on CUDA"
 timeout 200 "$PY" -m dreamlift face --head 203 --yaw 20 --prompt "a person with glasses" \
     --light left --preset paper --device cuda --out "$SCRATCH/face" --quiet
 cp "$SCRATCH/face/summary.json" "$OUT/face_paper_summary.json" 2>/dev/null
+
+step "handles --preset paper on toy-sd-depth on CUDA, the paper's passes and carried"
+for variant in "paper" "carried --keep-background --carry-steps 38"; do
+    set -- $variant
+    name=$1
+    shift
+    timeout 90 "$PY" -m dreamlift handles --scene "a red cube next to a blue sphere" --object 0 \
+        --translate -0.3 0 0 --preset paper --device cuda "$@" --out "$SCRATCH/handles_$name" --quiet >/dev/null
+    cp "$SCRATCH/handles_$name/summary.json" "$OUT/handles_${name}_summary.json" 2>/dev/null
+done
 
 step "waiting for the gsplat build"
 while [ ! -f "$SCRATCH/gsplat_build.rc" ]; do sleep 2; done
