@@ -82,8 +82,8 @@ def facing_as_source(frame: Alignment, part: Part, source_to_asset: Alignment) -
     symmetry of its shape that leaves the edit facing as the source field does.
 
     The scorer's alignment is only defined up to the target's symmetries (a cube fits at any
-    quarter turn, a cone at any angle), but a field's shading is baked: compared a quarter
-    turn off, the true target scored 17–20 dB against its source instead of 38. An edit
+    quarter turn, a cone at any angle), but a field's shading is baked: compared a quarter or
+    half turn off, the true target scored 17–20 dB against its source instead of 38. An edit
     starts from the source field, so of the equivalent turns the one nearest the source
     field's own orientation is the one a viewer sees.
     """
