@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from dreamlift.cameras import DEFAULT_ORBIT, orbit_cameras
 from dreamlift.methods.common.outputs import field_renderer
 from dreamlift.methods.edit import build_config, edit
 from dreamlift.metrics.fidelity import kept_objects, kept_region
+from dreamlift.metrics.image import masked_psnr
 from dreamlift.stages import load_field
 from dreamlift.utils.process import configure_process
 from dreamlift.world import asset_from_caption, parse
@@ -106,8 +106,7 @@ def unaligned_fidelity(case: EditCase, edited, source, cams) -> float | None:  #
     region = torch.stack(kept_region(source_asset, target_asset, pairs, cams)).any(0)
     a = field_renderer(edited)(cams)["rgb"].clamp(0, 1)
     b = field_renderer(source)(cams)["rgb"].clamp(0, 1)
-    mse = max(float((a - b).square().mean(-1)[region].mean()), 1e-10)
-    return 10 * math.log10(1.0 / mse)
+    return masked_psnr(a, b, region[..., None])
 
 
 def clip_direction(source, edited, case: EditCase, cams) -> dict[str, float]:  # noqa: ANN001

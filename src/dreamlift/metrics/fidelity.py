@@ -20,8 +20,6 @@ same truth scores 6–9 dB.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -33,6 +31,7 @@ from dreamlift.metrics.ground_truth import (
     part_frame_alignment,
     scoring_cameras,
 )
+from dreamlift.metrics.image import masked_psnr
 from dreamlift.world import RenderSettings, render
 from dreamlift.world.assets import Asset, Description, Part
 
@@ -124,18 +123,20 @@ def fidelity_psnr(
     with torch.no_grad():
         reference = source(source_to_asset.cameras_for_result(cams))["rgb"].cpu().clamp(0, 1)
     regions = kept_region(source_asset, target_asset, pairs, cams)
-    squared, pixels = 0.0, 0
+    seen_pixels, reference_pixels = [], []
     for (i, j), region in zip(pairs, regions, strict=True):
         if not bool(region.any()):
             continue
         frame = part_frame_alignment(edit_to_target, target_asset.parts[j], source_asset.parts[i])
         frame = facing_as_source(frame, source_asset.parts[i], source_to_asset)
         with torch.no_grad():
-            seen = edited(frame.cameras_for_result(cams))["rgb"].cpu()
-        error = (seen.clamp(0, 1) - reference).square().mean(-1)[region]
-        squared += float(error.sum())
-        pixels += int(region.sum())
-    if pixels == 0:
+            seen = edited(frame.cameras_for_result(cams))["rgb"].cpu().clamp(0, 1)
+        seen_pixels.append(seen[region])
+        reference_pixels.append(reference[region])
+    if not seen_pixels:
         return None
-    mse = max(squared / pixels, 1e-10)
-    return {"fidelity_psnr": 10 * math.log10(1.0 / mse), "fidelity_pixels": pixels}
+    seen_all, reference_all = torch.cat(seen_pixels), torch.cat(reference_pixels)
+    return {
+        "fidelity_psnr": masked_psnr(seen_all, reference_all),
+        "fidelity_pixels": len(seen_all),
+    }
