@@ -41,12 +41,16 @@ EDGE = 1
 background and would leave a coloured outline where it left."""
 
 
+def fill_harmonically(image: Tensor, region: Tensor) -> Tensor:
+    """(H, W, 3) float: ``image`` with the (H, W) ``region`` re-solved from the pixels around
+    it, channel by channel (:func:`~dreamlift.methods.handles.laplace.poisson_fill`)."""
+    return torch.stack([poisson_fill(image[..., c].float(), region) for c in range(3)], dim=-1)
+
+
 def remove_object(image: Tensor, mask: Tensor, dilation: int) -> Tensor:
     """The image with the object's (dilated) region filled harmonically, channel by channel:
     the background plate the object is pasted on (also the 2D baselines')."""
-    region = dilate(mask.bool(), dilation)
-    channels = [poisson_fill(image[..., k].float(), region) for k in range(3)]
-    return torch.stack(channels, dim=-1).clamp(0, 1)
+    return fill_harmonically(image, dilate(mask.bool(), dilation)).clamp(0, 1)
 
 
 def carried_image(plate: Tensor, image: Tensor, geometry: DepthEdit) -> Tensor:
@@ -61,7 +65,7 @@ def carried_image(plate: Tensor, image: Tensor, geometry: DepthEdit) -> Tensor:
     out[tgt[:, 0], tgt[:, 1]] = image.float()[src[:, 0], src[:, 1]]
     holes = geometry.mask & ~geometry.splat_mask  # the targets are the splat's pixels kept
     if bool(holes.any()):
-        out = torch.stack([poisson_fill(out[..., c], holes) for c in range(3)], -1)
+        out = fill_harmonically(out, holes)
     return out.clamp(0, 1)
 
 
