@@ -20,6 +20,8 @@ Methods:
   training latents applied to the image's W (the edit run's reconstruction);
 * ``sdedit_2d``: the image edited in 2D by the head prior (SDEdit, strength 0.6), inverted;
 * ``relit_2d``: the world's relit render of the input view (a perfect 2D relighter), inverted;
+* ``latent_light``: the reconstruction's W moved along the training latents' light directions
+  by the change from toy-light's estimate of the input's light to the target light;
 * ablations (``--tasks ablations``): ``no_identity``, ``diffusion_at_input``, ``no_pti``.
 
 Metrics (``dreamlift.methods.face.scores``): PSNR and toy-id similarity against the truth,
@@ -46,7 +48,13 @@ from run_info import write_results
 from safetensors.torch import load_file
 
 from dreamlift.methods.face import FaceRequest, preset_config, run_face
-from dreamlift.methods.face.baselines import attribute_direction, latent_edit, sdedit
+from dreamlift.methods.face.baselines import (
+    attribute_direction,
+    latent_edit,
+    latent_relight,
+    light_directions,
+    sdedit,
+)
 from dreamlift.methods.face.inputs import edited_head, wanted_attributes
 from dreamlift.methods.face.scores import FaceScoreNets, result_views, true_views, view_scores
 from dreamlift.methods.invert.config import InvertConfig
@@ -71,6 +79,7 @@ EDITS = (
 )
 LIGHTS = ("left", "right", "top", "bottom")
 ABLATIONS = ("no_identity", "diffusion_at_input", "no_pti")
+RELIGHT_METHODS = ("ours_relight", "relit_2d", "latent_light")
 ID_INVARIANT = 0.9
 """Edits whose true result toy-id still calls the same person (≥ this): glasses and hats,
 which toy-id was trained to look past. Hair colour and beards change its embedding even on
@@ -172,11 +181,21 @@ def run_case(case: dict, tasks: set[str], ctx: dict, root: Path, baselines_every
             }
     if "relight" in tasks:
         methods["ours_relight"] = _face(case, folder / "ours_relight", fast_config(), light=sh)
+        truth = true_views(head, head_params(head), sh, 64)
+        if ctx["light_directions"] is None:
+            methods["latent_light"] = {"failed": "toy-eg3d saw each head under one light"}
+        else:
+            ws_rec = load_file(str(folder / "ours_relight" / "latent.safetensors"))
+            with torch.no_grad():
+                sh_in = nets.light(image.float())[0]
+            ws = latent_relight(
+                ws_rec["ws_reconstruction"], ctx["light_directions"], sh_in, torch.tensor(sh)
+            )
+            methods["latent_light"] = view_scores(result_views(ctx["gen"], ws, 64), truth, {}, nets)
         if case["index"] % baselines_every == 0:
             relit = render_params(head_params(head), sh, [pose], 64)["rgb"]
             gen2, ws2 = _invert(relit, pose, ctx["gen"], ctx["distance"])
             views = result_views(gen2, ws2, 64)
-            truth = true_views(head, head_params(head), sh, 64)
             methods["relit_2d"] = view_scores(views, truth, {}, nets)
     if "ablations" in tasks:
         for name in ABLATIONS:
@@ -221,7 +240,7 @@ def summarise(records: list[dict]) -> dict:
             r["methods"][name].get("identity_kept")
             for r in records
             if name in r["methods"]
-            and "reli" not in name
+            and name not in RELIGHT_METHODS
             and r.get("identity_kept_truth", 0) >= ID_INVARIANT
         ]
         if _mean(blind) is not None:
@@ -393,10 +412,15 @@ def context(tasks: set[str]) -> dict:
 
     gen = load_generator("toy-eg3d")
     stored = load_file(str(resolve("toy-eg3d") / "latents.safetensors"))
+    seeds = stored["seeds"].tolist()
+    varied = "sh" in stored and "scale" in stored
     return {
         "gen": gen,
         "latents": stored["w"],
-        "seeds": stored["seeds"].tolist(),
+        "seeds": seeds,
+        "light_directions": (
+            light_directions(stored["w"], seeds, stored["sh"], stored["scale"]) if varied else None
+        ),
         "prior": DiffusionPrior.load("toy-sd-heads", device="cpu") if "edit" in tasks else None,
         "distance": load_feature_distance(),
         "nets": FaceScoreNets(

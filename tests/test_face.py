@@ -389,6 +389,27 @@ def test_the_latent_direction_separates_heads_with_the_attribute_from_those_with
     assert attribute_direction(w, seeds, {"hair_colour": "blue"}) is None  # no head has it
 
 
+def test_the_light_directions_are_recovered_from_latents_of_one_head_under_several_lights():
+    from dreamlift.methods.face.baselines import latent_relight, light_directions
+
+    g = torch.Generator().manual_seed(0)
+    heads, variants, w_dim = 12, 3, 16
+    truth = torch.randn(9, w_dim, generator=g)
+    identity = torch.randn(heads, w_dim, generator=g).repeat(variants, 1)
+    sh = torch.randn(heads * variants, 9, generator=g)
+    scale = 1 + 0.1 * torch.randn(heads * variants, generator=g)
+    size = torch.randn(w_dim, generator=g)  # a scale direction the fit must not mistake
+    w = identity + sh @ truth + scale[:, None] * size
+    seeds = list(range(heads)) * variants
+    found = light_directions(w, seeds, sh, scale, ridge=1e-6)
+    assert torch.allclose(found, truth, atol=1e-3)
+    ws = w[:1, None].expand(1, 3, w_dim)
+    moved = latent_relight(ws, found, sh[0], sh[heads])  # head 0 to its variant's light
+    assert torch.allclose(moved[0, 0], w[heads] - (scale[heads] - scale[0]) * size, atol=1e-3)
+    # One light per head (each seed once): no direction to find.
+    assert light_directions(w[:heads], seeds[:heads], sh[:heads], scale[:heads]) is None
+
+
 def test_sdedit_keeps_the_image_at_low_strength_and_changes_it_at_high(head_prior):
     from dreamlift.methods.face.baselines import sdedit
     from dreamlift.priors import DiffusionPrior

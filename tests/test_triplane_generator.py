@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -156,3 +158,44 @@ def test_each_later_stage_starts_from_the_one_before_and_all_are_recorded(tmp_pa
     run_stage("toy-eg3d", "refine", work, size="tiny", root=zoo, quiet=True)
     record = read_zoo_json(zoo / "toy-eg3d")
     assert record["training_steps"] == {"generator": 2, "anneal": 2, "refine": 2}
+
+    from safetensors.torch import load_file
+
+    refined = load_file(str(zoo / "toy-eg3d" / "latents.safetensors"))
+    vary = make_recipe("toy-eg3d", "vary", work / "vary", size="tiny", root=zoo)
+    heads = len(refined["w"])
+    # Each render set's latent starts at its head's refined latent.
+    assert torch.equal(vary.latents.weight[:heads], refined["w"])
+    assert torch.equal(vary.latents.weight[heads:], refined["w"])
+    report = run_stage("toy-eg3d", "vary", work, size="tiny", root=zoo, quiet=True)
+    assert report.figures["variant_psnr_head"] > 0
+    varied = load_file(str(zoo / "toy-eg3d" / "latents.safetensors"))
+    assert varied["w"].shape == (2 * heads, refined["w"].shape[1])
+    assert varied["seeds"].tolist() == 2 * refined["seeds"].tolist()
+    assert varied["scale"][:heads].eq(1).all() and varied["scale"][heads:].ne(1).all()
+    assert varied["sh"].shape == (2 * heads, 9)
+    with pytest.raises(TrainingError, match="other sizes or heads"):  # vary cannot be varied
+        make_recipe("toy-eg3d", "vary", work / "vary2", size="tiny", root=zoo)
+
+
+def test_a_variant_is_the_same_head_at_another_scale_and_light_and_variant_0_is_the_head():
+    from dreamlift.world.lighting import LIGHT_DIRECTIONS
+    from dreamlift.zoo.recipes.eg3d import HeadViewsSpec, head_light, item_setup, view_angles
+
+    spec = HeadViewsSpec((5, 6), variants=3)
+    assert spec.items()[:2] == ((5, 0), (6, 0)) and len(spec.items()) == 8
+    own = item_setup(spec, 5, 0)
+    assert own.scale == 1.0 and own.light == head_light(spec, 5)
+    assert torch.equal(own.yaw, view_angles(spec, 5)[0])
+    setups = [item_setup(spec, 5, v) for v in (1, 2, 3)]
+    again = item_setup(spec, 5, 2)  # only (seed, head, variant) decide
+    assert torch.equal(again.yaw, setups[1].yaw) and again.light == setups[1].light
+    assert all(spec.scale_range[0] <= s.scale <= spec.scale_range[1] for s in setups)
+    assert len({s.light for s in setups}) == 3
+    # The named lights the face benchmark relights to come from inside the variants' range.
+    for name in ("left", "right", "top", "bottom"):
+        x, y, z = LIGHT_DIRECTIONS[name]
+        yaw = math.degrees(math.atan2(y, x))
+        pitch = math.degrees(math.atan2(z, math.hypot(x, y)))
+        assert spec.light_yaw_deg[0] <= yaw <= spec.light_yaw_deg[1], name
+        assert spec.light_pitch_deg[0] <= pitch <= spec.light_pitch_deg[1], name

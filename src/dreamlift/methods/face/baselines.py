@@ -6,7 +6,11 @@
   generator's training latents with and without the attribute, applied to the image's W;
 * relighting in 2D, then inversion (here the world's own relit render of the input view: a
   perfect single-view relighter, so what remains is whether one relit view makes a
-  relit head).
+  relit head);
+* relighting along a latent direction: the linear map from an SH change to a W change,
+  fitted on training latents of the same head under different lights, applied to the
+  image's W with toy-light's estimate of the input's light (InterfaceGAN's idea for a
+  continuous attribute).
 """
 
 from __future__ import annotations
@@ -76,6 +80,29 @@ def attribute_direction(
     return direction / direction.norm().clamp(min=1e-8), positive
 
 
+def light_directions(
+    latents: Tensor, seeds: list[int], sh: Tensor, scale: Tensor, ridge: float = 1e-3
+) -> Tensor | None:
+    """(9, w_dim) map ``B`` with ΔW ≈ ΔSH · B, fitted by ridge regression on the differences
+    between latents of the same head (so identity cancels), with the head's scale as a
+    second regressor (the training variants change both). None when no head was trained
+    under more than one light: then light is not a direction of the latent space."""
+    heads = torch.tensor(seeds)
+    groups = [heads == h for h in heads.unique() if int((heads == h).sum()) > 1]
+    if not groups:
+        return None
+    regressors = torch.cat([sh, scale[:, None]], dim=1).double()  # (N, 10)
+    dx = torch.cat([regressors[g] - regressors[g].mean(0) for g in groups])
+    dw = torch.cat([latents[g] - latents[g].mean(0) for g in groups]).double()
+    gram = dx.T @ dx + ridge * len(dx) * torch.eye(dx.shape[1], dtype=dx.dtype)
+    return torch.linalg.solve(gram, dx.T @ dw)[:9].to(latents.dtype)
+
+
+def latent_relight(ws: Tensor, directions: Tensor, sh_from: Tensor, sh_to: Tensor) -> Tensor:
+    """W+ latent moved by the SH change ``sh_to − sh_from`` (9,) through ``directions``."""
+    return ws + ((sh_to - sh_from).to(ws) @ directions.to(ws))[None, None, :]
+
+
 def latent_edit(ws: Tensor, direction: Tensor, positive: Tensor) -> Tensor:
     """W+ latent moved along ``direction`` until its projection reaches the attribute
     group's mean (InterfaceGAN's step along the boundary normal, its size set by the data)."""
@@ -84,4 +111,11 @@ def latent_edit(ws: Tensor, direction: Tensor, positive: Tensor) -> Tensor:
     return (w + step * direction)[:, None, :].expand_as(ws).clone()
 
 
-__all__ = ["attribute_direction", "attribute_labels", "latent_edit", "sdedit"]
+__all__ = [
+    "attribute_direction",
+    "attribute_labels",
+    "latent_edit",
+    "latent_relight",
+    "light_directions",
+    "sdedit",
+]

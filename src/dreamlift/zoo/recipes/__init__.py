@@ -18,6 +18,7 @@ toy-clip       clip      :class:`~dreamlift.zoo.recipes.clip.CLIPRecipe` → ``t
 toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``toy-eg3d``
 toy-eg3d       anneal    :class:`~dreamlift.zoo.recipes.eg3d.EG3DAnnealRecipe` → ``toy-eg3d``
 toy-eg3d       refine    :class:`~dreamlift.zoo.recipes.eg3d.EG3DRefineRecipe` → ``toy-eg3d``
+toy-eg3d       vary      :class:`~dreamlift.zoo.recipes.eg3d.EG3DVaryRecipe` → ``toy-eg3d``
 toy-pose …     net       :class:`~dreamlift.zoo.recipes.head_nets.HeadNetRecipe` (also
                          toy-parts, toy-light, toy-id; one head render cache)
 =============  ========  ==============================================================
@@ -97,6 +98,7 @@ def make_recipe(
         EG3DConfig,
         EG3DRecipe,
         EG3DRefineRecipe,
+        EG3DVaryRecipe,
     )
     from dreamlift.zoo.recipes.head_nets import TASK_OF_MODEL, HeadNetRecipe, HeadNetRecipeConfig
     from dreamlift.zoo.recipes.sd import SDConfig, SDRecipe, SDRefineRecipe
@@ -132,6 +134,9 @@ def make_recipe(
         if stage == "refine":
             refined = ecfg.refined(2) if tiny else ecfg.refined()
             return EG3DRefineRecipe(with_steps(refined), folder, data_root, quiet)
+        if stage == "vary":
+            varied = ecfg.varied(2, variants=1) if tiny else ecfg.varied()
+            return EG3DVaryRecipe(with_steps(varied), folder, data_root, quiet)
         return EG3DRecipe(with_steps(ecfg), folder, data_root, quiet)
     if model == "toy-mvdream":
         from dreamlift.zoo.recipes.mvdream import MVDreamConfig, MVDreamRecipe

@@ -18,13 +18,19 @@ which is what an auto-decoder's per-head latents need). Loss: RGB MSE + 0.5 × a
 1e-4 ‖w‖² (DeepSDF's prior on the codes, which keeps the latent space compact enough to sample
 and invert).
 
-Three stages. ``generator`` trains 7,000 steps at a constant learning rate (75 minutes at one
+Four stages. ``generator`` trains 7,000 steps at a constant learning rate (75 minutes at one
 thread); ``anneal`` goes on from its export for 6,000 steps with the rate cosine-annealed to 5 %
 (26 minutes at two threads), which raised the fit on training heads from 24.3 to 25.5 dB;
 ``refine`` restarts that schedule over 12,000 steps (55 minutes at two threads, 100 at one),
 26.5 dB (2026-12-06). The fit is bounded by the data it has seen: 7,000 steps × 16 heads × 256
 rays is about one pass over the 200 heads' 32 views of 64² pixels, and the three stages
-together about four.
+together about four. ``vary`` adds two more render sets of every head, each at another
+scale (0.85–1.15) and under another light (from anywhere within 100° of the front, −70° to
+80° of elevation), each with its own latent that starts at the head's, and trains on from
+the refine export with that schedule: the first three stages saw every head at scale 1
+under one light, so neither size nor light was a direction of the latent space, and
+BlendNeRF's ICP (a larger reference inverted to the sizes the generator knows) and
+FaceDNeRF's illumination term (light painted into the albedo) both need one.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from dreamlift.metrics.image import masked_psnr
 from dreamlift.world.head_datasets import HeadDatasetConfig, random_light
 from dreamlift.world.heads import head_cameras, head_params, training_head_seeds
 from dreamlift.world.heads_geometry import render_head
-from dreamlift.world.lighting import Lighting
+from dreamlift.world.lighting import Lighting, sh_from_directional
 from dreamlift.zoo.recipes.common import export_folder
 from dreamlift.zoo.trainer import TrainerConfig
 
@@ -65,10 +71,23 @@ class HeadViewsSpec:
     any_views: int = 12
     supersample: int = 2
     seed: int = 0
+    variants: int = 0
+    """Renders of each head besides its own: the same head at another scale and under another
+    light (:func:`item_setup`), each with its own latent."""
+    scale_range: tuple[float, float] = (0.85, 1.15)
+    light_yaw_deg: tuple[float, float] = (-100.0, 100.0)
+    light_pitch_deg: tuple[float, float] = (-70.0, 80.0)
+    """Where a variant's light comes from: wider than a head's own light (``random_light``)
+    so that the named lights (left, right, top, bottom) lie inside the training range."""
 
     @property
     def views(self) -> int:
         return self.front_views + self.any_views
+
+    def items(self) -> tuple[tuple[int, int], ...]:
+        """(head seed, variant) of every latent, variant-major: the first ``len(seeds)`` are
+        the heads as they are, in ``seeds`` order."""
+        return tuple((h, v) for v in range(self.variants + 1) for h in self.seeds)
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -127,10 +146,20 @@ class EG3DConfig:
         annealed = self.annealed(steps)
         return replace(annealed, train=replace(annealed.train, seed=2))
 
+    def varied(self, steps: int = 6_000, variants: int = 2) -> EG3DConfig:
+        """The ``vary`` stage's settings: the refine stage's schedule and another batch seed,
+        on the heads plus ``variants`` renders of each at another scale and light."""
+        annealed = self.annealed(steps)
+        data = replace(self.data, variants=variants)
+        return replace(annealed, data=data, train=replace(annealed.train, seed=3))
+
 
 def view_angles(spec: HeadViewsSpec, head: int) -> tuple[Tensor, Tensor]:
     """Yaw and pitch (degrees) of a head's training views; depend only on (spec.seed, head)."""
-    rng = random.Random(spec.seed * 7_919 + head)
+    return _draw_angles(spec, random.Random(spec.seed * 7_919 + head))
+
+
+def _draw_angles(spec: HeadViewsSpec, rng: random.Random) -> tuple[Tensor, Tensor]:
     yaw = [rng.uniform(-60, 60) for _ in range(spec.front_views)]
     yaw += [rng.uniform(-180, 180) for _ in range(spec.any_views)]
     pitch = [rng.uniform(-10, 50) for _ in range(spec.views)]
@@ -142,21 +171,51 @@ def head_light(spec: HeadViewsSpec, head: int) -> tuple[float, ...]:
     return random_light(random.Random(spec.seed * 104_729 + head), HeadDatasetConfig())
 
 
+@dataclass(frozen=True)
+class ItemSetup:
+    """How one latent's views are rendered."""
+
+    yaw: Tensor
+    pitch: Tensor
+    light: tuple[float, ...]
+    scale: float
+
+
+def item_setup(spec: HeadViewsSpec, head: int, variant: int = 0) -> ItemSetup:
+    """Variant 0 is the head as it is (its own light, scale 1); variant v > 0 draws its views,
+    a scale in ``spec.scale_range`` and a light from ``(spec.seed, head, v)`` alone. Scale and
+    light vary so that the latent space holds both: BlendNeRF's ICP needs heads of other
+    sizes to invert to other sizes, and FaceDNeRF's illumination term needs a light that moves
+    without the identity."""
+    if variant == 0:
+        return ItemSetup(*view_angles(spec, head), head_light(spec, head), 1.0)
+    rng = random.Random((spec.seed * 7_919 + head) * 1_009 + variant)
+    yaw, pitch = _draw_angles(spec, rng)
+    theta = math.radians(rng.uniform(*spec.light_yaw_deg))
+    phi = math.radians(rng.uniform(*spec.light_pitch_deg))
+    direction = (math.cos(phi) * math.cos(theta), math.cos(phi) * math.sin(theta), math.sin(phi))
+    lights = HeadDatasetConfig()
+    light = sh_from_directional(
+        rng.uniform(*lights.ambient), rng.uniform(*lights.diffuse), direction
+    )
+    scale = rng.uniform(*spec.scale_range)
+    return ItemSetup(yaw, pitch, light, scale)
+
+
 @dataclass
 class HeadViews:
     images: Tensor  # (N, V, 3, H, W) uint8
     alpha: Tensor  # (N, V, 1, H, W) uint8
     c2w: Tensor  # (N, V, 4, 4)
     focal: float  # pixels
-    seeds: tuple[int, ...]
+    items: tuple[tuple[int, int], ...]  # (head seed, variant) of each of the N
 
 
-def render_head_views(spec: HeadViewsSpec, head: int) -> dict[str, Tensor]:
-    yaw, pitch = view_angles(spec, head)
-    cams = head_cameras(yaw, pitch, spec.resolution)
-    out = render_head(
-        head_params(head), cams, Lighting(sh=head_light(spec, head)), supersample=spec.supersample
-    )
+def render_head_views(spec: HeadViewsSpec, head: int, variant: int = 0) -> dict[str, Tensor]:
+    setup = item_setup(spec, head, variant)
+    cams = head_cameras(setup.yaw, setup.pitch, spec.resolution)
+    params = replace(head_params(head), scale=setup.scale)
+    out = render_head(params, cams, Lighting(sh=setup.light), supersample=spec.supersample)
     return {
         "images": (out["rgb"].permute(0, 3, 1, 2) * 255).round().to(torch.uint8),
         "alpha": (out["alpha"].permute(0, 3, 1, 2) * 255).round().to(torch.uint8),
@@ -170,12 +229,12 @@ def build_head_views(spec: HeadViewsSpec, root: Path, quiet: bool = False) -> He
     path = Path(root) / "head-views" / f"{spec.key()}.safetensors"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        parts, t0 = [], time.perf_counter()
-        for i, head in enumerate(spec.seeds):
-            parts.append(render_head_views(spec, head))
+        parts, t0, items = [], time.perf_counter(), spec.items()
+        for i, (head, variant) in enumerate(items):
+            parts.append(render_head_views(spec, head, variant))
             if not quiet and (i + 1) % 25 == 0:
                 print(
-                    f"head views: {i + 1}/{len(spec.seeds)} heads rendered "
+                    f"head views: {i + 1}/{len(items)} heads rendered "
                     f"({time.perf_counter() - t0:.0f} s)",
                     flush=True,
                 )
@@ -189,7 +248,7 @@ def build_head_views(spec: HeadViewsSpec, root: Path, quiet: bool = False) -> He
         raise DataError(
             f"head render cache {path} is unreadable ({exc})", "delete it to rebuild"
         ) from None
-    return HeadViews(t["images"], t["alpha"], t["c2w"], float(t["focal"][0, 0]), spec.seeds)
+    return HeadViews(t["images"], t["alpha"], t["c2w"], float(t["focal"][0, 0]), spec.items())
 
 
 def pixel_rays(c2w: Tensor, focal: float, size: int, pixels: Tensor) -> tuple[Tensor, Tensor]:
@@ -214,7 +273,7 @@ class EG3DRecipe:
         self.data_root = Path(data_root)
         self.quiet = quiet
         self.generator = TriplaneGenerator(config.generator)
-        n = len(config.data.seeds)
+        n = len(config.data.items())
         self.latents = nn.Embedding(n, config.generator.w_dim)
         with torch.no_grad():
             g = torch.Generator().manual_seed(config.train.seed + 1)
@@ -277,12 +336,23 @@ class EG3DRecipe:
         codes = modules["latents"].weight.detach().clone()
         gen_model.fit_latent_distribution(codes)
 
+        spec = self.config.data
+        setups = [item_setup(spec, h, v) for h, v in spec.items()]
+
         def write(tmp: Path) -> None:
             gen_model.save_pretrained(tmp)
             save_file(
-                {"w": codes.contiguous(), "seeds": torch.tensor(self.config.data.seeds)},
+                {
+                    "w": codes.contiguous(),
+                    "seeds": torch.tensor([h for h, _ in spec.items()]),
+                    "scale": torch.tensor([s.scale for s in setups]),
+                    "sh": torch.tensor([s.light for s in setups]),
+                },
                 str(tmp / LATENTS_NAME),
-                metadata={"doc": "trained w of each training head; seeds: their head seeds"},
+                metadata={
+                    "doc": "trained w of each training render set; seeds: their head seeds; "
+                    "scale and sh: the head's scale and the SH light of those renders"
+                },
             )
 
         return export_folder(self.folder, write)
@@ -290,24 +360,33 @@ class EG3DRecipe:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Fit on training heads: PSNR of 16 heads' first training view, whole image and head
-        pixels, rendered from the exported generator at each head's trained latent."""
+        pixels, rendered from the exported generator at each head's trained latent (the heads
+        as they are; with variants, the same 16 heads' variants as ``variant_psnr``)."""
         if self.views is None:
             self.prepare()
         model = TriplaneGenerator.from_pretrained(self.folder)
         codes = load_file(str(self.folder / LATENTS_NAME))["w"]
-        v = self.views
-        heads = list(range(0, len(v.seeds), max(1, len(v.seeds) // 16)))[:16]
-        whole, inner = [], []
-        for k in heads:
-            cams = head_cameras(
-                *[a[:1] for a in view_angles(self.config.data, v.seeds[k])], v.images.shape[-1]
-            )
-            out = model.render(model.synthesis(model.broadcast(codes[k : k + 1])), cams)
-            target = v.images[k, :1].float() / 255
-            mask = (v.alpha[k, :1].float() / 255 > 0.02).float()
-            whole.append(masked_psnr(out.rgb, target))
-            inner.append(masked_psnr(out.rgb, target, mask))
-        return {"train_psnr": sum(whole) / len(whole), "train_psnr_head": sum(inner) / len(inner)}
+        v, spec = self.views, self.config.data
+        n = len(spec.seeds)
+        heads = list(range(0, n, max(1, n // 16)))[:16]
+
+        def fit(items: list[int]) -> tuple[float, float]:
+            whole, inner = [], []
+            for k in items:
+                setup = item_setup(spec, *v.items[k])
+                cams = head_cameras(setup.yaw[:1], setup.pitch[:1], v.images.shape[-1])
+                out = model.render(model.synthesis(model.broadcast(codes[k : k + 1])), cams)
+                target = v.images[k, :1].float() / 255
+                mask = (v.alpha[k, :1].float() / 255 > 0.02).float()
+                whole.append(masked_psnr(out.rgb, target))
+                inner.append(masked_psnr(out.rgb, target, mask))
+            return sum(whole) / len(whole), sum(inner) / len(inner)
+
+        figures = dict(zip(("train_psnr", "train_psnr_head"), fit(heads), strict=True))
+        if spec.variants:
+            varied = [k + n * (1 + i % spec.variants) for i, k in enumerate(heads)]
+            figures.update(zip(("variant_psnr", "variant_psnr_head"), fit(varied), strict=True))
+        return figures
 
 
 class EG3DAnnealRecipe(EG3DRecipe):
@@ -325,13 +404,20 @@ class EG3DAnnealRecipe(EG3DRecipe):
             raise TrainingError(f"no exported toy-eg3d generator in {self.folder}", how)
         trained = TriplaneGenerator.from_pretrained(self.folder)
         codes = load_file(str(self.folder / LATENTS_NAME))
-        if trained.cfg != config.generator or tuple(codes["seeds"].tolist()) != config.data.seeds:
+        if trained.cfg != config.generator or tuple(codes["seeds"].tolist()) != self.heads_before():
             raise TrainingError(
                 f"the generator in {self.folder} was trained with other sizes or heads", how
             )
         self.generator.load_state_dict(trained.state_dict())
         with torch.no_grad():
-            self.latents.weight.copy_(codes["w"])
+            self.latents.weight.copy_(self.initial_latents(codes["w"]))
+
+    def heads_before(self) -> tuple[int, ...]:
+        """The head seed of each latent the previous stage exported."""
+        return tuple(h for h, _ in self.config.data.items())
+
+    def initial_latents(self, trained: Tensor) -> Tensor:
+        return trained
 
 
 class EG3DRefineRecipe(EG3DAnnealRecipe):
@@ -341,3 +427,24 @@ class EG3DRefineRecipe(EG3DAnnealRecipe):
     stage = "refine"
     kind = "zoo-eg3d-refine"
     previous = "anneal"
+
+
+class EG3DVaryRecipe(EG3DAnnealRecipe):
+    """The fourth stage: every head also rendered at ``variants`` other scales and lights
+    (:meth:`EG3DConfig.varied`), each render set with its own latent, which starts at its
+    head's refined latent; trained on from the refine stage's export with the annealed
+    schedule. What the latent space gains is directions for size and light that keep the
+    identity."""
+
+    stage = "vary"
+    kind = "zoo-eg3d-vary"
+    previous = "refine"
+
+    def heads_before(self) -> tuple[int, ...]:
+        return self.config.data.seeds
+
+    def initial_latents(self, trained: Tensor) -> Tensor:
+        n = len(self.config.data.seeds)
+        return trained.repeat(self.config.data.variants + 1, 1)[
+            : n * (self.config.data.variants + 1)
+        ]
