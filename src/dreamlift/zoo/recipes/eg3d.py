@@ -444,7 +444,5 @@ class EG3DVaryRecipe(EG3DAnnealRecipe):
         return self.config.data.seeds
 
     def initial_latents(self, trained: Tensor) -> Tensor:
-        n = len(self.config.data.seeds)
-        return trained.repeat(self.config.data.variants + 1, 1)[
-            : n * (self.config.data.variants + 1)
-        ]
+        """Every render set of a head starts at the head's latent (items are variant-major)."""
+        return trained.repeat(self.config.data.variants + 1, 1)
