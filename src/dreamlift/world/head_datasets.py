@@ -61,6 +61,15 @@ def random_light(rng: random.Random, config: HeadDatasetConfig) -> tuple[float, 
     head's front in world coordinates)."""
     theta = rng.uniform(-math.pi / 2, math.pi / 2)  # around the vertical, 0 = front
     phi = rng.uniform(-math.pi / 4, math.pi / 3)  # below to above
+    return light_from_angles(rng, config, theta, phi)
+
+
+def light_from_angles(
+    rng: random.Random, config: HeadDatasetConfig, theta: float, phi: float
+) -> tuple[float, ...]:
+    """9 SH coefficients: ambient and diffuse strengths drawn from ``config``'s ranges, the
+    light from ``theta`` around the vertical (0 = the head's front) and ``phi`` above the
+    horizon, in radians."""
     direction = (math.cos(phi) * math.cos(theta), math.cos(phi) * math.sin(theta), math.sin(phi))
     return sh_from_directional(
         rng.uniform(*config.ambient), rng.uniform(*config.diffuse), direction

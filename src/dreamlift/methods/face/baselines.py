@@ -88,7 +88,7 @@ def light_directions(
     second regressor (the training variants change both). None when no head was trained
     under more than one light: then light is not a direction of the latent space."""
     heads = torch.tensor(seeds)
-    groups = [heads == h for h in heads.unique() if int((heads == h).sum()) > 1]
+    groups = [g for g in (heads == h for h in heads.unique()) if int(g.sum()) > 1]
     if not groups:
         return None
     regressors = torch.cat([sh, scale[:, None]], dim=1).double()  # (N, 10)

@@ -51,10 +51,10 @@ from torch import Tensor, nn
 from dreamlift.errors import DataError, TrainingError
 from dreamlift.generators.triplane import TriplaneConfig, TriplaneGenerator
 from dreamlift.metrics.image import masked_psnr
-from dreamlift.world.head_datasets import HeadDatasetConfig, random_light
+from dreamlift.world.head_datasets import HeadDatasetConfig, light_from_angles, random_light
 from dreamlift.world.heads import head_cameras, head_params, training_head_seeds
 from dreamlift.world.heads_geometry import render_head
-from dreamlift.world.lighting import Lighting, sh_from_directional
+from dreamlift.world.lighting import Lighting
 from dreamlift.zoo.recipes.common import export_folder
 from dreamlift.zoo.trainer import TrainerConfig
 
@@ -193,11 +193,7 @@ def item_setup(spec: HeadViewsSpec, head: int, variant: int = 0) -> ItemSetup:
     yaw, pitch = _draw_angles(spec, rng)
     theta = math.radians(rng.uniform(*spec.light_yaw_deg))
     phi = math.radians(rng.uniform(*spec.light_pitch_deg))
-    direction = (math.cos(phi) * math.cos(theta), math.cos(phi) * math.sin(theta), math.sin(phi))
-    lights = HeadDatasetConfig()
-    light = sh_from_directional(
-        rng.uniform(*lights.ambient), rng.uniform(*lights.diffuse), direction
-    )
+    light = light_from_angles(rng, HeadDatasetConfig(), theta, phi)
     scale = rng.uniform(*spec.scale_range)
     return ItemSetup(yaw, pitch, light, scale)
 
