@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -98,6 +99,35 @@ def test_save_and_load_round_trip(gen, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_widening_renders_the_same_and_the_added_channels_can_learn(gen):
+    cfg = gen.cfg
+    wide_channels = tuple(c + 4 for c in cfg.channels)
+    wide = gen.widened(wide_channels, seed=1)
+    assert wide.cfg.channels == wide_channels and wide.cfg.plane_resolution == cfg.plane_resolution
+    ws = gen.mapping(torch.randn(2, cfg.z_dim, generator=torch.Generator().manual_seed(0)))
+    planes = wide.synthesis(ws)
+    torch.testing.assert_close(planes, gen.synthesis(ws), rtol=0, atol=1e-6)
+    cams = head_cameras(torch.tensor([0.0]), torch.tensor([10.0]), 16)
+    torch.testing.assert_close(
+        wide.render(planes[:1], cams).rgb, gen.render(gen.synthesis(ws[:1]), cams).rgb
+    )
+    # The next layer's weights from an added channel start at zero but get a gradient.
+    planes.square().sum().backward()
+    grad = wide.synthesis_net.output.weight.grad[:, cfg.channels[-1] :]
+    assert torch.equal(
+        wide.synthesis_net.output.weight[:, cfg.channels[-1] :], torch.zeros_like(grad)
+    )
+    assert grad.abs().sum() > 0
+    assert torch.equal(
+        gen.widened(wide_channels, seed=1).state_dict()["synthesis_net.input.weight"],
+        wide.state_dict()["synthesis_net.input.weight"],
+    )  # seeded: reproducible
+    with pytest.raises(GeneratorError, match="cannot widen"):
+        gen.widened(tuple(c - 1 for c in cfg.channels))
+    with pytest.raises(GeneratorError, match="cannot widen"):
+        gen.widened((*cfg.channels, 8))
+
+
 def test_missing_and_corrupt_generator_files_are_clear_errors(gen, tmp_path):
     with pytest.raises(GeneratorError, match="missing config.json, model.safetensors"):
         TriplaneGenerator.from_pretrained(tmp_path)
@@ -176,6 +206,32 @@ def test_each_later_stage_starts_from_the_one_before_and_all_are_recorded(tmp_pa
     assert varied["sh"].shape == (2 * heads, 9)
     with pytest.raises(TrainingError, match="other sizes or heads"):  # vary cannot be varied
         make_recipe("toy-eg3d", "vary", work / "vary2", size="tiny", root=zoo)
+
+    polish = make_recipe("toy-eg3d", "polish", work / "polish", size="tiny", root=zoo)
+    assert torch.equal(polish.latents.weight, varied["w"])
+    assert polish.train.seed not in (0, 1, 2, 3) and polish.train.schedule == "cosine"
+    exported = TriplaneGenerator.from_pretrained(zoo / "toy-eg3d")
+    assert all(
+        torch.equal(polish.generator.state_dict()[k], v) for k, v in exported.state_dict().items()
+    )
+
+    # Widening as an option of the stage: the same planes from a wider network.
+    from dreamlift.zoo.recipes.eg3d import EG3DConfig, EG3DPolishRecipe
+
+    wider = tuple(2 * c for c in exported.cfg.channels)
+    widen_cfg = EG3DConfig.tiny().polished(2, variants=1, channels=wider)
+    widened = EG3DPolishRecipe(widen_cfg, zoo / "toy-eg3d", tmp_path / "w", quiet=True)
+    assert widened.generator.cfg.channels == wider
+    ws = exported.broadcast(varied["w"][:2])
+    torch.testing.assert_close(widened.generator.synthesis(ws), exported.synthesis(ws))
+
+    run_stage("toy-eg3d", "polish", work, size="tiny", root=zoo, quiet=True)
+    assert read_zoo_json(zoo / "toy-eg3d")["training_steps"]["polish"] == 2
+    # A widening from widths the export does not have is refused, not loaded half.
+    claims_wider = replace(EG3DConfig.tiny(), generator=widen_cfg.generator)
+    wrong = claims_wider.polished(2, variants=1, channels=tuple(2 * c for c in wider))
+    with pytest.raises(TrainingError, match="other sizes or heads"):
+        EG3DPolishRecipe(wrong, zoo / "toy-eg3d", tmp_path / "w", quiet=True)
 
 
 def test_a_variant_is_the_same_head_at_another_scale_and_light_and_variant_0_is_the_head():

@@ -22,7 +22,8 @@ are XY (seen from above), XZ (from the side) and YZ (from the front, where the f
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -338,6 +339,67 @@ class TriplaneGenerator(nn.Module):
 
         depth = out["t"] * z_per_t.reshape(b, -1, 1) * (out["alpha"] > 1e-3)
         return PlaneRender(image(out["rgb"]), image(out["alpha"]), image(depth))
+
+    # -------------------------------------------------------------- growth
+    @torch.no_grad()
+    def widened(self, channels: tuple[int, ...], seed: int = 0) -> TriplaneGenerator:
+        """This generator with a wider synthesis network that renders exactly the same
+        (Net2Net's function-preserving widening, arXiv:1511.05641 §2.2, in its zero form).
+
+        Each added channel gets random incoming weights and zero outgoing ones, and its
+        modulation starts as the identity: the next layer ignores it until training gives it
+        a use, so a stage that widens starts from the fit it had, not from scratch. Only the
+        widths may change, never the number of resolutions."""
+        old = self.cfg.channels
+        channels = tuple(int(c) for c in channels)
+        if len(channels) != len(old) or any(c < o for c, o in zip(channels, old, strict=True)):
+            raise GeneratorError(
+                f"cannot widen channels {old} to {channels}: same length, no narrower layer"
+            )
+        model = TriplaneGenerator(replace(self.cfg, channels=channels))
+        gen = torch.Generator().manual_seed(seed)
+        src, dst = self.synthesis_net, model.synthesis_net
+
+        def grow_in(weight: Tensor, n_in: int) -> Tensor:
+            """Zero weights from the added input channels (dim 1)."""
+            pad = weight.new_zeros(weight.shape[0], n_in - weight.shape[1], *weight.shape[2:])
+            return torch.cat([weight, pad], dim=1)
+
+        def grow_out(new: nn.Module, old_w: Tensor, old_b: Tensor) -> None:
+            """The old output channels' weights, fresh random ones (the layer's own default
+            scale) for the added channels, zero biases for them."""
+            fan_in = new.weight[0].numel()
+            bound = 1 / math.sqrt(fan_in)
+            fresh = (torch.rand(new.weight.shape, generator=gen) * 2 - 1) * bound
+            fresh[: old_w.shape[0], : old_w.shape[1]] = old_w
+            fresh[: old_w.shape[0], old_w.shape[1] :] = 0
+            new.weight.copy_(fresh)
+            new.bias.zero_()
+            new.bias[: old_b.shape[0]] = old_b
+
+        def grow_modulation(new: Modulation, old_mod: Modulation) -> None:
+            """Scale and shift rows of the old channels kept; the added ones stay zero."""
+            c_old, c_new = old_mod.affine.out_features // 2, new.affine.out_features // 2
+            for half in (0, 1):
+                rows_new = slice(half * c_new, half * c_new + c_old)
+                rows_old = slice(half * c_old, (half + 1) * c_old)
+                new.affine.weight[rows_new] = old_mod.affine.weight[rows_old]
+                new.affine.bias[rows_new] = old_mod.affine.bias[rows_old]
+
+        # The input's rows are channel-major (channel, 4×4 position): the old channels' rows
+        # come first, so the same rule applies.
+        grow_out(dst.input, src.input.weight, src.input.bias)
+        for s_block, d_block in zip(src.blocks, dst.blocks, strict=True):
+            grown = grow_in(s_block.conv.weight, d_block.conv.in_channels)
+            grow_out(d_block.conv, grown, s_block.conv.bias)
+            grow_modulation(d_block.mod, s_block.mod)
+        dst.output.weight.copy_(grow_in(src.output.weight, dst.output.in_channels))
+        dst.output.bias.copy_(src.output.bias)
+        dst.output_mod.load_state_dict(src.output_mod.state_dict())
+        model.decoder.load_state_dict(self.decoder.state_dict())
+        model.w_mean.copy_(self.w_mean)
+        model.w_chol.copy_(self.w_chol)
+        return model.train(self.training)
 
     # -------------------------------------------------------------- files
     def save_pretrained(self, folder: Path, half: bool = False) -> None:

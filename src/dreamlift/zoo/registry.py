@@ -90,7 +90,7 @@ ZOO: dict[str, ZooEntry] = {
             "toy-eg3d",
             "tri-plane generator of world heads (EG3D's design: w/W+ → tri-planes → MLP → "
             "volume rendering), with the training heads' latents",
-            ("generator", "anneal", "refine", "vary"),
+            ("generator", "anneal", "refine", "vary", "polish"),
             ("config.json", "model.safetensors", "latents.safetensors"),
             "dreamlift.zoo.recipes.eg3d",
         ),

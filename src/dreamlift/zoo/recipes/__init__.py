@@ -19,6 +19,7 @@ toy-eg3d       generator :class:`~dreamlift.zoo.recipes.eg3d.EG3DRecipe` → ``t
 toy-eg3d       anneal    :class:`~dreamlift.zoo.recipes.eg3d.EG3DAnnealRecipe` → ``toy-eg3d``
 toy-eg3d       refine    :class:`~dreamlift.zoo.recipes.eg3d.EG3DRefineRecipe` → ``toy-eg3d``
 toy-eg3d       vary      :class:`~dreamlift.zoo.recipes.eg3d.EG3DVaryRecipe` → ``toy-eg3d``
+toy-eg3d       polish    :class:`~dreamlift.zoo.recipes.eg3d.EG3DPolishRecipe` → ``toy-eg3d``
 toy-pose …     net       :class:`~dreamlift.zoo.recipes.head_nets.HeadNetRecipe` (also
                          toy-parts, toy-light, toy-id; one head render cache)
 =============  ========  ==============================================================
@@ -96,6 +97,7 @@ def make_recipe(
     from dreamlift.zoo.recipes.eg3d import (
         EG3DAnnealRecipe,
         EG3DConfig,
+        EG3DPolishRecipe,
         EG3DRecipe,
         EG3DRefineRecipe,
         EG3DVaryRecipe,
@@ -137,6 +139,9 @@ def make_recipe(
         if stage == "vary":
             varied = ecfg.varied(2, variants=1) if tiny else ecfg.varied()
             return EG3DVaryRecipe(with_steps(varied), folder, data_root, quiet)
+        if stage == "polish":
+            polished = ecfg.polished(2, variants=1) if tiny else ecfg.polished()
+            return EG3DPolishRecipe(with_steps(polished), folder, data_root, quiet)
         return EG3DRecipe(with_steps(ecfg), folder, data_root, quiet)
     if model == "toy-mvdream":
         from dreamlift.zoo.recipes.mvdream import MVDreamConfig, MVDreamRecipe
