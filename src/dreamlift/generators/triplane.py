@@ -366,13 +366,13 @@ class TriplaneGenerator(nn.Module):
             return torch.cat([weight, pad], dim=1)
 
         def grow_out(new: nn.Module, old_w: Tensor, old_b: Tensor) -> None:
-            """The old output channels' weights, fresh random ones (the layer's own default
-            scale) for the added channels, zero biases for them."""
+            """The old output channels' weights (``old_w`` already as wide as ``new``'s
+            input), fresh random ones (the layer's own default scale) for the added channels,
+            zero biases for them."""
             fan_in = new.weight[0].numel()
             bound = 1 / math.sqrt(fan_in)
             fresh = (torch.rand(new.weight.shape, generator=gen) * 2 - 1) * bound
-            fresh[: old_w.shape[0], : old_w.shape[1]] = old_w
-            fresh[: old_w.shape[0], old_w.shape[1] :] = 0
+            fresh[: old_w.shape[0]] = old_w
             new.weight.copy_(fresh)
             new.bias.zero_()
             new.bias[: old_b.shape[0]] = old_b

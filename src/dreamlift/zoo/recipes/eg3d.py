@@ -484,6 +484,3 @@ class EG3DPolishRecipe(EG3DAnnealRecipe):
     stage = "polish"
     kind = "zoo-eg3d-polish"
     previous = "vary"
-
-    def heads_before(self) -> tuple[int, ...]:
-        return tuple(h for h, _ in self.config.data.items())
