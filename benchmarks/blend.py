@@ -18,7 +18,9 @@ Each pair is inverted once (fast preset: W, W+, joint PTI) and blended six ways:
 * ``ours``: BlendNeRF (global + ICP alignment, image + density terms);
 * ``ours_no_icp``: global alignment only; ``ours_no_density``: the image term only;
 * ``ours_poisson``: the paper's "ours + Poisson" variant;
-* ``paste_2d`` and ``poisson_2d``: the unaligned reference pasted / Poisson-blended in 2D.
+* ``paste_2d`` and ``poisson_2d``: the unaligned reference pasted / Poisson-blended in 2D;
+* two floors, no blending at all: ``unchanged_2d`` (the original image) and
+  ``unblended_3d`` (the original's inverted latent rendered).
 
 Scores: PSNR against the truth at the original's view (all) and at four novel views (3D
 methods); the paper's masked L2 and masked perceptual distance (inside against the aligned
@@ -66,7 +68,12 @@ RESULTS = Path(__file__).parent / "results"
 PARTS = ("hair", "nose", "eyes", "glasses", "face")
 GAPS = (5.0, 15.0, 25.0, 35.0, 45.0, 20.0, 30.0, 40.0)
 METHODS_3D = ("ours", "ours_no_icp", "ours_no_density", "ours_poisson")
-METHODS = (*METHODS_3D, "paste_2d", "poisson_2d")
+METHODS_2D = ("paste_2d", "poisson_2d")
+FLOORS = ("unchanged_2d", "unblended_3d")
+"""What doing nothing scores: the original image itself, and the original's inverted latent
+rendered (every 3D method's starting point). On a pair whose part looks alike at the
+original's view the first is near the truth and no blend can beat it."""
+METHODS = (*METHODS_3D, *METHODS_2D, *FLOORS)
 BARS = {"blend_s": 300.0, "wins_vs_poisson_2d": 0.75, "icp_scale_error": 0.05}
 
 
@@ -188,9 +195,24 @@ def run_pair(spec: dict, cfg, gen, parser, distance) -> dict:  # noqa: ANN001
         out["methods"][name] = scores
         out.setdefault("images", {})[name] = result.image
     mask_2d = region_2d(parser, original.image, reference.image, part)
-    for name, fn in (("paste_2d", paste_2d), ("poisson_2d", poisson_2d)):
-        image = fn(original.image, reference.image, mask_2d)
+    with torch.no_grad():
+        gen = pair.generator
+        unblended = gen.render(gen.synthesis(pair.ws_original), cams).rgb
+        inverted = gen.render(
+            gen.synthesis(pair.ws_original), original.camera(cfg.resolution)
+        ).rgb.cpu()
+    images_2d = {
+        "paste_2d": paste_2d(original.image, reference.image, mask_2d),
+        "poisson_2d": poisson_2d(original.image, reference.image, mask_2d),
+        "unchanged_2d": original.image,
+        "unblended_3d": inverted,
+    }
+    for name, image in images_2d.items():
         out["methods"][name] = {"psnr_view": masked_psnr(image[0], truth[0])}
+        if name == "unblended_3d":
+            out["methods"][name]["psnr_novel"] = statistics.mean(
+                masked_psnr(unblended[i], truth[i + 1]) for i in range(len(NOVEL_POSES))
+            )
         if ours_alignment is not None:
             out["methods"][name].update(
                 masked_errors(
@@ -258,7 +280,7 @@ def summarise(records: list[dict], kid: dict[str, float] | None) -> dict:
                     for r in group
                     if "psnr_view" in r["methods"][name]
                 )
-                for name in ("ours", "poisson_2d", "paste_2d")
+                for name in ("ours", "poisson_2d", "paste_2d", "unchanged_2d")
                 if any("psnr_view" in r["methods"][name] for r in group)
             }
     return {
