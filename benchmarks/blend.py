@@ -196,22 +196,20 @@ def run_pair(spec: dict, cfg, gen, parser, distance) -> dict:  # noqa: ANN001
         out.setdefault("images", {})[name] = result.image
     mask_2d = region_2d(parser, original.image, reference.image, part)
     with torch.no_grad():
-        gen = pair.generator
-        unblended = gen.render(gen.synthesis(pair.ws_original), cams).rgb
-        inverted = gen.render(
-            gen.synthesis(pair.ws_original), original.camera(cfg.resolution)
-        ).rgb.cpu()
-    images_2d = {
+        planes = pair.generator.synthesis(pair.ws_original)
+        unblended_novel = pair.generator.render(planes, cams).rgb
+        unblended = pair.generator.render(planes, original.camera(cfg.resolution)).rgb.cpu()
+    baselines = {
         "paste_2d": paste_2d(original.image, reference.image, mask_2d),
         "poisson_2d": poisson_2d(original.image, reference.image, mask_2d),
         "unchanged_2d": original.image,
-        "unblended_3d": inverted,
+        "unblended_3d": unblended,
     }
-    for name, image in images_2d.items():
+    for name, image in baselines.items():
         out["methods"][name] = {"psnr_view": masked_psnr(image[0], truth[0])}
         if name == "unblended_3d":
             out["methods"][name]["psnr_novel"] = statistics.mean(
-                masked_psnr(unblended[i], truth[i + 1]) for i in range(len(NOVEL_POSES))
+                masked_psnr(unblended_novel[i], truth[i + 1]) for i in range(len(NOVEL_POSES))
             )
         if ours_alignment is not None:
             out["methods"][name].update(
