@@ -81,6 +81,31 @@ def test_density_is_zero_outside_the_box_and_differentiable_inside(gen):
     assert planes.grad.abs().sum() > 0
 
 
+def test_a_render_runs_the_decoder_once_per_sample_and_composites_them_in_depth_order(gen):
+    """The coarse samples' outputs are kept for the union (EG3D's unify_samples), not
+    evaluated a second time; the union is composited sorted along each ray."""
+    cams = head_cameras(torch.tensor([20.0]), torch.tensor([10.0]), 8)
+    planes = gen.synthesis(gen.mapping(torch.randn(1, gen.z_dim)))
+    counted: list[int] = []
+    decode = gen.decoder.forward
+
+    def counting(features: torch.Tensor) -> torch.Tensor:
+        counted.append(features.numel() // features.shape[-1])
+        return decode(features)
+
+    gen.decoder.forward = counting
+    n_c, n_f = 6, 5
+    full = gen.render(planes, cams, samples=(n_c, n_f))
+    assert sum(counted) == 8 * 8 * (n_c + n_f)
+    # Depth order: the expected depth lies between the box's entry and exit along each ray.
+    hit = full.alpha[0, 0] > 0.5
+    assert hit.any() and (full.depth[0, 0][hit] > 0).all()
+    # The importance samples change the picture only where the coarse ones saw density.
+    coarse = gen.render(planes, cams, samples=(n_c, 0))
+    empty = (coarse.alpha[0, 0] < 1e-6) & (full.alpha[0, 0] < 1e-6)
+    assert torch.allclose(full.rgb[..., empty], coarse.rgb[..., empty])
+
+
 def test_importance_samples_follow_the_weights():
     bins = torch.linspace(0, 1, 11)[None]
     weights = torch.zeros(1, 10)

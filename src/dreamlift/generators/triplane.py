@@ -275,9 +275,12 @@ class TriplaneGenerator(nn.Module):
         gen: torch.Generator | None = None,
         samples: tuple[int, int] | None = None,
     ) -> dict[str, Tensor]:
-        """Coarse stratified samples (no gradient: they only place the fine ones), then
-        importance samples from their weights; the union is rendered with gradients.
-        ``samples`` (coarse, importance) overrides the config's counts."""
+        """Coarse stratified samples, then importance samples from their weights; the union
+        is composited. The coarse samples' outputs are kept for the union rather than
+        evaluated again (EG3D's renderer merges them the same way, ``unify_samples``): the
+        decoder runs once per sample, 2/3 of the evaluations of a second pass over all of
+        them. The fine samples' placement carries no gradient. ``samples`` (coarse,
+        importance) overrides the config's counts."""
         cfg = self.cfg
         b, r, _ = origins.shape
         o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
@@ -285,17 +288,26 @@ class TriplaneGenerator(nn.Module):
         n_c, n_f = samples if samples else (cfg.coarse_samples, cfg.fine_samples)
         noise = torch.rand(o.shape[0], n_c, generator=gen, device=o.device) if jitter else None
         t_c, _ = stratified_samples(near, far, n_c, noise)
-        with torch.no_grad():
-            sig_c, _ = self.raw(planes, (o[:, None] + t_c[..., None] * d[:, None]).view(b, -1, 3))
-            edges = torch.cat([near[:, None], (t_c[:, 1:] + t_c[:, :-1]) / 2, far[:, None]], -1)
-            w_c = composite_weights(sig_c.view(-1, n_c), edges.diff(dim=-1))
-            if jitter:
-                u = torch.rand(o.shape[0], n_f, generator=gen, device=o.device)
-            else:
-                u = ((torch.arange(n_f, device=o.device) + 0.5) / n_f).expand(o.shape[0], n_f)
-            t_f = importance_samples(edges, w_c, n_f, u)
-            t, _ = torch.sort(torch.cat([t_c, t_f], dim=-1), dim=-1)
-        sig, rgb = self.raw(planes, (o[:, None] + t[..., None] * d[:, None]).view(b, -1, 3))
+
+        def at(t: Tensor) -> tuple[Tensor, Tensor]:
+            sig, rgb = self.raw(planes, (o[:, None] + t[..., None] * d[:, None]).view(b, -1, 3))
+            return sig.view(-1, t.shape[1]), rgb.view(-1, t.shape[1], 3)
+
+        sig, rgb = at(t_c)
+        t = t_c
+        if n_f:
+            with torch.no_grad():
+                edges = torch.cat([near[:, None], (t_c[:, 1:] + t_c[:, :-1]) / 2, far[:, None]], -1)
+                w_c = composite_weights(sig.detach(), edges.diff(dim=-1))
+                if jitter:
+                    u = torch.rand(o.shape[0], n_f, generator=gen, device=o.device)
+                else:
+                    u = ((torch.arange(n_f, device=o.device) + 0.5) / n_f).expand(o.shape[0], n_f)
+                t_f = importance_samples(edges, w_c, n_f, u)
+            sig_f, rgb_f = at(t_f)
+            t, order = torch.sort(torch.cat([t_c, t_f], dim=-1), dim=-1, stable=True)
+            sig = torch.cat([sig, sig_f], dim=-1).gather(-1, order)
+            rgb = torch.cat([rgb, rgb_f], dim=1).gather(1, order[..., None].expand(-1, -1, 3))
         n = n_c + n_f
         delta = torch.cat([t.diff(dim=-1), (far[:, None] - t[:, -1:]).clamp(min=0)], dim=-1)
         weights = composite_weights(sig.view(-1, n), delta)
