@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from dreamlift.fields.volume import composite_weights, ray_aabb, stratified_samples
 from dreamlift.generators import Generator3D, GeneratorError, TriplaneConfig, TriplaneGenerator
 from dreamlift.generators.triplane import importance_samples
 from dreamlift.world.heads import head_cameras
@@ -83,7 +84,8 @@ def test_density_is_zero_outside_the_box_and_differentiable_inside(gen):
 
 def test_a_render_runs_the_decoder_once_per_sample_and_composites_them_in_depth_order(gen):
     """The coarse samples' outputs are kept for the union (EG3D's unify_samples), not
-    evaluated a second time; the union is composited sorted along each ray."""
+    evaluated a second time, and the picture is the one a second pass over the sorted union
+    gives."""
     cams = head_cameras(torch.tensor([20.0]), torch.tensor([10.0]), 8)
     planes = gen.synthesis(gen.mapping(torch.randn(1, gen.z_dim)))
     counted: list[int] = []
@@ -95,15 +97,30 @@ def test_a_render_runs_the_decoder_once_per_sample_and_composites_them_in_depth_
 
     gen.decoder.forward = counting
     n_c, n_f = 6, 5
-    full = gen.render(planes, cams, samples=(n_c, n_f))
+    origins, dirs, _ = cams.rays()
+    o, d = origins.reshape(1, -1, 3), dirs.reshape(1, -1, 3)
+    with torch.no_grad():
+        out = gen.render_rays(planes, o, d, samples=(n_c, n_f))
     assert sum(counted) == 8 * 8 * (n_c + n_f)
-    # Depth order: the expected depth lies between the box's entry and exit along each ray.
-    hit = full.alpha[0, 0] > 0.5
-    assert hit.any() and (full.depth[0, 0][hit] > 0).all()
-    # The importance samples change the picture only where the coarse ones saw density.
-    coarse = gen.render(planes, cams, samples=(n_c, 0))
-    empty = (coarse.alpha[0, 0] < 1e-6) & (full.alpha[0, 0] < 1e-6)
-    assert torch.allclose(full.rgb[..., empty], coarse.rgb[..., empty])
+    del gen.decoder.forward
+    # The same composite written out the two-pass way: decode the coarse samples, place the
+    # importance samples from their weights, decode the sorted union again.
+    with torch.no_grad():
+        near, far, _ = ray_aabb(o[0], d[0], -gen.cfg.box, gen.cfg.box)
+        t_c, _ = stratified_samples(near, far, n_c, None)
+        sig_c, _ = gen.raw(planes, (o[0, :, None] + t_c[..., None] * d[0, :, None]).view(1, -1, 3))
+        edges = torch.cat([near[:, None], (t_c[:, 1:] + t_c[:, :-1]) / 2, far[:, None]], -1)
+        weights_c = composite_weights(sig_c.view(-1, n_c), edges.diff(dim=-1))
+        u = ((torch.arange(n_f) + 0.5) / n_f).expand(len(near), n_f)
+        t, _ = torch.sort(torch.cat([t_c, importance_samples(edges, weights_c, n_f, u)], -1), -1)
+        sig, rgb = gen.raw(planes, (o[0, :, None] + t[..., None] * d[0, :, None]).view(1, -1, 3))
+        delta = torch.cat([t.diff(dim=-1), (far[:, None] - t[:, -1:]).clamp(min=0)], dim=-1)
+        weights = composite_weights(sig.view(-1, n_c + n_f), delta)
+        colour = (weights[..., None] * rgb.view(-1, n_c + n_f, 3)).sum(1)
+        colour = colour + (1 - weights.sum(-1, keepdim=True)) * gen.cfg.background
+    assert (weights.sum(-1) > 0.5).any()  # some rays meet the random head
+    assert torch.allclose(out["rgb"][0], colour, atol=1e-6)
+    assert torch.allclose(out["alpha"][0, :, 0], weights.sum(-1), atol=1e-6)
 
 
 def test_importance_samples_follow_the_weights():
