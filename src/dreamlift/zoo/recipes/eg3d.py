@@ -166,9 +166,10 @@ class EG3DConfig:
         """The ``polish`` stage's settings: the vary stage's render sets and schedule, another
         batch seed. ``channels`` widens the synthesis network first (function-preserving,
         :meth:`TriplaneGenerator.widened`); the shipped stage keeps the widths, because
-        doubling the last two blocks (to 128 and 64 channels, 1.8× the synthesis time) raised
-        the fit by 0.04 dB over the same 8,000 steps at the same widths (same batches, run side
-        by side; docs/benchmarks.md, "toy-eg3d's polish stage")."""
+        doubling the last two blocks (to 128 and 64 channels: a training step 1.45× as long,
+        measured alone at one thread) raised the fit by 0.04 dB over the same 8,000 steps at
+        the same widths (same batches, run side by side; docs/benchmarks.md, "toy-eg3d's
+        polish stage")."""
         varied = self.varied(steps, variants)
         polished = replace(varied, train=replace(varied.train, seed=4))
         if channels is None or tuple(channels) == self.generator.channels:
