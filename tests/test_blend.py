@@ -481,6 +481,40 @@ def test_benchmark_pairs_are_fixed_differ_in_their_part_and_span_the_yaw_gaps():
         assert reference.scale in ((1.0,) if not p["reference_set"] else (0.9, 1.1))
 
 
+def test_a_pair_shows_its_part_only_where_the_truth_differs_from_the_original_view():
+    """Judged from the world's renders: a bun behind the head and a nose 0.01 longer leave the
+    original's front view (nearly) as it is; another head's face does not."""
+    import blend as bench
+
+    from dreamlift.methods.blend.inputs import load_inputs
+    from dreamlift.methods.blend.scores import truth_views
+
+    def shown(head: int, reference: int, part: str, reference_set: str = "") -> int:
+        request = BlendRequest(
+            head=head,
+            yaw=0.0,
+            pitch=10.0,
+            reference_head=reference,
+            reference_yaw=0.0,
+            reference_pitch=10.0,
+            reference_set=reference_set,
+            part=part,
+            config=preset_config("fast"),
+        )
+        original, _ = load_inputs(request)
+        truth = truth_views(request, original, [original.pose], 64)[0]
+        return bench.visible_pixels(original.image[0], truth)
+
+    assert shown(246, 246, "hair", "hair=short") == 0  # 246 wears a bun: behind the head
+    nose = head_params(213).nose_length
+    longer = f"nose_length={min(nose + 0.01, 0.045):.4f}"
+    assert shown(213, 213, "nose", longer) < bench.VISIBLE_PIXELS
+    assert shown(213, 213, "glasses", "glasses=yes,glasses_colour=red") >= bench.VISIBLE_PIXELS
+    assert shown(245, 238, "face") > 10 * bench.VISIBLE_PIXELS
+    # the same head's own part: nothing changes at all
+    assert shown(213, 213, "eyes") == 0
+
+
 def test_benchmark_summary_counts_a_failed_blend_as_a_loss():
     import blend as bench
 
@@ -501,11 +535,17 @@ def test_benchmark_summary_counts_a_failed_blend_as_a_loss():
         record(25.0, {"psnr_view": 25.0, **icp}),
         record(30.0, {"failed": "the hair region is empty"}),
         record(10.0, {"psnr_view": 21.0, **icp}),
+        record(40.0, {"psnr_view": 21.0, **icp}),
     ]
+    for r, pixels in zip(records, (100, 50, 100, 0), strict=True):
+        r["visible_pixels"] = pixels
     summary = bench.summarise(records, None)
     ours = summary["methods"]["ours"]
-    assert ours["failed"] == 1 and ours["psnr_view"] == pytest.approx(23.0)
-    assert ours["wins_vs_poisson_2d_gap20"] == pytest.approx(0.5)
+    assert ours["failed"] == 1 and ours["psnr_view"] == pytest.approx(67 / 3)
+    assert ours["wins_vs_poisson_2d_gap20"] == pytest.approx(1 / 3)
+    # the pair whose part the original's view does not show leaves the second figure
+    assert ours["wins_vs_poisson_2d_gap20_shown"] == pytest.approx(0.5)
+    assert (summary["pairs_gap20"], summary["pairs_gap20_shown"]) == (3, 2)
     assert math.isclose(summary["blend_s"], 100.0)
 
 
