@@ -145,6 +145,8 @@ def test_edit_runs_probe_revise_ipg_and_records_eta(source_run, tiny_prior, tmp_
     assert summary["metrics"]["source_run"] == str(source_run)
     split = summary["iteration_split"]
     assert split["iterations"] == 4 + 3 + 2 and 0 < split["prior_fraction"] < 1
+    # the stages' backward passes are timed in their two parts, not left in "other"
+    assert split["seconds"]["render_backward"] > 0
     records = [json.loads(x) for x in (tmp_path / "e" / "metrics.jsonl").read_text().splitlines()]
     assert any("loss_ipg_l1" in r for r in records)
 

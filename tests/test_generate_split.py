@@ -83,6 +83,27 @@ def test_two_stage_backward_is_the_one_pass_gradient(tiny_sd, field, guidance, e
             assert torch.equal(two[name], one[name]), name
 
 
+def test_a_method_term_on_the_renders_keeps_the_two_stage_backward(tiny_sd):
+    """An edit's identity terms read the step's renders: added through ``add_render_loss`` the
+    backward is still timed in two stages (not lumped into one pass the split cannot see),
+    and its gradient is the one-pass gradient to rounding."""
+    cfg = gen.build_config("fast", prompt="a red cube", prior=str(tiny_sd), field="nerf")
+    prior = DiffusionPrior.load(tiny_sd, device="cpu")
+    grads = []
+    for two_stage in (False, True):
+        fld, step = _step(cfg, prior)
+        loss, _, out = step(0)
+        total = step.add_render_loss(loss, 3.0 * (out["rgb"] - 0.5).abs().mean())
+        step.backward(total) if two_stage else total.backward()
+        grads.append({n: p.grad.clone() for n, p in fld.named_parameters() if p.grad is not None})
+        assert ("render_backward" in step.timer.seconds) is two_stage
+    one, two = grads
+    assert one.keys() == two.keys() and one
+    for name in one:
+        scale = float(one[name].abs().max())
+        torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-5 * scale)
+
+
 @pytest.mark.parametrize("field", ["gaussians", "nerf"])
 def test_opacity_penalty_alone_clears_what_the_views_see(tiny_sd, field):
     """With the guidance switched off, the opacity penalty empties the views, and it is

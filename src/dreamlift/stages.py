@@ -133,6 +133,7 @@ def run_stages(
             state=state,
             make_optimizer=make_opt,
             optimizer=start_opt,
+            backward=getattr(step_loss, "backward", None),
         )
         results[stage.name] = result
         carried = result.optimizer.state_dict() if result.optimizer is not None else None

@@ -97,6 +97,9 @@ class ProbeStep:
         )
         return loss, logs, out
 
+    def backward(self, loss: Tensor) -> None:
+        self.inner.backward(loss)
+
 
 class IdentityPreservingStep:
     """SDS plus the identity terms against the source's renders at the step's cameras."""
@@ -124,18 +127,21 @@ class IdentityPreservingStep:
         cams, background = self.inner.last_cameras, self.inner.last_background
         assert cams is not None and background is not None
         images = out["rgb"].permute(0, 3, 1, 2)
-        with torch.no_grad():
+        with torch.no_grad(), self.inner.timer.section("render_forward"):
             ref = self.source.render(cams, background)["rgb"].permute(0, 3, 1, 2)
         # The official L1 weight is for the mean over 4 views of 256² RGB: per pixel value
         # the same pull here, whatever our render size and batch.
         l1 = (images - ref).abs().mean() * images.numel() / self.cfg.ipg_reference_pixels
-        loss = loss + w_l1 * l1
+        identity = w_l1 * l1
         logs["loss_ipg_l1"] = float(l1.detach())
         if self.distance is not None and w_p > 0:
             perceptual = self.distance.between(images.clamp(0, 1), ref) * images.shape[0]
-            loss = loss + w_p * perceptual
+            identity = identity + w_p * perceptual
             logs["loss_ipg_perceptual"] = float(perceptual.detach())
-        return loss, logs, out
+        return self.inner.add_render_loss(loss, identity), logs, out
+
+    def backward(self, loss: Tensor) -> None:
+        self.inner.backward(loss)
 
 
 def source_run(cfg: EditConfig, out: Path, quiet: bool) -> Path:

@@ -215,6 +215,16 @@ class TextTo3D:
             return colour.to(self.background.device)
         return self.background
 
+    def add_render_loss(self, loss: Tensor, term: Tensor) -> Tensor:
+        """``loss + term`` for a term on this step's renders (a method's own, such as an edit's
+        identity terms), kept with the field's terms so that :meth:`backward` still times the
+        step in two stages rather than falling back to one pass."""
+        total = loss + term
+        if self._parts is not None and self._parts[0] is loss:
+            _, guidance_loss, images, field_losses = self._parts
+            self._parts = (total, guidance_loss, images, [*field_losses, term])
+        return total
+
     def backward(self, loss: Tensor) -> None:
         """``loss.backward()`` in two timed stages (:func:`two_stage_backward`)."""
         parts, self._parts = self._parts, None
