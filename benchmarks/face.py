@@ -68,7 +68,7 @@ from dreamlift.utils.process import configure_process
 from dreamlift.world.heads import HELD_OUT_HEADS, head_params
 from dreamlift.world.lighting import named_light
 from dreamlift.zoo.recipes.head_nets import load_head_net
-from dreamlift.zoo.registry import resolve
+from dreamlift.zoo.registry import model_folder, resolve
 
 RESULTS = Path(__file__).parent / "results"
 EDITS = (
@@ -129,7 +129,7 @@ def _face(case: dict, folder: Path, cfg, prompt=None, light=None) -> dict:  # no
         head=case["head"], yaw=case["yaw"], prompt=prompt, light=light, config=cfg
     )
     done = folder / "summary.json"
-    if done.is_file():
+    if done.is_file() and not _older_than_its_models(done, cfg):
         summary = json.loads(done.read_text())
     else:
         shutil.rmtree(folder, ignore_errors=True)
@@ -142,6 +142,18 @@ def _face(case: dict, folder: Path, cfg, prompt=None, light=None) -> dict:  # no
         "prior_share": summary["metrics"].get("prior_share"),
         "reconstruction": summary["metrics"]["reconstruction_scores"],
     }
+
+
+def _older_than_its_models(done: Path, cfg) -> bool:  # noqa: ANN001
+    """Whether a finished run predates a change of a model it used (a retrained toy-eg3d,
+    say): then it is run again rather than read, so a re-run benchmark never mixes runs of
+    two generators. A fresh checkout's models are newer than any run, which errs safe."""
+    names = (cfg.generator, cfg.prior, cfg.pose_estimator, cfg.identity_net, cfg.light_net)
+    newest = max(
+        (f.stat().st_mtime for name in names for f in model_folder(name).rglob("*") if f.is_file()),
+        default=0.0,
+    )
+    return done.stat().st_mtime < newest
 
 
 def _invert(image: torch.Tensor, pose: Pose, gen, distance) -> tuple:  # noqa: ANN001

@@ -425,3 +425,35 @@ def test_sdedit_keeps_the_image_at_low_strength_and_changes_it_at_high(head_prio
     assert (low - round_trip).abs().mean() < 0.85 * (high - round_trip).abs().mean()
     with pytest.raises(ConfigError, match="strength"):
         sdedit(prior, image, "a person", strength=0.0)
+
+
+def test_the_face_benchmark_runs_again_a_run_older_than_a_model_it_used(tmp_path):
+    """A finished benchmark run is read back only while every model it used is older than it:
+    a retrained generator must not leave runs of the old one in the table."""
+    import os
+    from types import SimpleNamespace
+
+    from benchmark_modules import load_benchmark
+
+    bench = load_benchmark("face")
+    models = {}
+    for name in ("generator", "prior", "pose", "id", "light"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"0")
+        os.utime(folder / "model.safetensors", (1_000, 1_000))
+        models[name] = folder
+    cfg = SimpleNamespace(
+        generator=models["generator"],
+        prior=models["prior"],
+        pose_estimator=models["pose"],
+        identity_net=models["id"],
+        light_net=models["light"],
+    )
+    done = tmp_path / "run" / "summary.json"
+    done.parent.mkdir()
+    done.write_text("{}")
+    os.utime(done, (2_000, 2_000))
+    assert not bench._older_than_its_models(done, cfg)
+    os.utime(models["generator"] / "model.safetensors", (3_000, 3_000))  # retrained
+    assert bench._older_than_its_models(done, cfg)
