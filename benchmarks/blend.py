@@ -234,7 +234,6 @@ def run_pair(spec: dict, cfg, gen, parser, distance) -> dict:  # noqa: ANN001
             )
         out["images"][name] = image
     out["truth_view"] = truth[:1]
-    out["visible_pixels"] = visible_pixels(original.image[0], truth[0])
     out["blend_s"] = inversion_s + out["methods"]["ours"]["seconds"]
     out["region_2d_pixels"] = int(mask_2d.sum())
     out.update(true_surface_scale(request, original, cfg))
@@ -389,7 +388,6 @@ def main() -> None:
             if not saved_images.exists():
                 raise SystemExit(f"error: {saved_images} is missing (the pair's run saves it)")
             r.update(torch.load(saved_images))
-            r["visible_pixels"] = visible_pixels(r["images"]["unchanged_2d"][0], r["truth_view"][0])
         finish(records, RESULTS / "blend.json", **provenance)
         return
     k, n = (int(v) for v in args.shard.split("/"))
@@ -423,6 +421,8 @@ def main() -> None:
 
 
 def finish(records: list[dict], path: Path, **provenance: dict) -> None:
+    for r in records:  # every record holds its images here: run, merged or rescored alike
+        r["visible_pixels"] = visible_pixels(r["images"]["unchanged_2d"][0], r["truth_view"][0])
     summary = summarise(records, _kid(records))
     show(summary, len(records))
     write_results(

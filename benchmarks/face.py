@@ -148,7 +148,14 @@ def _older_than_its_models(done: Path, cfg) -> bool:  # noqa: ANN001
     """Whether a finished run predates a change of a model it used (a retrained toy-eg3d,
     say): then it is run again rather than read, so a re-run benchmark never mixes runs of
     two generators. A fresh checkout's models are newer than any run, which errs safe."""
-    names = (cfg.generator, cfg.prior, cfg.pose_estimator, cfg.identity_net, cfg.light_net)
+    names = (
+        cfg.generator,
+        cfg.prior,
+        cfg.pose_estimator,
+        cfg.identity_net,
+        cfg.light_net,
+        cfg.parts_net,
+    )
     newest = max(
         (f.stat().st_mtime for name in names for f in model_folder(name).rglob("*") if f.is_file()),
         default=0.0,

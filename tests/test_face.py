@@ -437,7 +437,7 @@ def test_the_face_benchmark_runs_again_a_run_older_than_a_model_it_used(tmp_path
 
     bench = load_benchmark("face")
     models = {}
-    for name in ("generator", "prior", "pose", "id", "light"):
+    for name in ("generator", "prior", "pose", "id", "light", "parts"):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "model.safetensors").write_bytes(b"0")
@@ -449,11 +449,15 @@ def test_the_face_benchmark_runs_again_a_run_older_than_a_model_it_used(tmp_path
         pose_estimator=models["pose"],
         identity_net=models["id"],
         light_net=models["light"],
+        parts_net=models["parts"],
     )
     done = tmp_path / "run" / "summary.json"
     done.parent.mkdir()
     done.write_text("{}")
     os.utime(done, (2_000, 2_000))
     assert not bench._older_than_its_models(done, cfg)
+    os.utime(models["parts"] / "model.safetensors", (3_000, 3_000))  # the scorer retrained
+    assert bench._older_than_its_models(done, cfg)
+    os.utime(models["parts"] / "model.safetensors", (1_000, 1_000))
     os.utime(models["generator"] / "model.safetensors", (3_000, 3_000))  # retrained
     assert bench._older_than_its_models(done, cfg)
